@@ -21,6 +21,49 @@ pub struct Cli {
 pub enum Command {
     /// Show the admin role catalog: what each role implies and the permissions it grants.
     Roles(RolesArgs),
+    /// The reference portal server.
+    #[command(subcommand)]
+    Portal(PortalCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PortalCommand {
+    /// Serve the portal API (migrations run at start).
+    Serve(ServeArgs),
+    /// Print a new random API key, e.g. for PORTAL_BOOTSTRAP_API_KEY.
+    NewApiKey,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "PORTAL_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+
+    /// sqlite://FILE (created if missing) or postgres://USER@HOST/DB.
+    #[arg(
+        long,
+        env = "PORTAL_DATABASE_URL",
+        default_value = "sqlite://portal.db"
+    )]
+    pub database_url: String,
+
+    /// Where people reach the portal; invitation links start with it. Defaults to http://LISTEN.
+    #[arg(long, env = "PORTAL_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// The platform principal's API key, installed at start if no platform principal exists.
+    #[arg(
+        long,
+        env = "PORTAL_BOOTSTRAP_API_KEY",
+        hide_env_values = true,
+        conflicts_with = "bootstrap_api_key_file"
+    )]
+    pub bootstrap_api_key: Option<String>,
+
+    /// A file holding the bootstrap API key (see --bootstrap-api-key).
+    #[arg(long, env = "PORTAL_BOOTSTRAP_API_KEY_FILE")]
+    pub bootstrap_api_key_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -44,8 +87,66 @@ impl Cli {
     pub fn run(self, out: &mut impl Write) -> anyhow::Result<()> {
         match self.command {
             Command::Roles(args) => roles(args, out),
+            Command::Portal(PortalCommand::NewApiKey) => {
+                writeln!(out, "{}", crate::portal::auth::new_api_key().key)?;
+                Ok(())
+            }
+            Command::Portal(PortalCommand::Serve(args)) => serve(args),
         }
     }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+
+    init_tracing();
+    let bootstrap_api_key = match (&args.bootstrap_api_key, &args.bootstrap_api_key_file) {
+        (Some(key), _) => Some(key.trim().to_owned()),
+        (None, Some(path)) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("read the bootstrap API key from {}", path.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        (None, None) => None,
+    };
+    let config = crate::portal::PortalConfig {
+        database_url: args.database_url.clone(),
+        public_url: args
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", args.listen)),
+        bootstrap_api_key,
+    };
+    let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
+    runtime.block_on(async move {
+        let portal = crate::portal::Portal::open(config).await?;
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listen on {}", args.listen))?;
+        tracing::info!(address = %listener.local_addr()?, "portal listening");
+        portal.serve(listener, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install the SIGTERM handler");
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PORTAL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn roles(args: RolesArgs, out: &mut impl Write) -> anyhow::Result<()> {

@@ -1,9 +1,11 @@
 //! portal-operator: admin access to multi-tenant telephony admin portals, as code.
 //!
 //! - [`domain`]: the seeds' role model, access evaluation and validation (pure).
+//! - [`portal`]: the reference portal server.
 //! - [`cli`]: the command line of the `portal-operator` binary.
 
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod domain;
+pub mod portal;

@@ -1,0 +1,174 @@
+//! `/v1/api-keys`: keys act as the principal they belong to. The key itself is shown once.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::auth::{Principal, grants_of, new_api_key};
+use super::json::{JsonBody, Page};
+use super::problem::{ApiError, ApiResult};
+use super::time::format_millis;
+use super::{AppState, SecretResponse, db_error};
+use crate::domain::{AccountTree, Permission};
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateKey {
+    pub name: String,
+    /// The platform principal may issue a key for an admin; admins issue keys for themselves.
+    #[serde(default)]
+    pub admin_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyView {
+    pub id: String,
+    pub name: String,
+    pub principal_id: String,
+    pub created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    JsonBody(body): JsonBody<CreateKey>,
+) -> ApiResult<Response> {
+    let name = body.name.trim();
+    if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "/name",
+            "name must hold 1 to 100 printable characters",
+        ));
+    }
+    let now = state.now();
+    let mut tx = state
+        .store
+        .write()
+        .await
+        .map_err(db_error("start a transaction"))?;
+    let owner = match (&body.admin_id, principal.is_platform()) {
+        (None, _) => principal.id.clone(),
+        (Some(admin), true) => {
+            let exists = sqlx::query("SELECT id FROM principals WHERE id = $1 AND kind = 'admin'")
+                .bind(admin)
+                .fetch_optional(&mut *tx.tx)
+                .await
+                .map_err(db_error("find the admin"))?;
+            if exists.is_none() {
+                return Err(ApiError::not_found("admin", admin).at("/adminId"));
+            }
+            admin.clone()
+        }
+        (Some(_), false) => {
+            return Err(ApiError::forbidden(
+                "only the platform principal may issue keys for other admins",
+            )
+            .at("/adminId"));
+        }
+    };
+    if !principal.is_platform() {
+        // A key is as strong as its holder; issuing one needs api_keys.write on some account.
+        let grants = grants_of(&mut tx.tx, &principal.id).await?;
+        let mut allowed = false;
+        for grant in &grants {
+            let chain = super::accounts::load_chain(&mut tx.tx, grant.account.as_str()).await?;
+            let tree = AccountTree::new(chain.iter().map(super::accounts::AccountRow::to_domain))
+                .map_err(|e| ApiError::internal("load the account tree", e))?;
+            if crate::domain::effective_access(&grants, &tree, &principal.subject(), &grant.account)
+                .is_ok_and(|access| access.has_permission(Permission::ApiKeysWrite))
+            {
+                allowed = true;
+                break;
+            }
+        }
+        if !allowed {
+            return Err(ApiError::forbidden(
+                "issuing an API key needs api_keys.write on at least one account",
+            ));
+        }
+    }
+    let key = new_api_key();
+    sqlx::query("INSERT INTO api_keys (id, principal_id, name, secret_hash, created_at) VALUES ($1, $2, $3, $4, $5)")
+        .bind(&key.id)
+        .bind(&owner)
+        .bind(name)
+        .bind(&key.secret_hash)
+        .bind(now)
+        .execute(&mut *tx.tx)
+        .await
+        .map_err(db_error("create the API key"))?;
+    tx.commit().await.map_err(db_error("commit"))?;
+    let view = KeyView {
+        id: key.id,
+        name: name.to_owned(),
+        principal_id: owner,
+        created_at: format_millis(now),
+        key: Some(key.key),
+    };
+    let mut response = (StatusCode::CREATED, Json(view)).into_response();
+    response.extensions_mut().insert(SecretResponse);
+    Ok(response)
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> ApiResult<Json<Page<KeyView>>> {
+    let mut connection = state.connection().await?;
+    let rows = sqlx::query(
+        "SELECT id, name, principal_id, created_at FROM api_keys WHERE principal_id = $1 AND revoked_at IS NULL ORDER BY id",
+    )
+    .bind(&principal.id)
+    .fetch_all(&mut *connection)
+    .await
+    .map_err(|e| ApiError::internal("list API keys", e))?;
+    let items = rows
+        .iter()
+        .map(|row| KeyView {
+            id: row.get(0),
+            name: row.get(1),
+            principal_id: row.get(2),
+            created_at: format_millis(row.get(3)),
+            key: None,
+        })
+        .collect();
+    Ok(Json(Page {
+        items,
+        next_cursor: None,
+    }))
+}
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let now = state.now();
+    let mut tx = state
+        .store
+        .write()
+        .await
+        .map_err(db_error("start a transaction"))?;
+    let updated = sqlx::query(
+        "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL AND (principal_id = $3 OR $4 = 1)",
+    )
+    .bind(now)
+    .bind(&id)
+    .bind(&principal.id)
+    .bind(i64::from(principal.is_platform()))
+    .execute(&mut *tx.tx)
+    .await
+    .map_err(db_error("revoke the API key"))?
+    .rows_affected();
+    if updated == 0 {
+        return Err(ApiError::not_found("API key", &id));
+    }
+    tx.commit().await.map_err(db_error("commit"))?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,314 @@
+//! The reference portal server: accounts, admins, invitations, role grants and API keys behind
+//! a documented HTTP API, on SQLite or PostgreSQL.
+//!
+//! Layout: [`store`] (database and change-feed sequencing), [`auth`] (API keys, authorization
+//! through the domain's `effective_access`), one module per resource ([`accounts`],
+//! [`grants`], [`invitations`], [`keys`]), [`idempotency`] (replays of POSTs), [`problem`]
+//! (RFC 9457 errors) and [`json`] (strict bodies, pagination).
+
+pub mod accounts;
+pub mod auth;
+pub mod grants;
+pub mod idempotency;
+pub mod invitations;
+pub mod json;
+pub mod keys;
+pub mod problem;
+pub mod store;
+pub mod time;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::middleware;
+use axum::routing::{delete, get, post};
+use sqlx::Row;
+use sqlx::pool::PoolConnection;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+use self::problem::{ApiError, ApiResult, ProblemKind};
+use self::store::Store;
+use self::time::{Clock, SystemClock};
+
+/// Settings of a portal server.
+#[derive(Debug, Clone)]
+pub struct PortalConfig {
+    pub database_url: String,
+    /// Where people reach the portal; invitation links start with it.
+    pub public_url: String,
+    /// The platform principal's key, installed when no platform principal exists yet.
+    pub bootstrap_api_key: Option<String>,
+}
+
+/// Marks a response that carries a secret (an invitation link): it is never stored for
+/// idempotent replay.
+#[derive(Debug, Clone, Copy)]
+pub struct SecretResponse;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub clock: Arc<dyn Clock>,
+    pub config: Arc<PortalConfig>,
+    expiry: Arc<Notify>,
+}
+
+impl AppState {
+    pub fn now(&self) -> i64 {
+        self.clock.now_millis()
+    }
+
+    pub async fn connection(&self) -> ApiResult<PoolConnection<sqlx::Any>> {
+        self.store
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| ApiError::internal("open a database connection", e))
+    }
+
+    /// The acceptance link for an invitation token. The token rides in the fragment, which
+    /// browsers never send to servers, so it stays out of access logs and Referer headers.
+    pub fn invitation_link(&self, token: &str) -> String {
+        format!(
+            "{}/invitations/accept#token={token}",
+            self.config.public_url.trim_end_matches('/')
+        )
+    }
+
+    /// Wakes the expiry sweeper (a new or changed expiry).
+    pub fn expiry_changed(&self) {
+        self.expiry.notify_one();
+    }
+}
+
+/// Maps a database error to a problem. Unique-constraint races (two requests creating the same
+/// thing at once) are conflicts the client can act on; anything else is internal.
+pub fn db_error(context: &'static str) -> impl Fn(sqlx::Error) -> ApiError {
+    move |error| match &error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => ApiError::new(
+            ProblemKind::ExternalRefConflict,
+            format!(
+                "{context}: another request created the same object at the same time; read it and retry"
+            ),
+        ),
+        _ => ApiError::internal(context, error),
+    }
+}
+
+/// A running portal: the state, ready to serve.
+pub struct Portal {
+    pub state: AppState,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PortalError {
+    #[error("open the database")]
+    Store(#[from] store::StoreError),
+    #[error("install the bootstrap API key")]
+    Bootstrap(#[source] sqlx::Error),
+    #[error(
+        "the bootstrap API key must look like pk_<32 hex digits>_<secret>; make one with `portal-operator portal new-api-key`"
+    )]
+    BadBootstrapKey,
+    #[error("listen on {address}")]
+    Listen {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("serve HTTP")]
+    Serve(#[source] std::io::Error),
+}
+
+impl Portal {
+    pub async fn open(config: PortalConfig) -> Result<Portal, PortalError> {
+        Portal::open_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    pub async fn open_with_clock(
+        config: PortalConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Portal, PortalError> {
+        let store = Store::connect(&config.database_url).await?;
+        if let Some(key) = &config.bootstrap_api_key {
+            bootstrap(&store, key, clock.now_millis()).await?;
+        }
+        Ok(Portal {
+            state: AppState {
+                store,
+                clock,
+                config: Arc::new(config),
+                expiry: Arc::new(Notify::new()),
+            },
+        })
+    }
+
+    pub fn router(&self) -> Router {
+        router(self.state.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, running the expiry sweeper alongside.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), PortalError> {
+        let sweeper = tokio::spawn(run_expiry_sweeper(self.state.clone()));
+        let result = axum::serve(
+            listener,
+            self.router()
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(PortalError::Serve);
+        sweeper.abort();
+        result
+    }
+}
+
+/// Installs the platform principal with `key` unless one exists.
+async fn bootstrap(store: &Store, key: &str, now: i64) -> Result<(), PortalError> {
+    let (id, secret) = key
+        .trim()
+        .strip_prefix("pk_")
+        .and_then(|rest| rest.split_once('_'))
+        .filter(|(id, secret)| {
+            id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit()) && secret.len() >= 16
+        })
+        .ok_or(PortalError::BadBootstrapKey)?;
+    let mut tx = store.write().await.map_err(PortalError::Bootstrap)?;
+    let existing = sqlx::query("SELECT id FROM principals WHERE kind = 'platform'")
+        .fetch_optional(&mut *tx.tx)
+        .await
+        .map_err(PortalError::Bootstrap)?;
+    if existing.is_some() {
+        tracing::info!("a platform principal exists; the bootstrap API key is not installed again");
+        return Ok(());
+    }
+    let principal_id = uuid::Uuid::now_v7().to_string();
+    sqlx::query("INSERT INTO principals (id, kind, created_at) VALUES ($1, 'platform', $2)")
+        .bind(&principal_id)
+        .bind(now)
+        .execute(&mut *tx.tx)
+        .await
+        .map_err(PortalError::Bootstrap)?;
+    sqlx::query("INSERT INTO api_keys (id, principal_id, name, secret_hash, created_at) VALUES ($1, $2, 'bootstrap', $3, $4)")
+        .bind(id)
+        .bind(&principal_id)
+        .bind(auth::hash_secret(secret))
+        .bind(now)
+        .execute(&mut *tx.tx)
+        .await
+        .map_err(PortalError::Bootstrap)?;
+    tx.commit().await.map_err(PortalError::Bootstrap)?;
+    tracing::info!("installed the platform principal with the bootstrap API key");
+    Ok(())
+}
+
+async fn run_expiry_sweeper(state: AppState) {
+    loop {
+        let now = state.now();
+        let wait = match invitations::sweep_expired(&state.store, now).await {
+            Ok(Some(next)) => {
+                std::time::Duration::from_millis((next - now).clamp(0, i64::MAX) as u64)
+                    .min(invitations::SWEEP_INTERVAL)
+            }
+            Ok(None) => invitations::SWEEP_INTERVAL,
+            Err(error) => {
+                tracing::warn!(%error, "expiry sweep failed; retrying");
+                invitations::SWEEP_INTERVAL
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = state.expiry.notified() => {}
+        }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/roles", get(grants::roles))
+        .route("/access", get(grants::access))
+        .route("/accounts", post(accounts::create).get(accounts::list))
+        .route(
+            "/accounts/{id}",
+            get(accounts::get)
+                .patch(accounts::update)
+                .delete(accounts::delete),
+        )
+        .route(
+            "/accounts/{id}/grants",
+            post(grants::create)
+                .get(grants::list)
+                .delete(grants::revoke_by_source),
+        )
+        .route("/grants/{id}", delete(grants::revoke))
+        .route(
+            "/accounts/{id}/admins",
+            get(grants::list_admins).post(grants::create_admin),
+        )
+        .route(
+            "/accounts/{id}/admins/{admin}",
+            delete(grants::remove_admin),
+        )
+        .route(
+            "/accounts/{id}/invitations",
+            post(invitations::create).get(invitations::list),
+        )
+        .route(
+            "/invitations/{id}",
+            get(invitations::get)
+                .patch(invitations::update)
+                .delete(invitations::revoke),
+        )
+        .route("/invitations/{id}/resend", post(invitations::resend))
+        .route("/api-keys", post(keys::create).get(keys::list))
+        .route("/api-keys/{id}", delete(keys::revoke))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::layer,
+        ));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .nest("/v1", v1)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(1024 * 1024))
+        .with_state(state)
+}
+
+async fn healthz(State(state): State<AppState>) -> ApiResult<&'static str> {
+    let mut connection = state.connection().await?;
+    sqlx::query("SELECT 1")
+        .fetch_one(&mut *connection)
+        .await
+        .map_err(|e| ApiError::internal("reach the database", e))?
+        .try_get::<i32, _>(0)
+        .or_else(|_| Ok::<_, sqlx::Error>(1))
+        .map_err(|e| ApiError::internal("reach the database", e))?;
+    Ok("ok")
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        ProblemKind::NotFound,
+        "no such endpoint; the API lives under /v1 and is described at /openapi.json",
+    )
+}
+
+async fn method_not_allowed() -> (StatusCode, ApiError) {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        ApiError::new(
+            ProblemKind::MalformedRequest,
+            "this endpoint does not accept that method",
+        ),
+    )
+}

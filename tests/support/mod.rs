@@ -1,0 +1,442 @@
+//! Test harness: a portal server on 127.0.0.1 over a real SQLite file or a real PostgreSQL, and
+//! a small HTTP client for it.
+//!
+//! PostgreSQL: one throwaway cluster per test process, made with `initdb` and `pg_ctl` (as the
+//! `postgres` user when running as root), listening on 127.0.0.1 only. A watchdog shell stops it
+//! (by its data directory's postmaster) and removes it once the test process has exited, however
+//! that happens. Each test gets its own database in it.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener as StdListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use portal_operator::portal::time::ManualClock;
+use portal_operator::portal::{Portal, PortalConfig};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates one `#[tokio::test]` per backend for each scenario function given.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($scenario:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario($crate::support::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario($crate::support::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+// --- PostgreSQL ---------------------------------------------------------------------------
+
+pub struct PgCluster {
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn pg_command(program: &str, as_postgres: bool) -> Command {
+    if as_postgres {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--", program]);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The process-wide throwaway cluster, started on first use.
+pub fn pg_cluster() -> &'static PgCluster {
+    static CLUSTER: OnceLock<PgCluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        let as_postgres = running_as_root();
+        let dir = std::env::temp_dir().join(format!(
+            "portal-pg-{}-{}",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        if as_postgres {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir)
+                .status()
+                .unwrap();
+            assert!(
+                status.success(),
+                "chown the PostgreSQL directory to postgres"
+            );
+        }
+        let data = dir.join("data");
+        let initdb = pg_command("initdb", as_postgres)
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--locale=C",
+            ])
+            .stdout(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("run initdb (PostgreSQL must be installed; CI runs this suite): {e}")
+            });
+        assert!(
+            initdb.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&initdb.stderr)
+        );
+        let port = free_port();
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            dir.display()
+        );
+        let start = pg_command("pg_ctl", as_postgres)
+            .arg("-D")
+            .arg(&data)
+            .args(["-o", &options, "-l"])
+            .arg(dir.join("server.log"))
+            .args(["-w", "-t", "60", "start"])
+            .stdout(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            start.status.success(),
+            "pg_ctl start failed: {}\n{}",
+            String::from_utf8_lossy(&start.stderr),
+            std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
+        );
+        spawn_watchdog(&data, &dir, as_postgres);
+        PgCluster { port, dir }
+    })
+}
+
+/// Stops the cluster once this process is gone.
+fn spawn_watchdog(data: &Path, dir: &Path, as_postgres: bool) {
+    let stop = if as_postgres {
+        "runuser -u postgres -- pg_ctl"
+    } else {
+        "pg_ctl"
+    };
+    let script = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {stop} -D '{data}' -m immediate stop >/dev/null 2>&1; rm -rf '{dir}'",
+        pid = std::process::id(),
+        data = data.display(),
+        dir = dir.display(),
+    );
+    // `setsid -f` forks the watchdog into its own session and returns at once.
+    let started = Command::new("setsid")
+        .args(["-f", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("start the PostgreSQL watchdog");
+    assert!(started.success(), "start the PostgreSQL watchdog");
+}
+
+/// A fresh, empty database in the cluster.
+pub async fn pg_database() -> String {
+    use sqlx::Connection;
+    let cluster = pg_cluster();
+    let admin_url = format!("postgres://postgres@127.0.0.1:{}/postgres", cluster.port);
+    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let mut connection = sqlx::postgres::PgConnection::connect(&admin_url)
+        .await
+        .expect("connect to the test cluster");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut connection)
+        .await
+        .expect("create a test database");
+    format!("postgres://postgres@127.0.0.1:{}/{name}", cluster.port)
+}
+
+// --- The portal -----------------------------------------------------------------------------
+
+pub struct TestPortal {
+    pub base: String,
+    pub clock: Arc<ManualClock>,
+    pub platform_key: String,
+    pub database_url: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestPortal {
+    pub async fn start(backend: Backend) -> TestPortal {
+        let (database_url, dir) = match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                (
+                    format!("sqlite://{}", dir.path().join("portal.db").display()),
+                    Some(dir),
+                )
+            }
+            Backend::Postgres => (pg_database().await, None),
+        };
+        let platform_key = portal_operator::portal::auth::new_api_key().key;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let clock = Arc::new(ManualClock::starting_now());
+        let portal = Portal::open_with_clock(
+            PortalConfig {
+                database_url: database_url.clone(),
+                public_url: base.clone(),
+                bootstrap_api_key: Some(platform_key.clone()),
+            },
+            clock.clone(),
+        )
+        .await
+        .expect("open the portal");
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            portal
+                .serve(listener, async {
+                    let _ = stop.await;
+                })
+                .await
+                .expect("serve");
+        });
+        TestPortal {
+            base,
+            clock,
+            platform_key,
+            database_url,
+            shutdown: Some(shutdown),
+            task: Some(task),
+            _dir: dir,
+        }
+    }
+
+    pub fn platform(&self) -> Api {
+        self.api(&self.platform_key)
+    }
+
+    pub fn api(&self, key: &str) -> Api {
+        Api {
+            base: self.base.clone(),
+            key: Some(key.to_owned()),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub fn anonymous(&self) -> Api {
+        Api {
+            base: self.base.clone(),
+            key: None,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+    }
+}
+
+/// A response: status, headers, and the body as JSON (Null when empty or not JSON).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The problem `type` slug of an error reply.
+    pub fn problem(&self) -> &str {
+        self.body["type"]
+            .as_str()
+            .and_then(|t| t.rsplit('/').next())
+            .unwrap_or("<not a problem>")
+    }
+
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Reply {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected reply: {:#}",
+            self.body
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn expect_problem(self, status: u16, slug: &str) -> Reply {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected reply: {:#}",
+            self.body
+        );
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "problems are application/problem+json"
+        );
+        assert_eq!(self.problem(), slug, "unexpected problem: {:#}", self.body);
+        self
+    }
+}
+
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub key: Option<String>,
+    pub client: reqwest::Client,
+}
+
+impl Api {
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut request = self
+            .client
+            .request(method, format!("{}{}", self.base, path));
+        if let Some(key) = &self.key {
+            request = request.bearer_auth(key);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the portal answers");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.unwrap_or_default();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(Method::GET, path, None, &[]).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.send(Method::POST, path, Some(body), &[]).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value, if_match: Option<&str>) -> Reply {
+        let headers: Vec<(&str, &str)> = if_match
+            .map(|etag| vec![("if-match", etag)])
+            .unwrap_or_default();
+        self.send(Method::PATCH, path, Some(body), &headers).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send(Method::DELETE, path, None, &[]).await
+    }
+
+    // --- fixtures ---
+
+    /// Creates an account and returns its id.
+    pub async fn account(&self, body: Value) -> String {
+        let reply = self.post("/v1/accounts", body).await.expect(201);
+        reply.body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Platform only: creates an admin with roles on an account and returns (admin id, API key).
+    pub async fn admin_with_key(
+        &self,
+        account: &str,
+        email: &str,
+        roles: &[&str],
+    ) -> (String, String) {
+        let admin = self
+            .post(
+                &format!("/v1/accounts/{account}/admins"),
+                serde_json::json!({ "email": email, "firstName": "Test", "lastName": "Admin", "roles": roles }),
+            )
+            .await
+            .expect(201);
+        let admin_id = admin.body["id"].as_str().unwrap().to_owned();
+        let key = self
+            .post(
+                "/v1/api-keys",
+                serde_json::json!({ "name": "test", "adminId": admin_id }),
+            )
+            .await
+            .expect(201);
+        (admin_id, key.body["key"].as_str().unwrap().to_owned())
+    }
+}
+
+/// Polls `check` until it returns Some, or panics after `deadline`.
+pub async fn wait_for<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
