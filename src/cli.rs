@@ -64,6 +64,15 @@ pub struct ServeArgs {
     /// A file holding the bootstrap API key (see --bootstrap-api-key).
     #[arg(long, env = "PORTAL_BOOTSTRAP_API_KEY_FILE")]
     pub bootstrap_api_key_file: Option<std::path::PathBuf>,
+
+    /// The OpenID Connect issuer invitees sign in with (discovery at ISSUER/.well-known/openid-configuration).
+    /// Without it, invitations cannot be accepted.
+    #[arg(long, env = "PORTAL_OIDC_ISSUER", requires = "oidc_audience")]
+    pub oidc_issuer: Option<String>,
+
+    /// The audience (client id) the issuer's ID tokens must carry.
+    #[arg(long, env = "PORTAL_OIDC_AUDIENCE", requires = "oidc_issuer")]
+    pub oidc_audience: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -117,6 +126,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .clone()
             .unwrap_or_else(|| format!("http://{}", args.listen)),
         bootstrap_api_key,
+        oidc: args
+            .oidc_issuer
+            .clone()
+            .zip(args.oidc_audience.clone())
+            .map(|(issuer, audience)| crate::portal::OidcConfig { issuer, audience }),
     };
     let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
     runtime.block_on(async move {

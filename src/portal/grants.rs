@@ -163,6 +163,32 @@ pub async fn insert_grants(
         &mut tx.tx, &tree, principal, action, account_id, roles, scope,
     )
     .await?;
+    insert_grant_rows(
+        tx,
+        &principal.id,
+        account_id,
+        admin_id,
+        roles,
+        scope,
+        source,
+        now,
+    )
+    .await
+}
+
+/// Inserts grants with no checks (the caller made them), keeping an identical existing grant
+/// rather than duplicating it, and emits `grant.created` for each new one.
+#[allow(clippy::too_many_arguments)]
+pub async fn insert_grant_rows(
+    tx: &mut WriteTx,
+    created_by: &str,
+    account_id: &str,
+    admin_id: &str,
+    roles: &[Role],
+    scope: GrantScope,
+    source: &str,
+    now: i64,
+) -> ApiResult<Vec<GrantView>> {
     let mut created = Vec::new();
     for role in roles {
         let id = uuid::Uuid::now_v7().to_string();
@@ -177,7 +203,7 @@ pub async fn insert_grants(
         .bind(role.as_str())
         .bind(scope_str(scope))
         .bind(source)
-        .bind(&principal.id)
+        .bind(created_by)
         .bind(now)
         .execute(&mut *tx.tx)
         .await

@@ -68,12 +68,22 @@ pub struct InvitationRow {
     pub accepted_at: Option<i64>,
     pub accepted_by: Option<String>,
     pub revoked_at: Option<i64>,
+    pub failure: Option<AcceptFailure>,
     pub sends: i64,
     pub version: i64,
 }
 
+/// The last failed attempt to accept an invitation: why, and what the invitee should do.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AcceptFailure {
+    pub reason: String,
+    pub message: String,
+    pub at: String,
+}
+
 const COLUMNS: &str = "id, account_id, email, first_name, last_name, roles, delivery, state, external_ref, created_at, \
-                       expires_at, accepted_at, accepted_by, revoked_at, sends, version";
+                       expires_at, accepted_at, accepted_by, revoked_at, failure_reason, failure_message, failure_at, sends, version";
 
 impl InvitationRow {
     fn from_row(row: &sqlx::any::AnyRow) -> ApiResult<InvitationRow> {
@@ -108,6 +118,17 @@ impl InvitationRow {
             accepted_at: row.get("accepted_at"),
             accepted_by: row.get("accepted_by"),
             revoked_at: row.get("revoked_at"),
+            failure: match (
+                row.get::<Option<String>, _>("failure_reason"),
+                row.get::<Option<String>, _>("failure_message"),
+            ) {
+                (Some(reason), Some(message)) => Some(AcceptFailure {
+                    reason,
+                    message,
+                    at: format_millis(row.get::<Option<i64>, _>("failure_at").unwrap_or_default()),
+                }),
+                _ => None,
+            },
             sends: row.get("sends"),
             version: row.get("version"),
         })
@@ -137,6 +158,7 @@ impl InvitationRow {
             accepted_at: self.accepted_at.map(format_millis),
             accepted_by: self.accepted_by.clone(),
             revoked_at: self.revoked_at.map(format_millis),
+            last_failure: self.failure.clone(),
             sends: self.sends,
             version: self.version,
             link: None,
@@ -162,6 +184,8 @@ pub struct InvitationView {
     pub accepted_at: Option<String>,
     pub accepted_by: Option<String>,
     pub revoked_at: Option<String>,
+    /// The last failed attempt to accept, with the remedy (wrong tenant, identity provider refusal).
+    pub last_failure: Option<AcceptFailure>,
     pub sends: i64,
     pub version: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -286,6 +310,7 @@ pub async fn create(
         accepted_at: None,
         accepted_by: None,
         revoked_at: None,
+        failure: None,
         sends: 1,
         version: 1,
     };
@@ -649,13 +674,15 @@ pub async fn revoke(
     row.stored_state = InvitationState::Revoked;
     row.revoked_at = Some(now);
     row.version += 1;
-    sqlx::query("UPDATE invitations SET state = 'Revoked', revoked_at = $1, token_hash = NULL, version = $2 WHERE id = $3")
-        .bind(now)
-        .bind(row.version)
-        .bind(&id)
-        .execute(&mut *tx.tx)
-        .await
-        .map_err(db_error("revoke the invitation"))?;
+    sqlx::query(
+        "UPDATE invitations SET state = 'Revoked', revoked_at = $1, version = $2 WHERE id = $3",
+    )
+    .bind(now)
+    .bind(row.version)
+    .bind(&id)
+    .execute(&mut *tx.tx)
+    .await
+    .map_err(db_error("revoke the invitation"))?;
     tx.emit(invitation_event("invitation.revoked", &row), now)
         .await
         .map_err(db_error("record the event"))?;
@@ -724,7 +751,7 @@ pub async fn sweep_expired(store: &Store, now: i64) -> Result<Option<i64>, sqlx:
             };
             row.version += 1;
             let updated = sqlx::query(
-                "UPDATE invitations SET state = 'Expired', token_hash = NULL, version = $1 WHERE id = $2 AND state = 'Pending'",
+                "UPDATE invitations SET state = 'Expired', version = $1 WHERE id = $2 AND state = 'Pending'",
             )
             .bind(row.version)
             .bind(&row.id)
@@ -748,3 +775,298 @@ pub async fn sweep_expired(store: &Store, now: i64) -> Result<Option<i64>, sqlx:
 
 /// How long the sweeper sleeps at most, so a moved test clock or a missed wake-up is noticed.
 pub const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
+
+// --- acceptance --------------------------------------------------------------------------
+
+/// `POST /v1/invitations/accept`: the invitee proves who they are with an ID token from the
+/// configured OpenID Connect issuer. When sign-in failed at the identity provider, the
+/// acceptance page reports its error instead (`idpError`), so the failure and its remedy are
+/// recorded on the invitation where administrators (and the operator) see them.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AcceptInvitation {
+    pub token: String,
+    #[serde(default)]
+    pub id_token: Option<String>,
+    #[serde(default)]
+    pub idp_error: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Accepted {
+    pub invitation: InvitationView,
+    pub admin_id: String,
+}
+
+/// The seeds' remedy for signing in with an identity of another tenant.
+pub const WRONG_TENANT_REMEDY: &str = "Sign out of all Microsoft accounts, or open the invitation link in a private \
+     browsing window (Chrome or Edge), then sign in with a user of the tenant you were invited to. Also check that \
+     you were invited to the right client or tenant account.";
+
+/// The seeds' remedy for AADSTS50105.
+pub const NOT_ASSIGNED_REMEDY: &str = "The user is not assigned to the portal's enterprise application in Microsoft \
+     Entra ID (AADSTS50105). An administrator of the tenant must add the user to the application's Users and groups, \
+     or allow users to access the application without being assigned to it.";
+
+pub async fn accept(
+    State(state): State<AppState>,
+    axum::extract::ConnectInfo(client): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    JsonBody(body): JsonBody<AcceptInvitation>,
+) -> ApiResult<Json<Accepted>> {
+    let now = state.now();
+    if let Err(retry_after) = state.accept_limiter.check(client.ip(), now) {
+        let mut error = ApiError::new(
+            ProblemKind::TooManyRequests,
+            "too many attempts from this address; wait and try again",
+        );
+        error.retry_after_seconds = Some(retry_after);
+        return Err(error);
+    }
+    let token_hash = hash_secret(body.token.trim());
+    let row = {
+        let mut connection = state.connection().await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM invitations WHERE token_hash = $1"
+        )))
+        .bind(&token_hash)
+        .fetch_optional(&mut *connection)
+        .await
+        .map_err(|e| ApiError::internal("find the invitation", e))?
+        .as_ref()
+        .map(InvitationRow::from_row)
+        .transpose()?
+    };
+    let row = row.ok_or_else(|| {
+        ApiError::new(
+            ProblemKind::NotFound,
+            "this invitation link is not valid: it may have been replaced by a newer one; ask your administrator to resend the invitation",
+        )
+        .at("/token")
+    })?;
+    check_acceptable(&row, now)?;
+    if let Some(idp_error) = &body.idp_error {
+        let (reason, message) = if idp_error.contains("AADSTS50105") {
+            ("NotAssignedToApplication", NOT_ASSIGNED_REMEDY.to_owned())
+        } else {
+            (
+                "IdentityProviderError",
+                format!(
+                    "Sign-in failed at the identity provider: {}",
+                    truncate(idp_error, 300)
+                ),
+            )
+        };
+        record_failure(&state, &row, reason, &message, now).await?;
+        return Err(ApiError::new(ProblemKind::IdpRefused, message));
+    }
+    let id_token = body
+        .id_token
+        .as_deref()
+        .ok_or_else(|| ApiError::invalid("/idToken", "give the ID token you signed in with (idToken), or the identity provider's error (idpError)"))?;
+    let verifier = state.oidc.as_ref().ok_or_else(|| {
+        ApiError::new(ProblemKind::ServiceUnavailable, "this portal has no OpenID Connect issuer configured (--oidc-issuer), so invitations cannot be accepted")
+    })?;
+    let identity = verifier.verify(id_token, now).await.map_err(|error| {
+        if error.is_provider_fault() {
+            tracing::warn!(error = %error, "identity provider unavailable");
+            ApiError::new(
+                ProblemKind::ServiceUnavailable,
+                "the identity provider could not be reached; try again in a minute",
+            )
+        } else {
+            ApiError::new(ProblemKind::InvalidToken, error.to_string()).at("/idToken")
+        }
+    })?;
+    let account = {
+        let mut connection = state.connection().await?;
+        super::accounts::find_account(&mut connection, &row.account_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("account", &row.account_id))?
+    };
+    if let Some(expected) = &account.tenant_id
+        && identity
+            .tenant_id
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+            != Some(expected.as_str())
+    {
+        let signed_in = identity.tenant_id.as_deref().unwrap_or("no tenant");
+        let message = format!(
+            "You signed in with a user of tenant {signed_in}, which is not the tenant of the account you were invited to (\"unknown account\"). {WRONG_TENANT_REMEDY}"
+        );
+        record_failure(&state, &row, "WrongTenant", &message, now).await?;
+        return Err(ApiError::new(ProblemKind::WrongTenant, message));
+    }
+
+    let mut tx = state
+        .store
+        .write()
+        .await
+        .map_err(db_error("start a transaction"))?;
+    // Re-read under the write lock: a concurrent accept, revoke or resend wins.
+    let mut row = find(&mut tx.tx, &row.id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("invitation", &row.id))?;
+    let current_hash: Option<String> =
+        sqlx::query("SELECT token_hash FROM invitations WHERE id = $1")
+            .bind(&row.id)
+            .fetch_one(&mut *tx.tx)
+            .await
+            .map_err(db_error("read the invitation"))?
+            .get(0);
+    if current_hash.as_deref() != Some(token_hash.as_str()) {
+        return Err(ApiError::new(
+            ProblemKind::NotFound,
+            "this invitation link was replaced by a newer one",
+        )
+        .at("/token"));
+    }
+    check_acceptable(&row, now)?;
+    let admin_id = admin_for(&mut tx, &identity, &row, now).await?;
+    let created_by: String = sqlx::query("SELECT created_by FROM invitations WHERE id = $1")
+        .bind(&row.id)
+        .fetch_one(&mut *tx.tx)
+        .await
+        .map_err(db_error("read the invitation"))?
+        .get(0);
+    let source = format!("invitation/{}", row.id);
+    super::grants::insert_grant_rows(
+        &mut tx,
+        &created_by,
+        &row.account_id,
+        &admin_id,
+        &row.roles,
+        GrantScope::AccountAndDescendants,
+        &source,
+        now,
+    )
+    .await?;
+    row.stored_state = InvitationState::Accepted;
+    row.accepted_at = Some(now);
+    row.accepted_by = Some(admin_id.clone());
+    row.version += 1;
+    sqlx::query("UPDATE invitations SET state = 'Accepted', accepted_at = $1, accepted_by = $2, version = $3 WHERE id = $4")
+        .bind(now)
+        .bind(&admin_id)
+        .bind(row.version)
+        .bind(&row.id)
+        .execute(&mut *tx.tx)
+        .await
+        .map_err(db_error("accept the invitation"))?;
+    tx.emit(invitation_event("invitation.accepted", &row), now)
+        .await
+        .map_err(db_error("record the event"))?;
+    tx.commit().await.map_err(db_error("commit"))?;
+    Ok(Json(Accepted {
+        invitation: row.view(now),
+        admin_id,
+    }))
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    text.chars().filter(|c| !c.is_control()).take(max).collect()
+}
+
+fn check_acceptable(row: &InvitationRow, now: i64) -> ApiResult<()> {
+    match row.state(now) {
+        InvitationState::Pending => Ok(()),
+        InvitationState::Expired => Err(ApiError::new(
+            ProblemKind::InvitationExpired,
+            format!(
+                "this invitation expired at {}; ask an administrator to create a new invitation",
+                format_millis(row.expires_at)
+            ),
+        )),
+        InvitationState::Accepted => Err(ApiError::new(
+            ProblemKind::InvitationAlreadyUsed,
+            "this invitation was already accepted; sign in to the portal instead",
+        )),
+        InvitationState::Revoked => Err(ApiError::new(
+            ProblemKind::InvitationNotPending,
+            "this invitation was withdrawn by an administrator",
+        )),
+    }
+}
+
+async fn record_failure(
+    state: &AppState,
+    row: &InvitationRow,
+    reason: &str,
+    message: &str,
+    now: i64,
+) -> ApiResult<()> {
+    let mut tx = state
+        .store
+        .write()
+        .await
+        .map_err(db_error("start a transaction"))?;
+    sqlx::query(
+        "UPDATE invitations SET failure_reason = $1, failure_message = $2, failure_at = $3, version = version + 1 \
+         WHERE id = $4",
+    )
+    .bind(reason)
+    .bind(message)
+    .bind(now)
+    .bind(&row.id)
+    .execute(&mut *tx.tx)
+    .await
+    .map_err(db_error("record the failed attempt"))?;
+    let mut event = invitation_event("invitation.acceptance_failed", row);
+    event.data = serde_json::json!({ "reason": reason, "message": message });
+    tx.emit(event, now)
+        .await
+        .map_err(db_error("record the event"))?;
+    tx.commit().await.map_err(db_error("commit"))
+}
+
+/// The admin an accepted invitation makes: the one already linked to this sign-in identity,
+/// else the one with the invitation's email (linked now), else a new one. The email an
+/// invitation was sent to need not be the identity's mailbox (seed 000).
+async fn admin_for(
+    tx: &mut WriteTx,
+    identity: &super::oidc::Identity,
+    row: &InvitationRow,
+    now: i64,
+) -> ApiResult<String> {
+    let key = identity.key();
+    if let Some(found) = sqlx::query("SELECT id FROM principals WHERE oidc_subject = $1")
+        .bind(&key)
+        .fetch_optional(&mut *tx.tx)
+        .await
+        .map_err(db_error("find the admin"))?
+    {
+        return Ok(found.get(0));
+    }
+    let email = Email::parse(&row.email)?;
+    if let Some(found) = sqlx::query(
+        "SELECT id, oidc_subject FROM principals WHERE email_canonical = $1 AND kind = 'admin'",
+    )
+    .bind(email.canonical())
+    .fetch_optional(&mut *tx.tx)
+    .await
+    .map_err(db_error("find the admin"))?
+    {
+        let id: String = found.get(0);
+        let linked: Option<String> = found.get(1);
+        if linked.is_none() {
+            sqlx::query("UPDATE principals SET oidc_subject = $1 WHERE id = $2")
+                .bind(&key)
+                .bind(&id)
+                .execute(&mut *tx.tx)
+                .await
+                .map_err(db_error("link the admin's identity"))?;
+        }
+        return Ok(id);
+    }
+    let id = super::grants::upsert_admin(&mut tx.tx, &email, &row.first_name, &row.last_name, now)
+        .await?;
+    sqlx::query("UPDATE principals SET oidc_subject = $1 WHERE id = $2")
+        .bind(&key)
+        .bind(&id)
+        .execute(&mut *tx.tx)
+        .await
+        .map_err(db_error("link the admin's identity"))?;
+    Ok(id)
+}

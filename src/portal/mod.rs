@@ -13,7 +13,9 @@ pub mod idempotency;
 pub mod invitations;
 pub mod json;
 pub mod keys;
+pub mod oidc;
 pub mod problem;
+pub mod ratelimit;
 pub mod store;
 pub mod time;
 
@@ -42,6 +44,14 @@ pub struct PortalConfig {
     pub public_url: String,
     /// The platform principal's key, installed when no platform principal exists yet.
     pub bootstrap_api_key: Option<String>,
+    /// The OpenID Connect issuer invitees sign in with, and the audience its ID tokens carry.
+    pub oidc: Option<OidcConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    pub issuer: String,
+    pub audience: String,
 }
 
 /// Marks a response that carries a secret (an invitation link): it is never stored for
@@ -55,6 +65,9 @@ pub struct AppState {
     pub store: Store,
     pub clock: Arc<dyn Clock>,
     pub config: Arc<PortalConfig>,
+    pub oidc: Option<Arc<oidc::OidcVerifier>>,
+    /// Accept and activate attempts per client address: 20 a minute.
+    pub accept_limiter: Arc<ratelimit::RateLimiter>,
     expiry: Arc<Notify>,
 }
 
@@ -142,7 +155,14 @@ impl Portal {
             state: AppState {
                 store,
                 clock,
+                oidc: config.oidc.as_ref().map(|oidc| {
+                    Arc::new(oidc::OidcVerifier::new(
+                        oidc.issuer.clone(),
+                        oidc.audience.clone(),
+                    ))
+                }),
                 config: Arc::new(config),
+                accept_limiter: Arc::new(ratelimit::RateLimiter::new(20, 60_000)),
                 expiry: Arc::new(Notify::new()),
             },
         })
@@ -269,6 +289,7 @@ pub fn router(state: AppState) -> Router {
                 .delete(invitations::revoke),
         )
         .route("/invitations/{id}/resend", post(invitations::resend))
+        .route("/invitations/accept", post(invitations::accept))
         .route("/api-keys", post(keys::create).get(keys::list))
         .route("/api-keys/{id}", delete(keys::revoke))
         .layer(middleware::from_fn_with_state(

@@ -38,7 +38,9 @@ pub enum ProblemKind {
     InvitationNotPending,
     InvitationAlreadyUsed,
     WrongTenant,
+    IdpRefused,
     InvalidToken,
+    ServiceUnavailable,
     TooManyRequests,
     PayloadTooLarge,
     UnsupportedMediaType,
@@ -70,6 +72,8 @@ impl ProblemKind {
             ProblemKind::InvitationNotPending => "invitation-not-pending",
             ProblemKind::InvitationAlreadyUsed => "invitation-already-used",
             ProblemKind::WrongTenant => "wrong-tenant",
+            ProblemKind::IdpRefused => "idp-refused",
+            ProblemKind::ServiceUnavailable => "service-unavailable",
             ProblemKind::InvalidToken => "invalid-token",
             ProblemKind::TooManyRequests => "too-many-requests",
             ProblemKind::PayloadTooLarge => "payload-too-large",
@@ -81,9 +85,10 @@ impl ProblemKind {
     pub const fn status(self) -> StatusCode {
         match self {
             ProblemKind::Unauthenticated | ProblemKind::InvalidToken => StatusCode::UNAUTHORIZED,
-            ProblemKind::Forbidden | ProblemKind::EscalationDenied | ProblemKind::WrongTenant => {
-                StatusCode::FORBIDDEN
-            }
+            ProblemKind::Forbidden
+            | ProblemKind::EscalationDenied
+            | ProblemKind::WrongTenant
+            | ProblemKind::IdpRefused => StatusCode::FORBIDDEN,
             ProblemKind::NotFound | ProblemKind::SubjectNotFound => StatusCode::NOT_FOUND,
             ProblemKind::MalformedRequest => StatusCode::BAD_REQUEST,
             ProblemKind::ValidationFailed
@@ -104,6 +109,7 @@ impl ProblemKind {
             ProblemKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ProblemKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProblemKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ProblemKind::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ProblemKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -132,6 +138,8 @@ impl ProblemKind {
             ProblemKind::InvitationNotPending => "Invitation is not pending",
             ProblemKind::InvitationAlreadyUsed => "Invitation already used",
             ProblemKind::WrongTenant => "Signed in with the wrong tenant",
+            ProblemKind::IdpRefused => "The identity provider refused the sign-in",
+            ProblemKind::ServiceUnavailable => "Service unavailable",
             ProblemKind::InvalidToken => "Invalid token",
             ProblemKind::TooManyRequests => "Too many requests",
             ProblemKind::PayloadTooLarge => "Request body too large",

@@ -206,6 +206,11 @@ pub struct TestPortal {
 
 impl TestPortal {
     pub async fn start(backend: Backend) -> TestPortal {
+        TestPortal::start_with(backend, None).await
+    }
+
+    /// A portal whose invitees sign in with the given OpenID Connect issuer.
+    pub async fn start_with(backend: Backend, oidc: Option<String>) -> TestPortal {
         let (database_url, dir) = match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
@@ -225,6 +230,10 @@ impl TestPortal {
                 database_url: database_url.clone(),
                 public_url: base.clone(),
                 bootstrap_api_key: Some(platform_key.clone()),
+                oidc: oidc.map(|issuer| portal_operator::portal::OidcConfig {
+                    issuer,
+                    audience: OIDC_AUDIENCE.to_owned(),
+                }),
             },
             clock.clone(),
         )
@@ -438,5 +447,138 @@ where
             "timed out after {deadline:?} waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// --- Real peers from npm ----------------------------------------------------------------------
+
+pub const OIDC_AUDIENCE: &str = "portal-operator-tests";
+
+/// The test peers of `tests/peers/package.json`, installed once per lockfile with `npm ci` into
+/// a cache directory outside the work tree (atomically: a half-finished install is never used).
+pub fn node_peers() -> &'static Path {
+    static PEERS: OnceLock<PathBuf> = OnceLock::new();
+    PEERS.get_or_init(|| {
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers");
+        let lock =
+            std::fs::read(source.join("package-lock.json")).expect("tests/peers/package-lock.json");
+        let stamp = {
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(&lock);
+            digest
+                .iter()
+                .take(8)
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        let cache = std::env::var_os("PORTAL_TEST_PEERS_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                let home = std::env::var_os("HOME")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(std::env::temp_dir);
+                home.join(".cache/portal-operator/peers")
+            });
+        let target = cache.join(stamp);
+        let copy_scripts = |dir: &Path| {
+            for entry in std::fs::read_dir(&source).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|e| e == "mjs" || e == "json") {
+                    std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+                }
+            }
+        };
+        if target.join("node_modules/.package-lock.json").exists() {
+            copy_scripts(&target);
+            return target;
+        }
+        let staging = cache.join(format!("staging-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(&staging).unwrap();
+        copy_scripts(&staging);
+        let install = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&staging)
+            .output()
+            .expect("run npm (Node.js and npm are needed for the test peers)");
+        assert!(
+            install.status.success(),
+            "npm ci of the test peers failed:\n{}",
+            String::from_utf8_lossy(&install.stderr)
+        );
+        if std::fs::rename(&staging, &target).is_err() {
+            // Another test process finished first; use its install.
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+        copy_scripts(&target);
+        target
+    })
+}
+
+/// A real OpenID Connect provider (oauth2-mock-server) on 127.0.0.1, stopped when dropped.
+pub struct OidcProvider {
+    pub issuer: String,
+    _process: tokio::process::Child,
+}
+
+impl OidcProvider {
+    pub async fn start() -> OidcProvider {
+        use tokio::io::AsyncBufReadExt;
+        let peers = node_peers();
+        let mut process = tokio::process::Command::new("node")
+            .arg(peers.join("oidc-provider.mjs"))
+            .current_dir(peers)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the OIDC provider");
+        let stdout = process.stdout.take().unwrap();
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("the OIDC provider starts within 30s")
+            .unwrap()
+            .expect("the OIDC provider prints its issuer");
+        let issuer = serde_json::from_str::<Value>(&first).unwrap()["issuer"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        OidcProvider {
+            issuer,
+            _process: process,
+        }
+    }
+
+    /// An ID token signed by the provider, for our audience unless `claims` says otherwise.
+    pub async fn id_token(&self, claims: Value) -> String {
+        let mut form: Vec<(String, String)> = vec![
+            ("grant_type".into(), "password".into()),
+            ("username".into(), "someone".into()),
+            ("client_id".into(), OIDC_AUDIENCE.into()),
+            ("scope".into(), "openid email profile".into()),
+            ("aud".into(), OIDC_AUDIENCE.into()),
+        ];
+        for (name, value) in claims.as_object().unwrap() {
+            form.retain(|(n, _)| n != name);
+            let value = match value {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            form.push((name.clone(), value));
+        }
+        let reply: Value = reqwest::Client::new()
+            .post(format!("{}/token", self.issuer))
+            .form(&form)
+            .send()
+            .await
+            .expect("the OIDC provider answers")
+            .json()
+            .await
+            .unwrap();
+        reply["id_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no id_token in {reply}"))
+            .to_owned()
     }
 }

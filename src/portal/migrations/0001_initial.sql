@@ -78,6 +78,10 @@ CREATE TABLE invitations (
     accepted_at      BIGINT,
     accepted_by      TEXT,
     revoked_at       BIGINT,
+    -- The last failed attempt to accept (wrong tenant, identity provider refusal), for the operator.
+    failure_reason   TEXT,
+    failure_message  TEXT,
+    failure_at       BIGINT,
     sends            BIGINT NOT NULL,
     version          BIGINT NOT NULL
 );
