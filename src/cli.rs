@@ -29,7 +29,7 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum PortalCommand {
     /// Serve the portal API (migrations run at start).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print a new random API key, e.g. for PORTAL_BOOTSTRAP_API_KEY.
     NewApiKey,
 }
@@ -73,6 +73,27 @@ pub struct ServeArgs {
     /// The audience (client id) the issuer's ID tokens must carry.
     #[arg(long, env = "PORTAL_OIDC_AUDIENCE", requires = "oidc_issuer")]
     pub oidc_audience: Option<String>,
+
+    /// Send mail over SMTP: smtp://HOST:PORT (plain), smtp://HOST?tls=required, smtps://USER:PASS@HOST.
+    /// Without it, messages stay in the outbox (GET /v1/outbox).
+    #[arg(long, env = "PORTAL_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+
+    /// The sender of the portal's mail.
+    #[arg(
+        long,
+        env = "PORTAL_MAIL_FROM",
+        default_value = "Admin Portal <no-reply@portal.localhost>"
+    )]
+    pub mail_from: String,
+
+    /// A branded portal domain account managers may be given; repeat for several.
+    #[arg(
+        long = "branding-domain",
+        env = "PORTAL_BRANDING_DOMAINS",
+        value_delimiter = ','
+    )]
+    pub branding_domains: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -100,7 +121,7 @@ impl Cli {
                 writeln!(out, "{}", crate::portal::auth::new_api_key().key)?;
                 Ok(())
             }
-            Command::Portal(PortalCommand::Serve(args)) => serve(args),
+            Command::Portal(PortalCommand::Serve(args)) => serve(*args),
         }
     }
 }
@@ -131,6 +152,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .clone()
             .zip(args.oidc_audience.clone())
             .map(|(issuer, audience)| crate::portal::OidcConfig { issuer, audience }),
+        mail: args
+            .smtp_url
+            .clone()
+            .map(|smtp_url| crate::portal::mail::MailConfig {
+                smtp_url,
+                from: args.mail_from.clone(),
+            }),
+        branding_domains: args.branding_domains.clone(),
     };
     let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
     runtime.block_on(async move {

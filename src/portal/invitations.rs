@@ -349,6 +349,7 @@ pub async fn create(
         .map_err(db_error("record the event"))?;
     tx.commit().await.map_err(db_error("commit"))?;
     state.expiry_changed();
+    state.mail_queued();
     Ok(with_link(StatusCode::CREATED, &row, now, delivery, link))
 }
 
@@ -401,16 +402,14 @@ async fn queue_invitation_email(
          If you see \"unknown account\", sign out of all Microsoft accounts or open the link in a private window.\n",
         first = row.first_name,
     );
-    sqlx::query("INSERT INTO outbox (id, to_address, subject, body, created_at) VALUES ($1, $2, $3, $4, $5)")
-        .bind(uuid::Uuid::now_v7().to_string())
-        .bind(&row.email)
-        .bind(format!("You are invited to administer {account_name}"))
-        .bind(body)
-        .bind(now)
-        .execute(&mut *tx.tx)
-        .await
-        .map_err(db_error("queue the invitation email"))?;
-    Ok(())
+    super::mail::queue(
+        tx,
+        &row.email,
+        &format!("You are invited to administer {account_name}"),
+        &body,
+        now,
+    )
+    .await
 }
 
 fn invitation_event<'a>(event_type: &'a str, row: &'a InvitationRow) -> NewEvent<'a> {
@@ -730,6 +729,7 @@ pub async fn resend(
         .await
         .map_err(db_error("record the event"))?;
     tx.commit().await.map_err(db_error("commit"))?;
+    state.mail_queued();
     let delivery = row.delivery;
     Ok(with_link(StatusCode::OK, &row, now, delivery, link))
 }

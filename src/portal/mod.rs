@@ -6,13 +6,16 @@
 //! [`grants`], [`invitations`], [`keys`]), [`idempotency`] (replays of POSTs), [`problem`]
 //! (RFC 9457 errors) and [`json`] (strict bodies, pagination).
 
+pub mod account_managers;
 pub mod accounts;
 pub mod auth;
+pub mod feed;
 pub mod grants;
 pub mod idempotency;
 pub mod invitations;
 pub mod json;
 pub mod keys;
+pub mod mail;
 pub mod oidc;
 pub mod problem;
 pub mod ratelimit;
@@ -46,6 +49,10 @@ pub struct PortalConfig {
     pub bootstrap_api_key: Option<String>,
     /// The OpenID Connect issuer invitees sign in with, and the audience its ID tokens carry.
     pub oidc: Option<OidcConfig>,
+    /// SMTP delivery; without it, mail stays in the outbox.
+    pub mail: Option<mail::MailConfig>,
+    /// The branded portal domains account managers may be given (seed 004).
+    pub branding_domains: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -69,6 +76,7 @@ pub struct AppState {
     /// Accept and activate attempts per client address: 20 a minute.
     pub accept_limiter: Arc<ratelimit::RateLimiter>,
     expiry: Arc<Notify>,
+    mail_wake: Arc<Notify>,
 }
 
 impl AppState {
@@ -96,6 +104,11 @@ impl AppState {
     /// Wakes the expiry sweeper (a new or changed expiry).
     pub fn expiry_changed(&self) {
         self.expiry.notify_one();
+    }
+
+    /// Wakes the mail delivery worker (a message was committed to the outbox).
+    pub fn mail_queued(&self) {
+        self.mail_wake.notify_one();
     }
 }
 
@@ -136,6 +149,8 @@ pub enum PortalError {
     },
     #[error("serve HTTP")]
     Serve(#[source] std::io::Error),
+    #[error("configure SMTP delivery")]
+    Mail(#[from] mail::MailError),
 }
 
 impl Portal {
@@ -164,6 +179,7 @@ impl Portal {
                 config: Arc::new(config),
                 accept_limiter: Arc::new(ratelimit::RateLimiter::new(20, 60_000)),
                 expiry: Arc::new(Notify::new()),
+                mail_wake: Arc::new(Notify::new()),
             },
         })
     }
@@ -179,6 +195,17 @@ impl Portal {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), PortalError> {
         let sweeper = tokio::spawn(run_expiry_sweeper(self.state.clone()));
+        let delivery = match &self.state.config.mail {
+            Some(config) => {
+                let mailer = mail::Mailer::new(config)?;
+                Some(tokio::spawn(mail::run_delivery(
+                    self.state.clone(),
+                    mailer,
+                    self.state.mail_wake.clone(),
+                )))
+            }
+            None => None,
+        };
         let result = axum::serve(
             listener,
             self.router()
@@ -188,6 +215,9 @@ impl Portal {
         .await
         .map_err(PortalError::Serve);
         sweeper.abort();
+        if let Some(delivery) = delivery {
+            delivery.abort();
+        }
         result
     }
 }
@@ -234,17 +264,21 @@ async fn bootstrap(store: &Store, key: &str, now: i64) -> Result<(), PortalError
 async fn run_expiry_sweeper(state: AppState) {
     loop {
         let now = state.now();
-        let wait = match invitations::sweep_expired(&state.store, now).await {
-            Ok(Some(next)) => {
-                std::time::Duration::from_millis((next - now).clamp(0, i64::MAX) as u64)
-                    .min(invitations::SWEEP_INTERVAL)
+        let mut wait = invitations::SWEEP_INTERVAL;
+        for next in [
+            invitations::sweep_expired(&state.store, now).await,
+            account_managers::sweep_expired(&state.store, now).await,
+        ] {
+            match next {
+                Ok(Some(next)) => {
+                    let until =
+                        std::time::Duration::from_millis((next - now).clamp(0, i64::MAX) as u64);
+                    wait = wait.min(until);
+                }
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "expiry sweep failed; retrying"),
             }
-            Ok(None) => invitations::SWEEP_INTERVAL,
-            Err(error) => {
-                tracing::warn!(%error, "expiry sweep failed; retrying");
-                invitations::SWEEP_INTERVAL
-            }
-        };
+        }
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = state.expiry.notified() => {}
@@ -290,6 +324,24 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/invitations/{id}/resend", post(invitations::resend))
         .route("/invitations/accept", post(invitations::accept))
+        .route(
+            "/accounts/{id}/account-managers",
+            post(account_managers::create).get(account_managers::list),
+        )
+        .route(
+            "/account-managers/{id}",
+            get(account_managers::get).delete(account_managers::delete),
+        )
+        .route(
+            "/account-managers/{id}/resend-activation",
+            post(account_managers::resend),
+        )
+        .route(
+            "/account-managers/activate",
+            post(account_managers::activate),
+        )
+        .route("/outbox", get(mail::list))
+        .route("/events", get(feed::events))
         .route("/api-keys", post(keys::create).get(keys::list))
         .route("/api-keys/{id}", delete(keys::revoke))
         .layer(middleware::from_fn_with_state(

@@ -44,6 +44,9 @@ pub enum ProblemKind {
     TooManyRequests,
     PayloadTooLarge,
     UnsupportedMediaType,
+    AlreadyActive,
+    ActivationExpired,
+    InvalidCredentials,
     Internal,
 }
 
@@ -78,6 +81,9 @@ impl ProblemKind {
             ProblemKind::TooManyRequests => "too-many-requests",
             ProblemKind::PayloadTooLarge => "payload-too-large",
             ProblemKind::UnsupportedMediaType => "unsupported-media-type",
+            ProblemKind::AlreadyActive => "already-active",
+            ProblemKind::ActivationExpired => "activation-expired",
+            ProblemKind::InvalidCredentials => "invalid-credentials",
             ProblemKind::Internal => "internal",
         }
     }
@@ -110,6 +116,9 @@ impl ProblemKind {
             ProblemKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ProblemKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ProblemKind::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ProblemKind::AlreadyActive => StatusCode::CONFLICT,
+            ProblemKind::ActivationExpired => StatusCode::GONE,
+            ProblemKind::InvalidCredentials => StatusCode::UNAUTHORIZED,
             ProblemKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -144,6 +153,9 @@ impl ProblemKind {
             ProblemKind::TooManyRequests => "Too many requests",
             ProblemKind::PayloadTooLarge => "Request body too large",
             ProblemKind::UnsupportedMediaType => "Unsupported media type",
+            ProblemKind::AlreadyActive => "Already active",
+            ProblemKind::ActivationExpired => "Activation expired",
+            ProblemKind::InvalidCredentials => "Invalid credentials",
             ProblemKind::Internal => "Internal error",
         }
     }

@@ -194,6 +194,14 @@ pub async fn pg_database() -> String {
 
 // --- The portal -----------------------------------------------------------------------------
 
+/// How a test portal is set up.
+#[derive(Debug, Default, Clone)]
+pub struct Options {
+    pub oidc: Option<String>,
+    pub smtp_url: Option<String>,
+    pub branding_domains: Vec<String>,
+}
+
 pub struct TestPortal {
     pub base: String,
     pub clock: Arc<ManualClock>,
@@ -211,6 +219,18 @@ impl TestPortal {
 
     /// A portal whose invitees sign in with the given OpenID Connect issuer.
     pub async fn start_with(backend: Backend, oidc: Option<String>) -> TestPortal {
+        TestPortal::start_with_options(
+            backend,
+            Options {
+                oidc,
+                ..Options::default()
+            },
+        )
+        .await
+    }
+
+    pub async fn start_with_options(backend: Backend, options: Options) -> TestPortal {
+        let oidc = options.oidc.clone();
         let (database_url, dir) = match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
@@ -234,6 +254,13 @@ impl TestPortal {
                     issuer,
                     audience: OIDC_AUDIENCE.to_owned(),
                 }),
+                mail: options
+                    .smtp_url
+                    .map(|smtp_url| portal_operator::portal::mail::MailConfig {
+                        smtp_url,
+                        from: "Portal Tests <portal@tests.example>".to_owned(),
+                    }),
+                branding_domains: options.branding_domains,
             },
             clock.clone(),
         )
@@ -580,5 +607,86 @@ impl OidcProvider {
             .as_str()
             .unwrap_or_else(|| panic!("no id_token in {reply}"))
             .to_owned()
+    }
+}
+
+/// A real SMTP server (maildev) on 127.0.0.1 with its HTTP API, stopped when dropped.
+pub struct Maildev {
+    pub smtp_port: u16,
+    pub api: String,
+    _process: tokio::process::Child,
+}
+
+impl Maildev {
+    pub async fn start() -> Maildev {
+        let peers = node_peers();
+        let smtp_port = free_port();
+        let web_port = free_port();
+        let process = tokio::process::Command::new("node")
+            .arg(peers.join("node_modules/maildev/dist/bin/maildev.js"))
+            .args(["--ip", "127.0.0.1", "--web-ip", "127.0.0.1", "--silent"])
+            .args([
+                "--smtp",
+                &smtp_port.to_string(),
+                "--web",
+                &web_port.to_string(),
+            ])
+            .current_dir(peers)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start maildev");
+        let api = format!("http://127.0.0.1:{web_port}");
+        let client = reqwest::Client::new();
+        wait_for(Duration::from_secs(30), "maildev to start", || {
+            let client = client.clone();
+            let url = format!("{api}/api/email");
+            async move {
+                client
+                    .get(url)
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+                    .map(|_| ())
+            }
+        })
+        .await;
+        Maildev {
+            smtp_port,
+            api,
+            _process: process,
+        }
+    }
+
+    pub fn smtp_url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.smtp_port)
+    }
+
+    /// Every message received so far.
+    pub async fn emails(&self) -> Vec<Value> {
+        reqwest::get(format!("{}/api/email", self.api))
+            .await
+            .expect("maildev answers")
+            .json::<Vec<Value>>()
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Waits for a message to `to` and returns it.
+    pub async fn wait_for_email_to(&self, to: &str) -> Value {
+        wait_for(
+            Duration::from_secs(20),
+            &format!("an email to {to}"),
+            || async {
+                self.emails().await.into_iter().find(|email| {
+                    email["to"]
+                        .as_array()
+                        .is_some_and(|list| list.iter().any(|r| r["address"].as_str() == Some(to)))
+                })
+            },
+        )
+        .await
     }
 }

@@ -112,12 +112,40 @@ CREATE TABLE idempotency_keys (
 );
 
 -- Messages the portal sends; delivered over SMTP when configured, else kept here to be read.
+-- A delivered message's body (it may carry a link or a temporary password) is erased.
 CREATE TABLE outbox (
-    id           TEXT PRIMARY KEY,
-    to_address   TEXT NOT NULL,
-    subject      TEXT NOT NULL,
-    body         TEXT NOT NULL,
-    created_at   BIGINT NOT NULL,
-    delivered_at BIGINT,
-    last_error   TEXT
+    id              TEXT PRIMARY KEY,
+    to_address      TEXT NOT NULL,
+    subject         TEXT NOT NULL,
+    body            TEXT NOT NULL,
+    created_at      BIGINT NOT NULL,
+    delivered_at    BIGINT,
+    attempts        BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT NOT NULL DEFAULT 0,
+    last_error      TEXT
 );
+CREATE INDEX outbox_undelivered ON outbox (delivered_at, next_attempt_at);
+
+-- Account managers (seed 004): account-wide access, no voice service, activated with a
+-- temporary password sent by email.
+CREATE TABLE account_managers (
+    id                   TEXT PRIMARY KEY,
+    account_id           TEXT NOT NULL REFERENCES accounts (id),
+    email                TEXT NOT NULL,
+    email_canonical      TEXT NOT NULL UNIQUE,
+    first_name           TEXT NOT NULL,
+    last_name            TEXT NOT NULL,
+    language             TEXT NOT NULL CHECK (language IN ('en', 'fr')),
+    branding_domain      TEXT,
+    state                TEXT NOT NULL CHECK (state IN ('ActivationPending', 'Active', 'ActivationExpired')),
+    temp_password_hash   TEXT,
+    temp_expires_at      BIGINT,
+    password_hash        TEXT,
+    external_ref         TEXT UNIQUE,
+    created_at           BIGINT NOT NULL,
+    activated_at         BIGINT,
+    activation_sends     BIGINT NOT NULL,
+    version              BIGINT NOT NULL
+);
+CREATE INDEX account_managers_by_account ON account_managers (account_id, id);
+CREATE INDEX account_managers_pending_by_expiry ON account_managers (state, temp_expires_at);

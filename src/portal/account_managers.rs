@@ -1,0 +1,714 @@
+//! Account managers (seed 004): portal users with account-wide access and no voice service.
+//!
+//! There is no default password. Creating one (or resending) emails the username, a random
+//! temporary password and a link; the temporary password is stored only as an argon2 hash,
+//! works once, and expires (72 h by default). Activation sets the person's own password
+//! (12 characters or more). An account manager's email is unique across account managers and
+//! admins.
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sqlx::{AnyConnection, Row};
+
+use super::auth::{Principal, authorize};
+use super::json::{JsonBody, Page, PageQuery};
+use super::problem::{ApiError, ApiResult, ProblemKind};
+use super::store::{NewEvent, Store, WriteTx};
+use super::time::format_millis;
+use super::{AppState, db_error, mail};
+use crate::domain::{Email, Language, Permission, person_name};
+
+/// How long a temporary password works.
+pub const ACTIVATION_LIFETIME_MILLIS: i64 = 72 * 3_600_000;
+pub const MIN_PASSWORD_LENGTH: usize = 12;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AccountManagerState {
+    ActivationPending,
+    Active,
+    ActivationExpired,
+}
+
+#[derive(Debug, Clone)]
+struct Row_ {
+    id: String,
+    account_id: String,
+    email: String,
+    first_name: String,
+    last_name: String,
+    language: Language,
+    branding_domain: Option<String>,
+    stored_state: AccountManagerState,
+    temp_expires_at: Option<i64>,
+    external_ref: Option<String>,
+    created_at: i64,
+    activated_at: Option<i64>,
+    activation_sends: i64,
+    version: i64,
+}
+
+const COLUMNS: &str = "id, account_id, email, first_name, last_name, language, branding_domain, state, temp_expires_at, \
+                       external_ref, created_at, activated_at, activation_sends, version";
+
+impl Row_ {
+    fn from_row(row: &sqlx::any::AnyRow) -> Row_ {
+        let state: String = row.get("state");
+        Row_ {
+            id: row.get("id"),
+            account_id: row.get("account_id"),
+            email: row.get("email"),
+            first_name: row.get("first_name"),
+            last_name: row.get("last_name"),
+            language: row.get::<String, _>("language").parse().unwrap_or_default(),
+            branding_domain: row.get("branding_domain"),
+            stored_state: match state.as_str() {
+                "Active" => AccountManagerState::Active,
+                "ActivationExpired" => AccountManagerState::ActivationExpired,
+                _ => AccountManagerState::ActivationPending,
+            },
+            temp_expires_at: row.get("temp_expires_at"),
+            external_ref: row.get("external_ref"),
+            created_at: row.get("created_at"),
+            activated_at: row.get("activated_at"),
+            activation_sends: row.get("activation_sends"),
+            version: row.get("version"),
+        }
+    }
+
+    fn state(&self, now: i64) -> AccountManagerState {
+        match (self.stored_state, self.temp_expires_at) {
+            (AccountManagerState::ActivationPending, Some(expires)) if now >= expires => {
+                AccountManagerState::ActivationExpired
+            }
+            (state, _) => state,
+        }
+    }
+
+    fn view(&self, now: i64) -> AccountManagerView {
+        AccountManagerView {
+            id: self.id.clone(),
+            account_id: self.account_id.clone(),
+            email: self.email.clone(),
+            first_name: self.first_name.clone(),
+            last_name: self.last_name.clone(),
+            language: self.language,
+            branding_domain: self.branding_domain.clone(),
+            state: self.state(now),
+            activation_expires_at: match self.state(now) {
+                AccountManagerState::Active => None,
+                _ => self.temp_expires_at.map(format_millis),
+            },
+            external_ref: self.external_ref.clone(),
+            created_at: format_millis(self.created_at),
+            activated_at: self.activated_at.map(format_millis),
+            activation_sends: self.activation_sends,
+            version: self.version,
+        }
+    }
+}
+
+/// An account manager on the wire. No password, temporary or not, ever appears here.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountManagerView {
+    pub id: String,
+    pub account_id: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub language: Language,
+    pub branding_domain: Option<String>,
+    pub state: AccountManagerState,
+    pub activation_expires_at: Option<String>,
+    pub external_ref: Option<String>,
+    pub created_at: String,
+    pub activated_at: Option<String>,
+    pub activation_sends: i64,
+    pub version: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateAccountManager {
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+    #[serde(default)]
+    pub language: Option<String>,
+    #[serde(default)]
+    pub branding_domain: Option<String>,
+    #[serde(default)]
+    pub external_ref: Option<String>,
+}
+
+fn hash_password(password: &str) -> ApiResult<String> {
+    let mut salt = [0u8; 16];
+    rand::rng().fill_bytes(&mut salt);
+    let salt =
+        SaltString::encode_b64(&salt).map_err(|e| ApiError::internal("salt the password", e))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| ApiError::internal("hash the password", e))
+}
+
+fn verify_password(password: &str, stored: &str) -> bool {
+    PasswordHash::new(stored)
+        .map(|hash| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &hash)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// A temporary password a person can type: 16 characters from an alphabet without look-alikes
+/// (about 90 bits).
+fn temporary_password() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes
+        .iter()
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect()
+}
+
+/// Checks the branding domain against the portal's: required and one of them when there are
+/// several (seed 004: "only available if your partition has multiple branding domains").
+fn check_branding(state: &AppState, requested: Option<&str>) -> ApiResult<Option<String>> {
+    let domains = &state.config.branding_domains;
+    match (domains.len(), requested) {
+        (0 | 1, None) => Ok(domains.first().cloned()),
+        (0, Some(_)) => Err(ApiError::invalid(
+            "/brandingDomain",
+            "this portal has no branding domains; leave brandingDomain out",
+        )),
+        (1, Some(domain)) if domain == domains[0] => Ok(Some(domain.to_owned())),
+        (1, Some(_)) => Err(ApiError::invalid(
+            "/brandingDomain",
+            format!(
+                "this portal has one branding domain, {}; leave brandingDomain out",
+                domains[0]
+            ),
+        )),
+        (_, None) => Err(ApiError::invalid(
+            "/brandingDomain",
+            format!(
+                "this portal has several branding domains; choose one of {}",
+                domains.join(", ")
+            ),
+        )),
+        (_, Some(domain)) if domains.iter().any(|d| d == domain) => Ok(Some(domain.to_owned())),
+        (_, Some(domain)) => Err(ApiError::invalid(
+            "/brandingDomain",
+            format!(
+                "{domain:?} is not a branding domain of this portal; choose one of {}",
+                domains.join(", ")
+            ),
+        )),
+    }
+}
+
+async fn ensure_email_free(connection: &mut AnyConnection, email: &Email) -> ApiResult<()> {
+    let canonical = email.canonical();
+    let manager = sqlx::query("SELECT id FROM account_managers WHERE email_canonical = $1")
+        .bind(&canonical)
+        .fetch_optional(&mut *connection)
+        .await
+        .map_err(|e| ApiError::internal("check the email", e))?;
+    let admin = sqlx::query("SELECT id FROM principals WHERE email_canonical = $1")
+        .bind(&canonical)
+        .fetch_optional(&mut *connection)
+        .await
+        .map_err(|e| ApiError::internal("check the email", e))?;
+    let taken_by = match (manager, admin) {
+        (Some(_), _) => "an account manager",
+        (None, Some(_)) => "an admin",
+        (None, None) => return Ok(()),
+    };
+    Err(ApiError::new(
+        ProblemKind::EmailConflict,
+        format!("{email} is already used by {taken_by}; an account manager's email must be unique across account managers, admins and end users"),
+    )
+    .at("/email"))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(account_id): Path<String>,
+    JsonBody(body): JsonBody<CreateAccountManager>,
+) -> ApiResult<(StatusCode, Json<AccountManagerView>)> {
+    let email = Email::parse(&body.email)?;
+    let first_name = person_name("firstName", &body.first_name)?;
+    let last_name = person_name("lastName", &body.last_name)?;
+    let language = match &body.language {
+        None => Language::default(),
+        Some(text) => text.parse()?,
+    };
+    let branding_domain = check_branding(&state, body.branding_domain.as_deref())?;
+    if let Some(r) = &body.external_ref
+        && (r.is_empty() || r.len() > 512 || r.chars().any(char::is_control))
+    {
+        return Err(ApiError::invalid(
+            "/externalRef",
+            "externalRef must hold 1 to 512 printable characters",
+        ));
+    }
+    let now = state.now();
+    let mut tx = state
+        .store
+        .write()
+        .await
+        .map_err(db_error("start a transaction"))?;
+    let access = authorize(
+        &mut tx.tx,
+        &principal,
+        &account_id,
+        Permission::AdminUsersWrite,
+    )
+    .await?;
+    ensure_email_free(&mut tx.tx, &email).await?;
+    if let Some(external_ref) = &body.external_ref
+        && let Some(existing) =
+            sqlx::query("SELECT id FROM account_managers WHERE external_ref = $1")
+                .bind(external_ref)
+                .fetch_optional(&mut *tx.tx)
+                .await
+                .map_err(db_error("check the external reference"))?
+    {
+        return Err(ApiError::new(
+            ProblemKind::ExternalRefConflict,
+            format!(
+                "externalRef {external_ref:?} already belongs to account manager {}",
+                existing.get::<String, _>(0)
+            ),
+        )
+        .at("/externalRef"));
+    }
+    let row = Row_ {
+        id: uuid::Uuid::now_v7().to_string(),
+        account_id: account_id.clone(),
+        email: email.to_string(),
+        first_name,
+        last_name,
+        language,
+        branding_domain,
+        stored_state: AccountManagerState::ActivationPending,
+        temp_expires_at: Some(now + ACTIVATION_LIFETIME_MILLIS),
+        external_ref: body.external_ref.clone(),
+        created_at: now,
+        activated_at: None,
+        activation_sends: 1,
+        version: 1,
+    };
+    let password = temporary_password();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO account_managers ({COLUMNS}, email_canonical, temp_password_hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'ActivationPending', $8, $9, $10, NULL, $11, $12, $13, $14)"
+    )))
+    .bind(&row.id)
+    .bind(&row.account_id)
+    .bind(&row.email)
+    .bind(&row.first_name)
+    .bind(&row.last_name)
+    .bind(row.language.as_str())
+    .bind(&row.branding_domain)
+    .bind(row.temp_expires_at)
+    .bind(&row.external_ref)
+    .bind(row.created_at)
+    .bind(row.activation_sends)
+    .bind(row.version)
+    .bind(email.canonical())
+    .bind(hash_password(&password)?)
+    .execute(&mut *tx.tx)
+    .await
+    .map_err(db_error("create the account manager"))?;
+    queue_activation(
+        &state,
+        &mut tx,
+        &row,
+        &access.account.display_name,
+        &password,
+        now,
+    )
+    .await?;
+    tx.emit(event("account_manager.created", &row), now)
+        .await
+        .map_err(db_error("record the event"))?;
+    tx.commit().await.map_err(db_error("commit"))?;
+    state.mail_queued();
+    Ok((StatusCode::CREATED, Json(row.view(now))))
+}
+
+async fn queue_activation(
+    state: &AppState,
+    tx: &mut WriteTx,
+    row: &Row_,
+    account_name: &str,
+    password: &str,
+    now: i64,
+) -> ApiResult<()> {
+    let base = match &row.branding_domain {
+        Some(domain) => format!("https://{domain}"),
+        None => state.config.public_url.trim_end_matches('/').to_owned(),
+    };
+    let link = format!("{base}/account-managers/activate");
+    let (subject, body) = match row.language {
+        Language::En => (
+            format!("Activate your account manager access to {account_name}"),
+            format!(
+                "Hello {first},\n\nYou are now an account manager of {account_name}.\n\n\
+                 Username: {email}\nTemporary password: {password}\n\n\
+                 Sign in at {link} within 72 hours; you will be asked to choose a new password.\n",
+                first = row.first_name,
+                email = row.email,
+            ),
+        ),
+        Language::Fr => (
+            format!("Activez votre accès de gestionnaire de compte pour {account_name}"),
+            format!(
+                "Bonjour {first},\n\nVous êtes maintenant gestionnaire de compte de {account_name}.\n\n\
+                 Nom d'utilisateur : {email}\nMot de passe temporaire : {password}\n\n\
+                 Connectez-vous sur {link} dans les 72 heures ; vous devrez choisir un nouveau mot de passe.\n",
+                first = row.first_name,
+                email = row.email,
+            ),
+        ),
+    };
+    mail::queue(tx, &row.email, &subject, &body, now).await
+}
+
+fn event<'a>(event_type: &'a str, row: &'a Row_) -> NewEvent<'a> {
+    NewEvent {
+        event_type,
+        object_kind: "AccountManager",
+        object_id: &row.id,
+        account_id: Some(&row.account_id),
+        external_ref: row.external_ref.as_deref(),
+        data: serde_json::json!({ "email": row.email }),
+    }
+}
+
+async fn find(connection: &mut AnyConnection, id: &str) -> ApiResult<Option<Row_>> {
+    Ok(sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM account_managers WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(&mut *connection)
+    .await
+    .map_err(|e| ApiError::internal("read the account manager", e))?
+    .as_ref()
+    .map(Row_::from_row))
+}
+
+async fn authorized(
+    connection: &mut AnyConnection,
+    principal: &Principal,
+    id: &str,
+    permission: Permission,
+) -> ApiResult<(Row_, super::auth::AccountAccess)> {
+    let row = find(connection, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("account manager", id))?;
+    let access = authorize(connection, principal, &row.account_id, permission)
+        .await
+        .map_err(|e| {
+            if e.kind == ProblemKind::NotFound {
+                ApiError::not_found("account manager", id)
+            } else {
+                e
+            }
+        })?;
+    Ok((row, access))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListQuery {
+    #[serde(default)]
+    pub external_ref: Option<String>,
+    #[serde(flatten)]
+    pub page: PageQuery,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(account_id): Path<String>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<Page<AccountManagerView>>> {
+    let limit = query.page.limit()?;
+    let after = query.page.after()?;
+    let now = state.now();
+    let mut connection = state.connection().await?;
+    authorize(
+        &mut connection,
+        &principal,
+        &account_id,
+        Permission::AdminUsersRead,
+    )
+    .await?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM account_managers WHERE account_id = $1 AND id > $2 AND ($3 IS NULL OR external_ref = $3) \
+         ORDER BY id LIMIT $4"
+    )))
+    .bind(&account_id)
+    .bind(&after)
+    .bind(&query.external_ref)
+    .bind(limit + 1)
+    .fetch_all(&mut *connection)
+    .await
+    .map_err(|e| ApiError::internal("list account managers", e))?;
+    let views = rows
+        .iter()
+        .map(|row| Row_::from_row(row).view(now))
+        .collect();
+    Ok(Json(Page::new(views, limit, |m: &AccountManagerView| {
+        m.id.clone()
+    })))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<AccountManagerView>> {
+    let now = state.now();
+    let mut connection = state.connection().await?;
+    let (row, _) = authorized(&mut connection, &principal, &id, Permission::AdminUsersRead).await?;
+    Ok(Json(row.view(now)))
+}
+
+/// Issues a new temporary password (the old one stops working) with a new 72-hour window and
+/// emails it. An active account manager has nothing to resend.
+pub async fn resend(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<AccountManagerView>> {
+    let now = state.now();
+    let mut tx = state
+        .store
+        .write()
+        .await
+        .map_err(db_error("start a transaction"))?;
+    let (mut row, access) =
+        authorized(&mut tx.tx, &principal, &id, Permission::AdminUsersWrite).await?;
+    if row.state(now) == AccountManagerState::Active {
+        return Err(ApiError::new(
+            ProblemKind::AlreadyActive,
+            format!("account manager {id} is already active; they reset their password themselves"),
+        ));
+    }
+    let password = temporary_password();
+    row.stored_state = AccountManagerState::ActivationPending;
+    row.temp_expires_at = Some(now + ACTIVATION_LIFETIME_MILLIS);
+    row.activation_sends += 1;
+    row.version += 1;
+    sqlx::query(
+        "UPDATE account_managers SET state = 'ActivationPending', temp_password_hash = $1, temp_expires_at = $2, \
+         activation_sends = $3, version = $4 WHERE id = $5",
+    )
+    .bind(hash_password(&password)?)
+    .bind(row.temp_expires_at)
+    .bind(row.activation_sends)
+    .bind(row.version)
+    .bind(&id)
+    .execute(&mut *tx.tx)
+    .await
+    .map_err(db_error("resend the activation"))?;
+    queue_activation(
+        &state,
+        &mut tx,
+        &row,
+        &access.account.display_name,
+        &password,
+        now,
+    )
+    .await?;
+    tx.emit(event("account_manager.activation_resent", &row), now)
+        .await
+        .map_err(db_error("record the event"))?;
+    tx.commit().await.map_err(db_error("commit"))?;
+    state.mail_queued();
+    Ok(Json(row.view(now)))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let now = state.now();
+    let mut tx = state
+        .store
+        .write()
+        .await
+        .map_err(db_error("start a transaction"))?;
+    let (row, _) = authorized(&mut tx.tx, &principal, &id, Permission::AdminUsersWrite).await?;
+    sqlx::query("DELETE FROM account_managers WHERE id = $1")
+        .bind(&id)
+        .execute(&mut *tx.tx)
+        .await
+        .map_err(db_error("delete the account manager"))?;
+    tx.emit(event("account_manager.deleted", &row), now)
+        .await
+        .map_err(db_error("record the event"))?;
+    tx.commit().await.map_err(db_error("commit"))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Activate {
+    pub username: String,
+    pub temporary_password: String,
+    pub new_password: String,
+}
+
+/// `POST /v1/account-managers/activate`: the first sign-in, which trades the temporary password
+/// for the person's own. Rate-limited per address; a wrong username and a wrong password get
+/// the same answer.
+pub async fn activate(
+    State(state): State<AppState>,
+    axum::extract::ConnectInfo(client): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    JsonBody(body): JsonBody<Activate>,
+) -> ApiResult<Json<AccountManagerView>> {
+    let now = state.now();
+    if let Err(retry_after) = state.accept_limiter.check(client.ip(), now) {
+        let mut error = ApiError::new(
+            ProblemKind::TooManyRequests,
+            "too many attempts from this address; wait and try again",
+        );
+        error.retry_after_seconds = Some(retry_after);
+        return Err(error);
+    }
+    if body.new_password.chars().count() < MIN_PASSWORD_LENGTH {
+        return Err(ApiError::invalid(
+            "/newPassword",
+            "the new password must be at least 12 characters long",
+        ));
+    }
+    if body.new_password == body.temporary_password {
+        return Err(ApiError::invalid(
+            "/newPassword",
+            "choose a new password, not the temporary one",
+        ));
+    }
+    let refused = || {
+        ApiError::new(
+            ProblemKind::InvalidCredentials,
+            "the username or temporary password is not right",
+        )
+    };
+    let canonical = Email::parse(&body.username)
+        .map_err(|_| refused())?
+        .canonical();
+    let mut tx = state
+        .store
+        .write()
+        .await
+        .map_err(db_error("start a transaction"))?;
+    let found = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS}, temp_password_hash FROM account_managers WHERE email_canonical = $1"
+    )))
+    .bind(&canonical)
+    .fetch_optional(&mut *tx.tx)
+    .await
+    .map_err(db_error("find the account manager"))?;
+    let Some(found) = found else {
+        // Spend the same effort as a real check, so timing does not reveal who exists.
+        let _ = verify_password(
+            &body.temporary_password,
+            DUMMY_HASH.get_or_init(|| hash_password("x").unwrap_or_default()),
+        );
+        return Err(refused());
+    };
+    let mut row = Row_::from_row(&found);
+    let stored: Option<String> = found.get("temp_password_hash");
+    match row.state(now) {
+        AccountManagerState::Active => {
+            return Err(ApiError::new(
+                ProblemKind::AlreadyActive,
+                "this account manager is already active; sign in with your password",
+            ));
+        }
+        AccountManagerState::ActivationExpired => {
+            return Err(ApiError::new(
+                ProblemKind::ActivationExpired,
+                "the temporary password expired; ask an administrator to resend the activation email",
+            ));
+        }
+        AccountManagerState::ActivationPending => {}
+    }
+    if !stored.is_some_and(|hash| verify_password(&body.temporary_password, &hash)) {
+        return Err(refused());
+    }
+    row.stored_state = AccountManagerState::Active;
+    row.activated_at = Some(now);
+    row.version += 1;
+    sqlx::query(
+        "UPDATE account_managers SET state = 'Active', password_hash = $1, temp_password_hash = NULL, \
+         temp_expires_at = NULL, activated_at = $2, version = $3 WHERE id = $4",
+    )
+    .bind(hash_password(&body.new_password)?)
+    .bind(now)
+    .bind(row.version)
+    .bind(&row.id)
+    .execute(&mut *tx.tx)
+    .await
+    .map_err(db_error("activate the account manager"))?;
+    row.temp_expires_at = None;
+    tx.emit(event("account_manager.activated", &row), now)
+        .await
+        .map_err(db_error("record the event"))?;
+    tx.commit().await.map_err(db_error("commit"))?;
+    Ok(Json(row.view(now)))
+}
+
+static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Marks account managers whose temporary password lapsed as ActivationExpired and emits
+/// `account_manager.activation_expired`. Returns when the next one lapses, if any.
+pub async fn sweep_expired(store: &Store, now: i64) -> Result<Option<i64>, sqlx::Error> {
+    let due = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM account_managers WHERE state = 'ActivationPending' AND temp_expires_at <= $1 LIMIT 500"
+    )))
+    .bind(now)
+    .fetch_all(&store.pool)
+    .await?;
+    if !due.is_empty() {
+        let mut tx = store.write().await?;
+        for row in &due {
+            let mut row = Row_::from_row(row);
+            row.version += 1;
+            let updated = sqlx::query(
+                "UPDATE account_managers SET state = 'ActivationExpired', temp_password_hash = NULL, version = $1 \
+                 WHERE id = $2 AND state = 'ActivationPending'",
+            )
+            .bind(row.version)
+            .bind(&row.id)
+            .execute(&mut *tx.tx)
+            .await?
+            .rows_affected();
+            if updated > 0 {
+                tx.emit(event("account_manager.activation_expired", &row), now)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+    }
+    sqlx::query(
+        "SELECT MIN(temp_expires_at) FROM account_managers WHERE state = 'ActivationPending'",
+    )
+    .fetch_one(&store.pool)
+    .await?
+    .try_get::<Option<i64>, _>(0)
+}

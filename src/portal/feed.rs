@@ -1,0 +1,186 @@
+//! `GET /v1/events`: the change feed, as server-sent events resumable from `Last-Event-ID`
+//! (or `?after=`), or as one JSON page when the client asks for `application/json`.
+//!
+//! Event ids are the store's sequence numbers: increasing in commit order, so a client that
+//! resumes after N misses nothing. A caller sees the events of accounts it can read; the
+//! platform principal sees all.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::Stream;
+use serde::Deserialize;
+
+use super::AppState;
+use super::auth::{Principal, authorize};
+use super::problem::{ApiError, ApiResult};
+use super::store::Event;
+use crate::domain::Permission;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FeedQuery {
+    #[serde(default)]
+    pub after: Option<String>,
+    #[serde(default)]
+    pub limit: Option<String>,
+}
+
+const PAGE: i64 = 500;
+/// Readers re-check the store at least this often, even with no wake-up.
+const POLL: Duration = Duration::from_secs(1);
+
+pub async fn events(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    Query(query): Query<FeedQuery>,
+) -> ApiResult<Response> {
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or(query.after.clone());
+    let after = match resume {
+        None => 0,
+        Some(text) => text.trim().parse::<i64>().map_err(|_| {
+            ApiError::invalid(
+                "/after",
+                "the event cursor (Last-Event-ID or after) must be an event id from this feed",
+            )
+        })?,
+    };
+    let wants_json = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| {
+            accept.contains("application/json") && !accept.contains("text/event-stream")
+        });
+    if wants_json {
+        let limit = match &query.limit {
+            None => PAGE,
+            Some(text) => match text.parse::<i64>() {
+                Ok(limit) if (1..=PAGE).contains(&limit) => limit,
+                _ => {
+                    return Err(ApiError::invalid(
+                        "/limit",
+                        "limit must be a whole number from 1 to 500",
+                    ));
+                }
+            },
+        };
+        let mut visibility = Visibility::new(principal);
+        let batch = state
+            .store
+            .events_after(after, limit)
+            .await
+            .map_err(|e| ApiError::internal("read the change feed", e))?;
+        let next = batch.last().map(|e| e.seq).unwrap_or(after);
+        let mut items = Vec::with_capacity(batch.len());
+        for event in batch {
+            if visibility.allows(&state, &event).await {
+                items.push(event);
+            }
+        }
+        return Ok(Json(serde_json::json!({ "items": items, "next": next })).into_response());
+    }
+    Ok(Sse::new(stream(state, principal, after))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
+}
+
+fn stream(
+    state: AppState,
+    principal: Principal,
+    after: i64,
+) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    let wake = state.store.feed.subscribe();
+    let visibility = Visibility::new(principal);
+    futures::stream::unfold(
+        (
+            state,
+            visibility,
+            wake,
+            after,
+            std::collections::VecDeque::<Event>::new(),
+        ),
+        |(state, mut visibility, mut wake, mut cursor, mut pending)| async move {
+            loop {
+                if let Some(event) = pending.pop_front() {
+                    if !visibility.allows(&state, &event).await {
+                        continue;
+                    }
+                    let sse = SseEvent::default()
+                        .id(event.seq.to_string())
+                        .event(event.event_type.clone())
+                        .json_data(&event)
+                        .unwrap_or_else(|_| SseEvent::default().comment("unserialisable event"));
+                    return Some((Ok(sse), (state, visibility, wake, cursor, pending)));
+                }
+                match state.store.events_after(cursor, PAGE).await {
+                    Ok(batch) if !batch.is_empty() => {
+                        cursor = batch.last().map(|e| e.seq).unwrap_or(cursor);
+                        pending.extend(batch);
+                    }
+                    Ok(_) => {
+                        let _ = tokio::time::timeout(POLL, wake.recv()).await;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "reading the change feed failed; retrying");
+                        tokio::time::sleep(POLL).await;
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// Which events a caller may see, cached per account and forgotten when grants or accounts
+/// change (those change what it may see).
+struct Visibility {
+    principal: Principal,
+    accounts: HashMap<String, bool>,
+}
+
+impl Visibility {
+    fn new(principal: Principal) -> Self {
+        Visibility {
+            principal,
+            accounts: HashMap::new(),
+        }
+    }
+
+    async fn allows(&mut self, state: &AppState, event: &Event) -> bool {
+        if self.principal.is_platform() {
+            return true;
+        }
+        if event.event_type.starts_with("grant.") || event.event_type.starts_with("account.") {
+            self.accounts.clear();
+        }
+        let Some(account) = &event.account_id else {
+            return false;
+        };
+        if let Some(known) = self.accounts.get(account) {
+            return *known;
+        }
+        let visible = match state.connection().await {
+            Ok(mut connection) => authorize(
+                &mut connection,
+                &self.principal,
+                account,
+                Permission::AccountsRead,
+            )
+            .await
+            .is_ok(),
+            Err(_) => false,
+        };
+        self.accounts.insert(account.clone(), visible);
+        visible
+    }
+}
