@@ -137,6 +137,25 @@ async fn accounts_form_a_tree_with_etags_and_pagination(backend: Backend) {
         )
         .await
         .expect_problem(404, "not-found");
+    let metrics = w
+        .portal
+        .anonymous()
+        .client
+        .get(format!("{}/metrics", w.portal.base))
+        .send()
+        .await
+        .unwrap();
+    let text = metrics.text().await.unwrap();
+    assert!(
+        text.contains(
+            r#"portal_http_requests_total{method="POST",route="/v1/accounts",status="201"} 8"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("portal_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
     w.portal.stop().await;
 }
 

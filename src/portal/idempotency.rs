@@ -19,7 +19,8 @@ use super::problem::{ApiError, ProblemKind};
 use super::{AppState, SecretResponse};
 
 const HEADER: &str = "idempotency-key";
-/// A claim older than this whose request never finished (the server died) may be taken over.
+/// A claim older than this whose request never finished may be taken over; so may any claim
+/// made before this process started (its request died with the previous process).
 const ABANDONED_AFTER_MILLIS: i64 = 60_000;
 const BODY_LIMIT: usize = 1024 * 1024;
 
@@ -210,7 +211,9 @@ async fn claim(
                     status,
                     body: Bytes::from(body),
                 }
-            } else if now - created_at < ABANDONED_AFTER_MILLIS {
+            } else if created_at >= state.started_at && now - created_at < ABANDONED_AFTER_MILLIS {
+                // Claimed by a request still running (in this process, or another replica
+                // that started before us); a claim older than this process is from a crash.
                 Claim::InProgress
             } else {
                 sqlx::query("UPDATE idempotency_keys SET created_at = $1 WHERE principal_id = $2 AND idem_key = $3")

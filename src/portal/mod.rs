@@ -16,6 +16,7 @@ pub mod invitations;
 pub mod json;
 pub mod keys;
 pub mod mail;
+pub mod metrics;
 pub mod oidc;
 pub mod problem;
 pub mod ratelimit;
@@ -75,6 +76,9 @@ pub struct AppState {
     pub oidc: Option<Arc<oidc::OidcVerifier>>,
     /// Accept and activate attempts per client address: 20 a minute.
     pub accept_limiter: Arc<ratelimit::RateLimiter>,
+    pub metrics: Arc<metrics::Metrics>,
+    /// When this process opened the portal (clock milliseconds).
+    pub started_at: i64,
     expiry: Arc<Notify>,
     mail_wake: Arc<Notify>,
 }
@@ -166,6 +170,7 @@ impl Portal {
         if let Some(key) = &config.bootstrap_api_key {
             bootstrap(&store, key, clock.now_millis()).await?;
         }
+        let started_at = clock.now_millis();
         Ok(Portal {
             state: AppState {
                 store,
@@ -180,6 +185,8 @@ impl Portal {
                 accept_limiter: Arc::new(ratelimit::RateLimiter::new(20, 60_000)),
                 expiry: Arc::new(Notify::new()),
                 mail_wake: Arc::new(Notify::new()),
+                metrics: Arc::new(metrics::Metrics::default()),
+                started_at,
             },
         })
     }
@@ -350,10 +357,15 @@ pub fn router(state: AppState) -> Router {
         ));
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics::render))
         .nest("/v1", v1)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(1024 * 1024))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::layer,
+        ))
         .with_state(state)
 }
 

@@ -1,0 +1,281 @@
+//! The portal binary killed with SIGKILL in the middle of a burst of writes, then restarted on
+//! the same database: every acknowledged write is there, the database is consistent, and
+//! retrying the unacknowledged requests with their Idempotency-Keys creates nothing twice.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::json;
+use support::{Api, Backend, pg_database, wait_for};
+
+on_both_backends!(acknowledged_writes_survive_sigkill_and_retries_do_not_duplicate);
+
+struct Server {
+    child: tokio::process::Child,
+    base: String,
+}
+
+async fn start_server(database_url: &str, key: &str) -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_portal-operator"))
+        .args([
+            "portal",
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--database-url",
+            database_url,
+        ])
+        .env("PORTAL_BOOTSTRAP_API_KEY", key)
+        .env("PORTAL_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the portal binary");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    wait_for(
+        Duration::from_secs(30),
+        "the portal to answer /healthz",
+        || {
+            let client = client.clone();
+            let url = format!("{base}/healthz");
+            async move {
+                client
+                    .get(url)
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+                    .map(|_| ())
+            }
+        },
+    )
+    .await;
+    Server { child, base }
+}
+
+fn api(base: &str, key: &str) -> Api {
+    Api {
+        base: base.to_owned(),
+        key: Some(key.to_owned()),
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap(),
+    }
+}
+
+fn invitation_body(n: usize) -> serde_json::Value {
+    json!({
+        "email": format!("burst{n}@contoso.example"), "firstName": "Burst", "lastName": format!("N{n}"),
+        "delivery": if n % 2 == 0 { "Email" } else { "Link" }, "externalRef": format!("AdminInvitation/burst/{n}"),
+    })
+}
+
+async fn acknowledged_writes_survive_sigkill_and_retries_do_not_duplicate(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = match backend {
+        Backend::Sqlite => format!("sqlite://{}", dir.path().join("portal.db").display()),
+        Backend::Postgres => pg_database().await,
+    };
+    let key = portal_operator::portal::auth::new_api_key().key;
+    let mut server = start_server(&database_url, &key).await;
+    let platform = api(&server.base, &key);
+    let partner = platform
+        .account(json!({ "type": "Partner", "displayName": "Northwind" }))
+        .await;
+    let client = platform
+        .account(json!({ "type": "Client", "parentId": partner, "displayName": "Contoso" }))
+        .await;
+    let path = format!("/v1/accounts/{client}/invitations");
+
+    // Eight writers, each sending its own numbered requests until the server dies.
+    let acknowledged: Arc<Mutex<BTreeMap<usize, String>>> = Arc::default();
+    let attempted: Arc<Mutex<BTreeSet<usize>>> = Arc::default();
+    let mut writers = Vec::new();
+    for writer in 0..8 {
+        let platform = platform.clone();
+        let path = path.clone();
+        let acknowledged = acknowledged.clone();
+        let attempted = attempted.clone();
+        writers.push(tokio::spawn(async move {
+            for round in 0.. {
+                let n = round * 8 + writer;
+                attempted.lock().unwrap().insert(n);
+                let key = format!("burst-{n}");
+                let reply = platform
+                    .client
+                    .post(format!("{}{path}", platform.base))
+                    .bearer_auth(platform.key.as_deref().unwrap())
+                    .header("idempotency-key", &key)
+                    .json(&invitation_body(n))
+                    .send()
+                    .await;
+                match reply {
+                    Ok(reply) if reply.status().as_u16() == 201 => {
+                        let body: serde_json::Value = reply.json().await.unwrap();
+                        acknowledged
+                            .lock()
+                            .unwrap()
+                            .insert(n, body["id"].as_str().unwrap().to_owned());
+                    }
+                    Ok(reply) => panic!("unexpected {} during the burst", reply.status()),
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    wait_for(
+        Duration::from_secs(30),
+        "some writes to be acknowledged",
+        || {
+            let count = acknowledged.lock().unwrap().len();
+            async move { (count >= 40).then_some(()) }
+        },
+    )
+    .await;
+    server.child.start_kill().unwrap();
+    server.child.wait().await.unwrap();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let attempted = attempted.lock().unwrap().clone();
+    assert!(
+        attempted.len() > acknowledged.len(),
+        "the kill must land with requests in flight ({} attempted, {} acknowledged)",
+        attempted.len(),
+        acknowledged.len()
+    );
+
+    let server = start_server(&database_url, &key).await;
+    let platform = api(&server.base, &key);
+    for (n, id) in &acknowledged {
+        let reply = platform
+            .get(&format!("/v1/invitations/{id}"))
+            .await
+            .expect(200);
+        assert_eq!(reply.body["email"], format!("burst{n}@contoso.example"));
+    }
+    // Retrying every attempted request with its key: acknowledged ones replay, the rest run now.
+    for n in &attempted {
+        let reply = platform
+            .send(
+                Method::POST,
+                &path,
+                Some(invitation_body(*n)),
+                &[("idempotency-key", &format!("burst-{n}"))],
+            )
+            .await;
+        match reply.status.as_u16() {
+            201 => {
+                if let Some(id) = acknowledged.get(n) {
+                    assert_eq!(
+                        reply.body["id"],
+                        id.as_str(),
+                        "a replay returns the first invitation"
+                    );
+                }
+            }
+            // Committed but the response was lost with the process: the reference finds it.
+            409 => assert_eq!(reply.problem(), "external-ref-conflict", "{:#}", reply.body),
+            other => panic!("retrying request {n} answered {other}: {:#}", reply.body),
+        }
+    }
+    let mut invitations = Vec::new();
+    let mut next = format!("{path}?limit=500");
+    loop {
+        let page = platform.get(&next).await.expect(200);
+        invitations.extend(page.body["items"].as_array().unwrap().iter().cloned());
+        match page.body["nextCursor"].as_str() {
+            Some(cursor) => next = format!("{path}?limit=500&cursor={cursor}"),
+            None => break,
+        }
+    }
+    let refs: BTreeSet<String> = invitations
+        .iter()
+        .map(|i| i["externalRef"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(refs.len(), invitations.len(), "no invitation twice");
+    assert_eq!(
+        invitations.len(),
+        attempted.len(),
+        "every attempted request exists exactly once after the retries"
+    );
+    // Every invitation has its creation event, and every Email invitation its message.
+    let feed = platform
+        .send(
+            Method::GET,
+            "/v1/events?limit=500",
+            None,
+            &[("accept", "application/json")],
+        )
+        .await
+        .expect(200);
+    let mut events: Vec<serde_json::Value> = feed.body["items"].as_array().unwrap().clone();
+    let mut cursor = feed.body["next"].as_i64().unwrap();
+    loop {
+        let page = platform
+            .send(
+                Method::GET,
+                &format!("/v1/events?after={cursor}&limit=500"),
+                None,
+                &[("accept", "application/json")],
+            )
+            .await
+            .expect(200);
+        let items = page.body["items"].as_array().unwrap().clone();
+        if items.is_empty() {
+            break;
+        }
+        cursor = page.body["next"].as_i64().unwrap();
+        events.extend(items);
+    }
+    let seqs: Vec<i64> = events.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "event ids strictly increase"
+    );
+    let created: BTreeSet<&str> = events
+        .iter()
+        .filter(|e| e["type"] == "invitation.created")
+        .map(|e| e["objectId"].as_str().unwrap())
+        .collect();
+    for invitation in &invitations {
+        assert!(
+            created.contains(invitation["id"].as_str().unwrap()),
+            "creation event for {}",
+            invitation["id"]
+        );
+    }
+    let mut outbox = 0;
+    let mut next = "/v1/outbox?limit=500".to_owned();
+    loop {
+        let page = platform.get(&next).await.expect(200);
+        outbox += page.body["items"].as_array().unwrap().len();
+        match page.body["nextCursor"].as_str() {
+            Some(cursor) => next = format!("/v1/outbox?limit=500&cursor={cursor}"),
+            None => break,
+        }
+    }
+    let by_email = invitations
+        .iter()
+        .filter(|i| i["delivery"] == "Email")
+        .count();
+    assert_eq!(
+        outbox, by_email,
+        "one message per Email invitation, none for the others"
+    );
+    drop(server);
+}
