@@ -32,6 +32,8 @@ pub enum PortalCommand {
     Serve(Box<ServeArgs>),
     /// Print a new random API key, e.g. for PORTAL_BOOTSTRAP_API_KEY.
     NewApiKey,
+    /// Print the OpenAPI 3 document of the portal API.
+    Openapi,
 }
 
 #[derive(Debug, clap::Args)]
@@ -117,6 +119,11 @@ impl Cli {
     pub fn run(self, out: &mut impl Write) -> anyhow::Result<()> {
         match self.command {
             Command::Roles(args) => roles(args, out),
+            Command::Portal(PortalCommand::Openapi) => {
+                serde_json::to_writer_pretty(&mut *out, &crate::portal::openapi::document())?;
+                writeln!(out)?;
+                Ok(())
+            }
             Command::Portal(PortalCommand::NewApiKey) => {
                 writeln!(out, "{}", crate::portal::auth::new_api_key().key)?;
                 Ok(())

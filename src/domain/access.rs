@@ -24,7 +24,9 @@ use super::tree::{Account, AccountId, AccountTree};
 
 /// The admin a grant is for (the portal's admin id or the admin's email; the domain only
 /// compares them).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(transparent)]
 pub struct SubjectId(pub String);
 
@@ -48,7 +50,18 @@ impl From<&str> for SubjectId {
 
 /// How far down the tree a grant reaches.
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 pub enum GrantScope {
     /// The account and every account below it (the seeds' inheritance).
@@ -103,7 +116,7 @@ impl Grant {
 }
 
 /// How one grant gives one role on one account: the grant, then the chain of implications.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AccessPath {
     pub granted_on: AccountId,
@@ -146,7 +159,7 @@ impl fmt::Display for AccessPath {
 }
 
 /// A role that reached the account but does not function there, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InertRole {
     pub path: AccessPath,
@@ -154,7 +167,7 @@ pub struct InertRole {
 }
 
 /// What a subject may do on one account, with the paths that give each role and permission.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EffectiveAccess {
     pub subject: SubjectId,

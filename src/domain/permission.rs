@@ -84,6 +84,21 @@ impl fmt::Display for Permission {
     }
 }
 
+impl schemars::JsonSchema for Permission {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Permission".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let names: Vec<&str> = Permission::ALL.iter().map(|p| p.as_str()).collect();
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A named permission, `area.action`.",
+            "enum": names,
+        })
+    }
+}
+
 /// The name is not one of [`Permission::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown permission {0:?}")]

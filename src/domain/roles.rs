@@ -99,8 +99,23 @@ impl<'de> Deserialize<'de> for Role {
     }
 }
 
+impl schemars::JsonSchema for Role {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Role".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let names: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+        schemars::json_schema!({
+            "type": "string",
+            "description": "An admin role of the portal (see GET /v1/roles).",
+            "enum": names,
+        })
+    }
+}
+
 /// Where an implied role takes effect, relative to the account the implying role was granted on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum ImplicationScope {
     /// On every account the implying role reaches.
     Everywhere,
@@ -110,7 +125,7 @@ pub enum ImplicationScope {
 }
 
 /// One "Implied" entry of the seeds' table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Implication {
     pub role: Role,
@@ -118,7 +133,7 @@ pub struct Implication {
 }
 
 /// Where a role can function at all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub enum Applicability {
     /// On any account.
     AnyAccount,
@@ -130,7 +145,7 @@ pub enum Applicability {
 }
 
 /// One row of the catalog.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RoleSpec {
     pub role: Role,

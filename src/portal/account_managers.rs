@@ -27,7 +27,7 @@ use crate::domain::{Email, Language, Permission, person_name};
 pub const ACTIVATION_LIFETIME_MILLIS: i64 = 72 * 3_600_000;
 pub const MIN_PASSWORD_LENGTH: usize = 12;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum AccountManagerState {
     ActivationPending,
     Active,
@@ -113,7 +113,7 @@ impl Row_ {
 }
 
 /// An account manager on the wire. No password, temporary or not, ever appears here.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AccountManagerView {
     pub id: String,
@@ -132,7 +132,7 @@ pub struct AccountManagerView {
     pub version: i64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateAccountManager {
     pub first_name: String,
@@ -565,7 +565,7 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Activate {
     pub username: String,

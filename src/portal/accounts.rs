@@ -84,7 +84,7 @@ impl AccountRow {
 }
 
 /// An account on the wire.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AccountView {
     pub id: String,
@@ -152,7 +152,7 @@ pub async fn find_account(
     Ok(row.as_ref().map(AccountRow::from_row))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateAccount {
     #[serde(default)]
@@ -421,7 +421,7 @@ pub async fn list(
     Ok(Json(Page::new(views, limit, |a| a.id.clone())))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateAccount {
     #[serde(default)]

@@ -26,7 +26,7 @@ pub async fn roles() -> Json<&'static [RoleSpec]> {
 }
 
 /// A grant on the wire.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GrantView {
     pub id: String,
@@ -58,7 +58,7 @@ fn grant_view(row: &sqlx::any::AnyRow) -> ApiResult<GrantView> {
 }
 
 /// Who a grant is for: an existing admin, by id or by email.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateGrants {
     #[serde(default)]
@@ -522,7 +522,7 @@ pub async fn revoke_by_source(
 // --- admins ------------------------------------------------------------------------------
 
 /// An admin of an account, with the roles granted to it there.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AdminView {
     pub id: String,
@@ -585,7 +585,7 @@ pub async fn list_admins(
     Ok(Json(Page::new(views, limit, |a| a.id.clone())))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateAdmin {
     pub email: String,

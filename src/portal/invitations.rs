@@ -26,13 +26,13 @@ use crate::domain::{
     Email, GrantAction, GrantScope, InvitationLifetime, Permission, Role, person_name,
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Delivery {
     Email,
     Link,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum InvitationState {
     Pending,
     Accepted,
@@ -74,7 +74,7 @@ pub struct InvitationRow {
 }
 
 /// The last failed attempt to accept an invitation: why, and what the invitee should do.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AcceptFailure {
     pub reason: String,
@@ -167,7 +167,7 @@ impl InvitationRow {
 }
 
 /// An invitation on the wire. `link` is present only in the response that issued its token.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InvitationView {
     pub id: String,
@@ -205,7 +205,7 @@ pub async fn find(connection: &mut AnyConnection, id: &str) -> ApiResult<Option<
     .transpose()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateInvitation {
     pub email: String,
@@ -544,7 +544,7 @@ pub async fn get(
     Ok(response)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateInvitation {
     pub roles: Vec<String>,
@@ -782,7 +782,7 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
 /// configured OpenID Connect issuer. When sign-in failed at the identity provider, the
 /// acceptance page reports its error instead (`idpError`), so the failure and its remedy are
 /// recorded on the invitation where administrators (and the operator) see them.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AcceptInvitation {
     pub token: String,
@@ -792,7 +792,7 @@ pub struct AcceptInvitation {
     pub idp_error: Option<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Accepted {
     pub invitation: InvitationView,

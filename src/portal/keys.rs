@@ -14,7 +14,7 @@ use super::time::format_millis;
 use super::{AppState, SecretResponse, db_error};
 use crate::domain::{AccountTree, Permission};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateKey {
     pub name: String,
@@ -23,7 +23,7 @@ pub struct CreateKey {
     pub admin_id: Option<String>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KeyView {
     pub id: String,

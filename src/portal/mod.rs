@@ -18,6 +18,7 @@ pub mod keys;
 pub mod mail;
 pub mod metrics;
 pub mod oidc;
+pub mod openapi;
 pub mod problem;
 pub mod ratelimit;
 pub mod store;
@@ -358,6 +359,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics::render))
+        .route("/openapi.json", get(openapi::serve))
         .nest("/v1", v1)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -1,0 +1,290 @@
+//! The OpenAPI 3 document of the portal API, served at `GET /openapi.json`.
+//!
+//! Generated from the code: operations come from [`OPERATIONS`] and every body schema from the
+//! Rust type the handler reads or writes (schemars). A committed copy (`docs/openapi.json`) is
+//! compared with this output by a test, and another test calls every documented operation to
+//! prove the router serves it.
+
+use axum::Json;
+use schemars::generate::SchemaSettings;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde_json::{Map, Value, json};
+
+use super::account_managers as managers;
+use super::json::Page;
+use super::problem::{Problem, TYPE_BASE};
+use super::{accounts, grants, invitations, keys, mail, store};
+use crate::domain::{EffectiveAccess, RoleSpec};
+
+type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
+
+fn schema<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
+    generator.subschema_for::<T>()
+}
+
+/// One documented operation.
+pub struct Operation {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub summary: &'static str,
+    pub tag: &'static str,
+    /// Needs `Authorization: Bearer pk_…`.
+    pub authenticated: bool,
+    pub request: Option<SchemaFn>,
+    pub status: u16,
+    pub response: Option<SchemaFn>,
+    /// Query parameters: (name, description).
+    pub query: &'static [(&'static str, &'static str)],
+    /// Extra request headers: (name, description, required).
+    pub headers: &'static [(&'static str, &'static str, bool)],
+}
+
+const IDEMPOTENCY: (&str, &str, bool) = (
+    "Idempotency-Key",
+    "Replays the first response for the same key and body; 422 for the same key with another body.",
+    false,
+);
+const IF_MATCH: (&str, &str, bool) = ("If-Match", "The ETag of the version read; required.", true);
+const PAGING: [(&str, &str); 2] = [
+    ("limit", "Page size, 1 to 500 (default 100)."),
+    ("cursor", "The nextCursor of the previous page."),
+];
+
+macro_rules! op {
+    ($method:literal $path:literal, $tag:literal, $summary:literal, auth: $auth:literal,
+     request: $request:expr, $status:literal => $response:expr
+     $(, query: $query:expr)? $(, headers: $headers:expr)?) => {
+        Operation {
+            method: $method,
+            path: $path,
+            summary: $summary,
+            tag: $tag,
+            authenticated: $auth,
+            request: $request,
+            status: $status,
+            response: $response,
+            query: op!(@or $($query)?),
+            headers: op!(@or $($headers)?),
+        }
+    };
+    (@or $value:expr) => { $value };
+    (@or) => { &[] };
+}
+
+/// Every operation of the API.
+pub static OPERATIONS: &[Operation] = &[
+    op!("get" "/healthz", "Service", "Liveness and database reachability", auth: false, request: None, 200 => None),
+    op!("get" "/metrics", "Service", "Prometheus metrics", auth: false, request: None, 200 => None),
+    op!("get" "/openapi.json", "Service", "This document", auth: false, request: None, 200 => None),
+    op!("get" "/v1/roles", "Access", "The admin role catalog", auth: false, request: None, 200 => Some(schema::<Vec<RoleSpec>>)),
+    op!("get" "/v1/access", "Access", "What a subject may do on an account, and the path that gives each permission", auth: true,
+        request: None, 200 => Some(schema::<EffectiveAccess>),
+        query: &[("subject", "An admin id or email."), ("account", "An account id.")]),
+    op!("post" "/v1/accounts", "Accounts", "Create an account (top-level: platform principal only)", auth: true,
+        request: Some(schema::<accounts::CreateAccount>), 201 => Some(schema::<accounts::AccountView>), headers: &[IDEMPOTENCY]),
+    op!("get" "/v1/accounts", "Accounts", "Find by externalId, list the children of parentId, or list your accounts", auth: true,
+        request: None, 200 => Some(schema::<Page<accounts::AccountView>>),
+        query: &[("externalId", "Find the account with this external id."), ("parentId", "List this account's children."), PAGING[0], PAGING[1]]),
+    op!("get" "/v1/accounts/{id}", "Accounts", "Read an account (ETag header)", auth: true, request: None, 200 => Some(schema::<accounts::AccountView>)),
+    op!("patch" "/v1/accounts/{id}", "Accounts", "Change displayName, tenantId, subContract or externalId", auth: true,
+        request: Some(schema::<accounts::UpdateAccount>), 200 => Some(schema::<accounts::AccountView>), headers: &[IF_MATCH]),
+    op!("delete" "/v1/accounts/{id}", "Accounts", "Delete an account (refused while not empty unless cascade=true)", auth: true,
+        request: None, 204 => None, query: &[("cascade", "Also delete child accounts, grants and invitations.")]),
+    op!("post" "/v1/accounts/{id}/grants", "Grants", "Grant roles to an existing admin", auth: true,
+        request: Some(schema::<grants::CreateGrants>), 201 => Some(schema::<Page<grants::GrantView>>), headers: &[IDEMPOTENCY]),
+    op!("get" "/v1/accounts/{id}/grants", "Grants", "List the grants made on an account", auth: true,
+        request: None, 200 => Some(schema::<Page<grants::GrantView>>),
+        query: &[("source", "Only grants made by this source."), ("adminId", "Only this admin's grants."), PAGING[0], PAGING[1]]),
+    op!("delete" "/v1/accounts/{id}/grants", "Grants", "Revoke the grants one source made on an account", auth: true,
+        request: None, 200 => None, query: &[("source", "The source whose grants to revoke (required)."), ("adminId", "Only this admin's grants.")]),
+    op!("delete" "/v1/grants/{id}", "Grants", "Revoke one grant", auth: true, request: None, 204 => None),
+    op!("get" "/v1/accounts/{id}/admins", "Admins", "List the admins of an account with their roles there", auth: true,
+        request: None, 200 => Some(schema::<Page<grants::AdminView>>), query: &PAGING),
+    op!("post" "/v1/accounts/{id}/admins", "Admins", "Provision an admin directly (platform principal only)", auth: true,
+        request: Some(schema::<grants::CreateAdmin>), 201 => Some(schema::<grants::AdminView>), headers: &[IDEMPOTENCY]),
+    op!("delete" "/v1/accounts/{id}/admins/{admin}", "Admins", "Remove an admin from an account (all its grants there)", auth: true,
+        request: None, 204 => None),
+    op!("post" "/v1/accounts/{id}/invitations", "Invitations", "Invite an administrator by email or by link", auth: true,
+        request: Some(schema::<invitations::CreateInvitation>), 201 => Some(schema::<invitations::InvitationView>), headers: &[IDEMPOTENCY]),
+    op!("get" "/v1/accounts/{id}/invitations", "Invitations", "List invitations (Pending and Expired by default)", auth: true,
+        request: None, 200 => Some(schema::<Page<invitations::InvitationView>>),
+        query: &[("state", "Comma-separated states: Pending, Accepted, Expired, Revoked."), ("externalRef", "Only the invitation with this reference."), PAGING[0], PAGING[1]]),
+    op!("get" "/v1/invitations/{id}", "Invitations", "Read an invitation (ETag header)", auth: true,
+        request: None, 200 => Some(schema::<invitations::InvitationView>)),
+    op!("patch" "/v1/invitations/{id}", "Invitations", "Change a pending invitation's roles", auth: true,
+        request: Some(schema::<invitations::UpdateInvitation>), 200 => Some(schema::<invitations::InvitationView>), headers: &[IF_MATCH]),
+    op!("delete" "/v1/invitations/{id}", "Invitations", "Revoke a pending or expired invitation", auth: true, request: None, 204 => None),
+    op!("post" "/v1/invitations/{id}/resend", "Invitations", "Issue a new token and send the invitation again", auth: true,
+        request: None, 200 => Some(schema::<invitations::InvitationView>), headers: &[IDEMPOTENCY]),
+    op!("post" "/v1/invitations/accept", "Invitations", "Accept an invitation with an ID token of the configured issuer", auth: false,
+        request: Some(schema::<invitations::AcceptInvitation>), 200 => Some(schema::<invitations::Accepted>)),
+    op!("post" "/v1/accounts/{id}/account-managers", "Account managers", "Add an account manager (activation email)", auth: true,
+        request: Some(schema::<managers::CreateAccountManager>), 201 => Some(schema::<managers::AccountManagerView>), headers: &[IDEMPOTENCY]),
+    op!("get" "/v1/accounts/{id}/account-managers", "Account managers", "List an account's account managers", auth: true,
+        request: None, 200 => Some(schema::<Page<managers::AccountManagerView>>),
+        query: &[("externalRef", "Only the account manager with this reference."), PAGING[0], PAGING[1]]),
+    op!("get" "/v1/account-managers/{id}", "Account managers", "Read an account manager", auth: true,
+        request: None, 200 => Some(schema::<managers::AccountManagerView>)),
+    op!("delete" "/v1/account-managers/{id}", "Account managers", "Remove an account manager", auth: true, request: None, 204 => None),
+    op!("post" "/v1/account-managers/{id}/resend-activation", "Account managers", "Issue a new temporary password", auth: true,
+        request: None, 200 => Some(schema::<managers::AccountManagerView>), headers: &[IDEMPOTENCY]),
+    op!("post" "/v1/account-managers/activate", "Account managers", "First sign-in: trade the temporary password for your own", auth: false,
+        request: Some(schema::<managers::Activate>), 200 => Some(schema::<managers::AccountManagerView>)),
+    op!("post" "/v1/api-keys", "API keys", "Issue an API key (shown once)", auth: true,
+        request: Some(schema::<keys::CreateKey>), 201 => Some(schema::<keys::KeyView>), headers: &[IDEMPOTENCY]),
+    op!("get" "/v1/api-keys", "API keys", "List your API keys (never their secret)", auth: true, request: None, 200 => Some(schema::<Page<keys::KeyView>>)),
+    op!("delete" "/v1/api-keys/{id}", "API keys", "Revoke an API key", auth: true, request: None, 204 => None),
+    op!("get" "/v1/events", "Change feed", "Server-sent events (or a JSON page with Accept: application/json), resumable from Last-Event-ID", auth: true,
+        request: None, 200 => Some(schema::<Vec<store::Event>>),
+        query: &[("after", "Resume after this event id."), ("limit", "JSON pages only: 1 to 500.")],
+        headers: &[("Last-Event-ID", "Resume after this event id.", false)]),
+    op!("get" "/v1/outbox", "Mail", "Messages sent or waiting (platform principal only)", auth: true,
+        request: None, 200 => Some(schema::<Page<mail::OutboxMessage>>), query: &PAGING),
+];
+
+/// The problem `type`s the API answers with.
+const PROBLEM_TYPES: &[&str] = &[
+    "unauthenticated",
+    "forbidden",
+    "not-found",
+    "subject-not-found",
+    "malformed-request",
+    "validation-failed",
+    "unknown-role",
+    "role-not-assignable",
+    "escalation-denied",
+    "last-owner",
+    "email-conflict",
+    "external-id-conflict",
+    "external-ref-conflict",
+    "account-tree",
+    "account-not-empty",
+    "precondition-failed",
+    "precondition-required",
+    "idempotency-key-reused",
+    "invitation-expired",
+    "invitation-not-pending",
+    "invitation-already-used",
+    "wrong-tenant",
+    "idp-refused",
+    "invalid-token",
+    "service-unavailable",
+    "too-many-requests",
+    "payload-too-large",
+    "unsupported-media-type",
+    "already-active",
+    "activation-expired",
+    "invalid-credentials",
+];
+
+/// Builds the document.
+pub fn document() -> Value {
+    let mut generator = SchemaGenerator::new(SchemaSettings::openapi3());
+    let problem = schema::<Problem>(&mut generator);
+    let mut paths = Map::new();
+    for operation in OPERATIONS {
+        let mut parameters: Vec<Value> = operation
+            .path
+            .split('/')
+            .filter_map(|segment| segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+            .collect();
+        parameters.extend(operation.query.iter().map(|(name, description)| {
+            json!({ "name": name, "in": "query", "required": false, "description": description, "schema": { "type": "string" } })
+        }));
+        parameters.extend(operation.headers.iter().map(|(name, description, required)| {
+            json!({ "name": name, "in": "header", "required": required, "description": description, "schema": { "type": "string" } })
+        }));
+        let mut responses = Map::new();
+        let success = match operation.response {
+            Some(response) => json!({
+                "description": "Success",
+                "content": { "application/json": { "schema": response(&mut generator) } },
+            }),
+            None => json!({ "description": "Success" }),
+        };
+        responses.insert(operation.status.to_string(), success);
+        responses.insert(
+            "default".into(),
+            json!({
+                "description": "A problem (RFC 9457); `type` names the cause",
+                "content": { "application/problem+json": { "schema": problem.clone() } },
+            }),
+        );
+        let mut entry = json!({
+            "summary": operation.summary,
+            "tags": [operation.tag],
+            "operationId": operation_id(operation),
+            "parameters": parameters,
+            "responses": responses,
+        });
+        if let Some(request) = operation.request {
+            entry["requestBody"] = json!({
+                "required": true,
+                "content": { "application/json": { "schema": request(&mut generator) } },
+            });
+        }
+        if !operation.authenticated {
+            entry["security"] = json!([]);
+        }
+        paths
+            .entry(operation.path.to_owned())
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .expect("path items are objects")
+            .insert(operation.method.to_owned(), entry);
+    }
+    let schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "portal-operator reference portal API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": format!(
+                "Accounts, admins, invitations, role grants and account managers of a multi-tenant admin portal. \
+                 Errors are application/problem+json; their `type` is {TYPE_BASE} followed by one of: {}.",
+                PROBLEM_TYPES.join(", ")
+            ),
+        },
+        "security": [{ "apiKey": [] }],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "apiKey": { "type": "http", "scheme": "bearer", "description": "An API key, pk_<id>_<secret>." },
+            },
+            "schemas": schemas,
+        },
+    })
+}
+
+fn operation_id(operation: &Operation) -> String {
+    let mut id = operation.method.to_owned();
+    for segment in operation
+        .path
+        .split('/')
+        .filter(|s| !s.is_empty() && *s != "v1")
+    {
+        let word = segment.trim_start_matches('{').trim_end_matches('}');
+        let mut capitalised = true;
+        for c in word.chars() {
+            if c.is_ascii_alphanumeric() {
+                if capitalised {
+                    id.extend(c.to_uppercase());
+                } else {
+                    id.push(c);
+                }
+                capitalised = false;
+            } else {
+                capitalised = true;
+            }
+        }
+        if segment.starts_with('{') {
+            id.push_str("Param");
+        }
+    }
+    id
+}
+
+pub async fn serve() -> Json<Value> {
+    Json(document())
+}
