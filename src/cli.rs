@@ -96,6 +96,10 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub branding_domains: Vec<String>,
+
+    /// Invitation accept and account-manager activate attempts allowed per client address per minute.
+    #[arg(long, env = "PORTAL_ACCEPT_ATTEMPTS_PER_MINUTE", default_value_t = 20)]
+    pub accept_attempts_per_minute: u32,
 }
 
 #[derive(Debug, clap::Args)]
@@ -167,6 +171,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 from: args.mail_from.clone(),
             }),
         branding_domains: args.branding_domains.clone(),
+        accept_attempts_per_minute: args.accept_attempts_per_minute,
     };
     let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
     runtime.block_on(async move {

@@ -124,6 +124,16 @@ pub async fn load_subtree(
     account_id: &str,
 ) -> ApiResult<Vec<AccountRow>> {
     let mut rows = load_chain(connection, account_id).await?;
+    rows.extend(load_descendants(connection, account_id).await?);
+    Ok(rows)
+}
+
+/// Every account below `account_id`.
+pub async fn load_descendants(
+    connection: &mut AnyConnection,
+    account_id: &str,
+) -> ApiResult<Vec<AccountRow>> {
+    let mut rows = Vec::new();
     let below = sqlx::query(sqlx::AssertSqlSafe(format!(
         "WITH RECURSIVE below (id) AS ( \
              SELECT id FROM accounts WHERE parent_id = $1 \

@@ -12,7 +12,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use sqlx::{Any, AnyConnection, Row};
+use sqlx::{AnyConnection, Row};
 use subtle::ConstantTimeEq;
 
 use super::AppState;
@@ -202,9 +202,13 @@ pub fn grant_from_row(principal_id: &str, row: &sqlx::any::AnyRow) -> ApiResult<
 /// What the caller may do on one account, with the account's ancestor chain loaded.
 pub struct AccountAccess {
     pub account: AccountRow,
+    /// The account and its ancestors.
+    pub chain: Vec<AccountRow>,
     pub tree: AccountTree,
     /// `None` for the platform principal, which may do everything.
     pub access: Option<EffectiveAccess>,
+    /// The caller's grants (empty for the platform principal).
+    pub grants: Vec<Grant>,
 }
 
 impl AccountAccess {
@@ -232,8 +236,10 @@ pub async fn authorize(
     if principal.is_platform() {
         return Ok(AccountAccess {
             account,
+            chain,
             tree,
             access: None,
+            grants: Vec::new(),
         });
     }
     let grants = grants_of(connection, &principal.id).await?;
@@ -250,8 +256,10 @@ pub async fn authorize(
     }
     Ok(AccountAccess {
         account,
+        chain,
         tree,
         access: Some(access),
+        grants,
     })
 }
 
@@ -269,6 +277,3 @@ pub async fn subtree_for(
     AccountTree::new(rows.iter().map(AccountRow::to_domain))
         .map_err(|e| ApiError::internal("load the account tree", e))
 }
-
-/// Marker so handlers can take `&mut AnyConnection` from a pool or a transaction alike.
-pub type Db = Any;

@@ -268,6 +268,55 @@ pub async fn check_may_grant(
     Ok(())
 }
 
+/// [`check_may_grant`] for an account the caller was just authorized on, reusing what
+/// `authorize` loaded: the ancestor chain and the caller's grants. Only the accounts below are
+/// read, and only when the escalation check needs them.
+pub async fn check_may_grant_at(
+    connection: &mut AnyConnection,
+    access: &super::auth::AccountAccess,
+    principal: &Principal,
+    action: GrantAction,
+    roles: &[Role],
+    scope: GrantScope,
+) -> ApiResult<()> {
+    if principal.is_platform() {
+        return check_may_grant(
+            connection,
+            &access.tree,
+            principal,
+            action,
+            &access.account.id,
+            roles,
+            scope,
+        )
+        .await;
+    }
+    let tree = match scope {
+        GrantScope::AccountOnly => access.tree.clone(),
+        GrantScope::AccountAndDescendants => {
+            let below = super::accounts::load_descendants(connection, &access.account.id).await?;
+            AccountTree::new(
+                access
+                    .chain
+                    .iter()
+                    .chain(below.iter())
+                    .map(super::accounts::AccountRow::to_domain),
+            )
+            .map_err(|e| ApiError::internal("load the account tree", e))?
+        }
+    };
+    check_grant(
+        &access.grants,
+        &tree,
+        &principal.subject(),
+        action,
+        &access.account.id.as_str().into(),
+        roles,
+        scope,
+    )?;
+    Ok(())
+}
+
 pub fn scope_str(scope: GrantScope) -> &'static str {
     match scope {
         GrantScope::AccountAndDescendants => "AccountAndDescendants",

@@ -190,57 +190,63 @@ async fn claim(
     hash: &str,
     now: i64,
 ) -> Result<Claim, sqlx::Error> {
-    let mut tx = state.store.write().await?;
-    let existing = sqlx::query(
+    // One statement in the common case: the key is new and this insert claims it.
+    let _writer = state.store.lock_writer().await;
+    let inserted = sqlx::query(
+        "INSERT INTO idempotency_keys (principal_id, idem_key, request_hash, status, response_body, created_at) \
+         VALUES ($1, $2, $3, 0, '', $4) ON CONFLICT (principal_id, idem_key) DO NOTHING",
+    )
+    .bind(principal)
+    .bind(key)
+    .bind(hash)
+    .bind(now)
+    .execute(&state.store.pool)
+    .await?
+    .rows_affected();
+    if inserted > 0 {
+        return Ok(Claim::Mine);
+    }
+    let row = sqlx::query(
         "SELECT request_hash, status, response_body, created_at FROM idempotency_keys WHERE principal_id = $1 AND idem_key = $2",
     )
     .bind(principal)
     .bind(key)
-    .fetch_optional(&mut *tx.tx)
+    .fetch_one(&state.store.pool)
     .await?;
-    let claim = match existing {
-        Some(row) => {
-            let stored_hash: String = row.get(0);
-            let status: i64 = row.get(1);
-            let created_at: i64 = row.get(3);
-            if stored_hash != hash {
-                Claim::OtherRequest
-            } else if status != 0 {
-                let body: String = row.get(2);
-                Claim::Replay {
-                    status,
-                    body: Bytes::from(body),
-                }
-            } else if created_at >= state.started_at && now - created_at < ABANDONED_AFTER_MILLIS {
-                // Claimed by a request still running (in this process, or another replica
-                // that started before us); a claim older than this process is from a crash.
-                Claim::InProgress
-            } else {
-                sqlx::query("UPDATE idempotency_keys SET created_at = $1 WHERE principal_id = $2 AND idem_key = $3")
-                    .bind(now)
-                    .bind(principal)
-                    .bind(key)
-                    .execute(&mut *tx.tx)
-                    .await?;
-                Claim::Mine
-            }
-        }
-        None => {
-            sqlx::query(
-                "INSERT INTO idempotency_keys (principal_id, idem_key, request_hash, status, response_body, created_at) \
-                 VALUES ($1, $2, $3, 0, '', $4)",
-            )
-            .bind(principal)
-            .bind(key)
-            .bind(hash)
-            .bind(now)
-            .execute(&mut *tx.tx)
-            .await?;
-            Claim::Mine
-        }
-    };
-    tx.commit().await?;
-    Ok(claim)
+    let stored_hash: String = row.get(0);
+    let status: i64 = row.get(1);
+    let created_at: i64 = row.get(3);
+    if stored_hash != hash {
+        return Ok(Claim::OtherRequest);
+    }
+    if status != 0 {
+        let body: String = row.get(2);
+        return Ok(Claim::Replay {
+            status,
+            body: Bytes::from(body),
+        });
+    }
+    if created_at >= state.started_at && now - created_at < ABANDONED_AFTER_MILLIS {
+        // Claimed by a request still running (in this process, or another replica that started
+        // before us); a claim older than this process is from a crash.
+        return Ok(Claim::InProgress);
+    }
+    // Take the abandoned claim over, unless another request just did.
+    let taken = sqlx::query(
+        "UPDATE idempotency_keys SET created_at = $1 WHERE principal_id = $2 AND idem_key = $3 AND status = 0 AND created_at = $4",
+    )
+    .bind(now)
+    .bind(principal)
+    .bind(key)
+    .bind(created_at)
+    .execute(&state.store.pool)
+    .await?
+    .rows_affected();
+    Ok(if taken > 0 {
+        Claim::Mine
+    } else {
+        Claim::InProgress
+    })
 }
 
 async fn record(
@@ -250,23 +256,23 @@ async fn record(
     status: u16,
     body: &Bytes,
 ) -> Result<(), sqlx::Error> {
-    let mut tx = state.store.write().await?;
+    let _writer = state.store.lock_writer().await;
     sqlx::query("UPDATE idempotency_keys SET status = $1, response_body = $2 WHERE principal_id = $3 AND idem_key = $4")
         .bind(i64::from(status))
         .bind(String::from_utf8_lossy(body).into_owned())
         .bind(principal)
         .bind(key)
-        .execute(&mut *tx.tx)
+        .execute(&state.store.pool)
         .await?;
-    tx.commit().await
+    Ok(())
 }
 
 async fn release(state: &AppState, principal: &str, key: &str) -> Result<(), sqlx::Error> {
-    let mut tx = state.store.write().await?;
+    let _writer = state.store.lock_writer().await;
     sqlx::query("DELETE FROM idempotency_keys WHERE principal_id = $1 AND idem_key = $2")
         .bind(principal)
         .bind(key)
-        .execute(&mut *tx.tx)
+        .execute(&state.store.pool)
         .await?;
-    tx.commit().await
+    Ok(())
 }

@@ -55,6 +55,8 @@ pub struct PortalConfig {
     pub mail: Option<mail::MailConfig>,
     /// The branded portal domains account managers may be given (seed 004).
     pub branding_domains: Vec<String>,
+    /// Accept and activate attempts allowed per client address per minute.
+    pub accept_attempts_per_minute: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -75,7 +77,7 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub config: Arc<PortalConfig>,
     pub oidc: Option<Arc<oidc::OidcVerifier>>,
-    /// Accept and activate attempts per client address: 20 a minute.
+    /// Accept and activate attempts per client address and minute.
     pub accept_limiter: Arc<ratelimit::RateLimiter>,
     pub metrics: Arc<metrics::Metrics>,
     /// When this process opened the portal (clock milliseconds).
@@ -172,6 +174,7 @@ impl Portal {
             bootstrap(&store, key, clock.now_millis()).await?;
         }
         let started_at = clock.now_millis();
+        let accept_attempts_per_minute = config.accept_attempts_per_minute;
         Ok(Portal {
             state: AppState {
                 store,
@@ -183,7 +186,10 @@ impl Portal {
                     ))
                 }),
                 config: Arc::new(config),
-                accept_limiter: Arc::new(ratelimit::RateLimiter::new(20, 60_000)),
+                accept_limiter: Arc::new(ratelimit::RateLimiter::new(
+                    accept_attempts_per_minute,
+                    60_000,
+                )),
                 expiry: Arc::new(Notify::new()),
                 mail_wake: Arc::new(Notify::new()),
                 metrics: Arc::new(metrics::Metrics::default()),

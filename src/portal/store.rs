@@ -126,6 +126,15 @@ impl Store {
         })
     }
 
+    /// Takes the SQLite writer lock (nothing on PostgreSQL) for a single-statement write that
+    /// needs no transaction and no change-feed number.
+    pub async fn lock_writer(&self) -> Option<OwnedMutexGuard<()>> {
+        match &self.sqlite_writer {
+            Some(lock) => Some(lock.clone().lock_owned().await),
+            None => None,
+        }
+    }
+
     /// Starts a write transaction (see the module doc).
     pub async fn write(&self) -> Result<WriteTx, sqlx::Error> {
         let guard = match &self.sqlite_writer {

@@ -82,6 +82,13 @@ fn free_port() -> u16 {
         .port()
 }
 
+static PG_FSYNC: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes the cluster (if not started yet) flush to disk as a production one does.
+pub fn durable_pg() {
+    PG_FSYNC.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
 /// The process-wide throwaway cluster, started on first use.
 pub fn pg_cluster() -> &'static PgCluster {
     static CLUSTER: OnceLock<PgCluster> = OnceLock::new();
@@ -128,8 +135,14 @@ pub fn pg_cluster() -> &'static PgCluster {
             String::from_utf8_lossy(&initdb.stderr)
         );
         let port = free_port();
+        // Tests trade durability for speed; benchmarks ask for fsync (durable_pg) for real figures.
+        let fsync = if PG_FSYNC.load(std::sync::atomic::Ordering::SeqCst) {
+            "on".to_owned()
+        } else {
+            std::env::var("PORTAL_PG_FSYNC").unwrap_or_else(|_| "off".to_owned())
+        };
         let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync={fsync} -c max_connections=200",
             dir.display()
         );
         let start = pg_command("pg_ctl", as_postgres)
@@ -200,6 +213,7 @@ pub struct Options {
     pub oidc: Option<String>,
     pub smtp_url: Option<String>,
     pub branding_domains: Vec<String>,
+    pub accept_attempts_per_minute: Option<u32>,
 }
 
 pub struct TestPortal {
@@ -261,6 +275,7 @@ impl TestPortal {
                         from: "Portal Tests <portal@tests.example>".to_owned(),
                     }),
                 branding_domains: options.branding_domains,
+                accept_attempts_per_minute: options.accept_attempts_per_minute.unwrap_or(20),
             },
             clock.clone(),
         )
