@@ -3,9 +3,12 @@
 //! - [`domain`]: the seeds' role model, access evaluation and validation (pure).
 //! - [`portal`]: the reference portal server.
 //! - [`cli`]: the command line of the `portal-operator` binary.
+//! - `testing` (feature `testing`, tests only): the Kubernetes API server double.
 
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod domain;
 pub mod portal;
+#[cfg(feature = "testing")]
+pub mod testing;
