@@ -33,6 +33,10 @@ struct WidgetSpec {
     email: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     color: Option<Color>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lifetime: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    tags: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -53,6 +57,8 @@ fn widget(name: &str, size: i64) -> Widget {
             size,
             email: format!("{name}@example.com"),
             color: None,
+            lifetime: None,
+            tags: Vec::new(),
         },
     );
     widget.metadata.namespace = Some("default".into());
@@ -64,7 +70,18 @@ async fn double() -> ApiServer {
 }
 
 async fn double_with(options: Options) -> ApiServer {
-    let crd = serde_json::to_value(Widget::crd()).unwrap();
+    let mut crd = serde_json::to_value(Widget::crd()).unwrap();
+    // CEL rules, as the operator's CRDs carry them.
+    let spec = crd
+        .pointer_mut("/spec/versions/0/schema/openAPIV3Schema/properties/spec")
+        .unwrap();
+    spec["x-kubernetes-validations"] = json!([
+        { "rule": "!has(self.lifetime) || (duration(self.lifetime) >= duration('1h') && duration(self.lifetime) <= duration('96h'))",
+          "message": "lifetime must be between 1h and 96h" },
+        { "rule": "!has(self.tags) || size(self.tags) <= 3", "message": "at most three tags" },
+    ]);
+    spec["properties"]["email"]["x-kubernetes-validations"] =
+        json!([{ "rule": "self == oldSelf", "message": "email is immutable" }]);
     ApiServer::start_with(&[crd], options).await.unwrap()
 }
 
@@ -558,6 +575,58 @@ async fn schema_violations_are_rejected_with_field_paths_and_defaults_pruning_ap
         "{}",
         error.message
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn cel_rules_are_evaluated_with_self_and_old_self() {
+    let server = double().await;
+    let api: Api<Widget> = Api::default_namespaced(server.client());
+    let mut long = widget("cel", 1);
+    long.spec.lifetime = Some("97h".into());
+    let error = api_error(api.create(&PostParams::default(), &long).await.unwrap_err());
+    assert_eq!(error.code, 422);
+    assert!(
+        error
+            .message
+            .contains("spec: Invalid value: \"object\": lifetime must be between 1h and 96h"),
+        "{}",
+        error.message
+    );
+    long.spec.lifetime = Some("48h".into());
+    long.spec.tags = vec!["a".into(), "b".into(), "c".into(), "d".into()];
+    let error = api_error(api.create(&PostParams::default(), &long).await.unwrap_err());
+    assert!(
+        error.message.contains("at most three tags"),
+        "{}",
+        error.message
+    );
+    long.spec.tags.pop();
+    api.create(&PostParams::default(), &long).await.unwrap();
+    // A transition rule: the email cannot change once set (it was not checked on create).
+    let error = api_error(
+        api.patch(
+            "cel",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "email": "other@example.com" } })),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert!(
+        error
+            .message
+            .contains("spec.email: Invalid value: \"string\": email is immutable"),
+        "{}",
+        error.message
+    );
+    api.patch(
+        "cel",
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "spec": { "size": 2 } })),
+    )
+    .await
+    .unwrap();
     server.stop().await;
 }
 

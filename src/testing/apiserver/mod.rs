@@ -14,14 +14,16 @@
 //! resource → 415; the status subresource isolated both ways; `metadata.generation` bumped on
 //! changes outside metadata and status only; DELETE with finalizers and `deletionTimestamp`;
 //! garbage collection of objects whose ownerReferences name a deleted owner; custom resources
-//! defaulted, pruned and validated against `openAPIV3Schema` (422 with field paths); errors as
+//! defaulted, pruned and validated against `openAPIV3Schema` and its CEL rules (422 with field
+//! paths); errors as
 //! `metav1.Status` with the real reasons and codes.
 //!
 //! Measurement and faults: per-verb, per-resource request counters; the next N requests can
 //! fail (a status, 429 with Retry-After, or a stall), and all open watches can be cut.
 //!
 //! Known differences from a real kube-apiserver:
-//! - CEL rules (`x-kubernetes-validations`) are not evaluated;
+//! - CEL rules run on standard CEL (the `cel` crate), without the Kubernetes extension
+//!   libraries (`isURL`, quantities, `format.*`), and `oldSelf` is not correlated inside lists;
 //! - strategic merge patches on built-in kinds are applied as JSON merge patches;
 //! - one storage version: objects of every served version of a CRD are stored and returned as
 //!   sent (no conversion);

@@ -4,7 +4,11 @@
 //! formats, lengths, bounds and item counts are checked. Field paths and messages follow the
 //! real server's wording (`spec.email: Invalid value: "x": spec.email in body should match …`).
 //!
-//! Known gap: CEL rules (`x-kubernetes-validations`) are not evaluated here.
+//! CEL rules (`x-kubernetes-validations`) are evaluated with the `cel` crate: `self` is the
+//! node the rule sits on, `oldSelf` the same node before an update (transition rules are skipped
+//! on create, as the real server does). The crate implements standard CEL (`size`, `has`,
+//! `matches`, `all`, `exists`, `duration`, …), not the Kubernetes extension libraries (`isURL`,
+//! quantities, `format.*`); a rule using those fails to compile and is reported as such.
 
 use serde_json::{Map, Value};
 
@@ -12,7 +16,7 @@ use super::status::Cause;
 
 /// Applies defaults and prunes unknown fields in place (everything but `apiVersion`, `kind` and
 /// `metadata` at the root), then validates. Returns every cause found.
-pub fn admit(object: &mut Value, schema: &Value) -> Vec<Cause> {
+pub fn admit(object: &mut Value, schema: &Value, old: Option<&Value>) -> Vec<Cause> {
     if let (Some(fields), Some(properties)) = (object.as_object_mut(), schema.get("properties")) {
         for (key, value) in fields.iter_mut() {
             if matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
@@ -43,12 +47,84 @@ pub fn admit(object: &mut Value, schema: &Value) -> Vec<Cause> {
                 continue;
             }
             if let Some(property) = schema.pointer(&format!("/properties/{key}")) {
-                validate(value, property, key, &mut causes);
+                validate(
+                    value,
+                    property,
+                    key,
+                    old.and_then(|o| o.get(key)),
+                    &mut causes,
+                );
             }
         }
         check_required(fields, schema, "", &mut causes);
     }
+    check_rules(object, schema, "", old, &mut causes);
     causes
+}
+
+/// Evaluates the `x-kubernetes-validations` of one schema node.
+fn check_rules(
+    value: &Value,
+    schema: &Value,
+    path: &str,
+    old: Option<&Value>,
+    causes: &mut Vec<Cause>,
+) {
+    let Some(rules) = schema
+        .get("x-kubernetes-validations")
+        .and_then(Value::as_array)
+    else {
+        return;
+    };
+    for rule in rules {
+        let Some(source) = rule.get("rule").and_then(Value::as_str) else {
+            continue;
+        };
+        let transition = source.contains("oldSelf");
+        if transition && old.is_none() {
+            continue;
+        }
+        let field = match rule.get("fieldPath").and_then(Value::as_str) {
+            Some(extra) => format!("{path}{extra}").trim_start_matches('.').to_owned(),
+            None => path.to_owned(),
+        };
+        let field = if field.is_empty() {
+            "<root>".to_owned()
+        } else {
+            field
+        };
+        let message = rule
+            .get("message")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("failed rule: {source}"));
+        let outcome = cel::Program::compile(source)
+            .map_err(|e| format!("compilation failed: {e}"))
+            .and_then(|program| {
+                let mut context = cel::Context::default();
+                let this = cel::to_value(value).map_err(|e| e.to_string())?;
+                context.add_variable_from_value("self", this);
+                if let Some(old) = old {
+                    let previous = cel::to_value(old).map_err(|e| e.to_string())?;
+                    context.add_variable_from_value("oldSelf", previous);
+                }
+                program
+                    .execute(&context)
+                    .map_err(|e| format!("evaluation error: {e}"))
+            });
+        let passed = matches!(outcome, Ok(cel::Value::Bool(true)));
+        if !passed {
+            let detail = match outcome {
+                Err(error) => format!("{message} ({error})"),
+                Ok(_) => message,
+            };
+            causes.push(Cause {
+                reason: "FieldValueInvalid",
+                field,
+                message: format!("Invalid value: \"{}\": {detail}", type_name(value)),
+            });
+        }
+    }
 }
 
 fn default_and_prune(value: &mut Value, schema: &Value) {
@@ -153,7 +229,13 @@ fn check_required(
     }
 }
 
-fn validate(value: &Value, schema: &Value, path: &str, causes: &mut Vec<Cause>) {
+fn validate(
+    value: &Value,
+    schema: &Value,
+    path: &str,
+    old: Option<&Value>,
+    causes: &mut Vec<Cause>,
+) {
     if value.is_null() {
         if schema.get("nullable").and_then(Value::as_bool) != Some(true) {
             causes.push(Cause {
@@ -272,8 +354,9 @@ fn validate(value: &Value, schema: &Value, path: &str, causes: &mut Vec<Cause>) 
                 }
             }
             if let Some(item_schema) = schema.get("items") {
+                // List items are not correlated with their old selves (no oldSelf in them).
                 for (i, item) in items.iter().enumerate() {
-                    validate(item, item_schema, &format!("{path}[{i}]"), causes);
+                    validate(item, item_schema, &format!("{path}[{i}]"), None, causes);
                 }
             }
         }
@@ -281,12 +364,13 @@ fn validate(value: &Value, schema: &Value, path: &str, causes: &mut Vec<Cause>) 
             let properties = schema.get("properties").and_then(Value::as_object);
             for (key, child) in fields {
                 let child_path = format!("{path}.{key}");
+                let old_child = old.and_then(|o| o.get(key));
                 if let Some(property) = properties.and_then(|p| p.get(key)) {
-                    validate(child, property, &child_path, causes);
+                    validate(child, property, &child_path, old_child, causes);
                 } else if let Some(additional) =
                     schema.get("additionalProperties").filter(|a| a.is_object())
                 {
-                    validate(child, additional, &child_path, causes);
+                    validate(child, additional, &child_path, old_child, causes);
                 }
             }
             check_required(fields, schema, path, causes);
@@ -303,6 +387,7 @@ fn validate(value: &Value, schema: &Value, path: &str, causes: &mut Vec<Cause>) 
         }
         _ => {}
     }
+    check_rules(value, schema, path, old, causes);
 }
 
 fn validate_string(value: &Value, text: &str, schema: &Value, path: &str, causes: &mut Vec<Cause>) {
@@ -403,7 +488,7 @@ mod tests {
     fn defaults_are_applied_and_unknown_fields_pruned() {
         let mut object = json!({ "apiVersion": "x/v1", "kind": "W", "metadata": { "name": "a", "extra": 1 },
             "spec": { "email": "a@b", "bogus": 1, "free": { "anything": true } }, "junk": true });
-        assert!(admit(&mut object, &schema()).is_empty());
+        assert!(admit(&mut object, &schema(), None).is_empty());
         assert_eq!(object["spec"]["roles"], json!(["A"]));
         assert!(object["spec"].get("bogus").is_none());
         assert!(object.get("junk").is_none());
@@ -418,7 +503,7 @@ mod tests {
     fn violations_name_the_field_like_the_real_server() {
         let mut object =
             json!({ "spec": { "email": "nope", "roles": ["C"], "size": 9, "labels": { "k": 1 } } });
-        let causes = admit(&mut object, &schema());
+        let causes = admit(&mut object, &schema(), None);
         let text: Vec<String> = causes
             .iter()
             .map(|c| format!("{}: {}", c.field, c.message))
@@ -444,7 +529,7 @@ mod tests {
     #[test]
     fn required_fields_are_reported() {
         let mut object = json!({ "spec": {} });
-        let causes = admit(&mut object, &schema());
+        let causes = admit(&mut object, &schema(), None);
         assert_eq!(causes[0].field, "spec.email");
         assert_eq!(causes[0].message, "Required value");
     }

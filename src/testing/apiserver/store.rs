@@ -189,10 +189,15 @@ impl State {
     }
 
     /// Defaults, prunes and validates a custom resource; built-ins pass through.
-    fn validate(resource: &Resource, object: &mut Value, name: &str) -> Result<(), ApiError> {
+    fn validate(
+        resource: &Resource,
+        object: &mut Value,
+        old: Option<&Value>,
+        name: &str,
+    ) -> Result<(), ApiError> {
         let mut causes: Vec<Cause> = Vec::new();
         if let Some(schema) = &resource.schema {
-            causes = schema::admit(object, schema);
+            causes = schema::admit(object, schema, old);
         }
         if let Some(name_value) = meta_str(object, "name")
             && (name_value.is_empty() || name_value.len() > 253 || !is_dns_subdomain(name_value))
@@ -275,7 +280,7 @@ impl State {
             // The main endpoint ignores status, on create too.
             object.as_object_mut().expect("an object").remove("status");
         }
-        Self::validate(resource, &mut object, &name)?;
+        Self::validate(resource, &mut object, None, &name)?;
         let uid = self.new_uid();
         let rv = self.next_rv();
         let metadata = meta_mut(&mut object);
@@ -606,7 +611,7 @@ impl State {
             ));
         }
         if !status {
-            Self::validate(resource, &mut updated, name)?;
+            Self::validate(resource, &mut updated, Some(&current), name)?;
         }
         if generation_fields(&current) != generation_fields(&updated) {
             let generation = old_meta
