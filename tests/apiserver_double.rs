@@ -913,3 +913,134 @@ async fn kubectl_talks_to_the_double() {
     assert!(api.get_opt("from-kubectl").await.unwrap().is_none());
     server.stop().await;
 }
+
+#[tokio::test]
+async fn crds_load_from_multi_document_yaml() {
+    let yaml = "\
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: gadgets.test.portal.dev
+spec:
+  group: test.portal.dev
+  scope: Cluster
+  names: { plural: gadgets, singular: gadget, kind: Gadget, shortNames: [gd] }
+  versions:
+    - name: v1alpha1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec:
+              type: object
+              properties:
+                level: { type: integer, default: 3 }
+---
+";
+    let crds = ApiServer::crds_from_yaml(yaml).unwrap();
+    assert_eq!(crds.len(), 1);
+    let server = ApiServer::start(&crds).await.unwrap();
+    let resource = kube::api::ApiResource {
+        group: "test.portal.dev".into(),
+        version: "v1alpha1".into(),
+        api_version: "test.portal.dev/v1alpha1".into(),
+        kind: "Gadget".into(),
+        plural: "gadgets".into(),
+    };
+    let api: Api<kube::api::DynamicObject> = Api::all_with(server.client(), &resource);
+    let object = serde_json::from_value(
+        json!({ "apiVersion": "test.portal.dev/v1alpha1", "kind": "Gadget",
+        "metadata": { "name": "g1" }, "spec": {} }),
+    )
+    .unwrap();
+    let created = api.create(&PostParams::default(), &object).await.unwrap();
+    assert_eq!(
+        created.data["spec"]["level"], 3,
+        "the schema default applies"
+    );
+    assert_eq!(created.metadata.namespace, None, "cluster-scoped");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn leases_and_events_are_served_for_leader_election_and_recorders() {
+    use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+    use k8s_openapi::api::events::v1::Event;
+    let server = double().await;
+    let leases: Api<Lease> = Api::default_namespaced(server.client());
+    let mut lease = Lease::default();
+    lease.metadata.name = Some("portal-operator".into());
+    lease.spec = Some(LeaseSpec {
+        holder_identity: Some("pod-a".into()),
+        lease_duration_seconds: Some(15),
+        ..LeaseSpec::default()
+    });
+    let created = leases.create(&PostParams::default(), &lease).await.unwrap();
+    let mut taken = created.clone();
+    taken.spec.as_mut().unwrap().holder_identity = Some("pod-b".into());
+    leases
+        .replace("portal-operator", &PostParams::default(), &taken)
+        .await
+        .unwrap();
+    let stale = api_error(
+        leases
+            .replace("portal-operator", &PostParams::default(), &created)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(stale.code, 409, "leader election relies on this conflict");
+    let events: Api<Event> = Api::default_namespaced(server.client());
+    let mut event = Event::default();
+    event.metadata.generate_name = Some("widget.".into());
+    event.reason = Some("Accepted".into());
+    event.event_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+        k8s_openapi::jiff::Timestamp::now(),
+    ));
+    let created = events.create(&PostParams::default(), &event).await.unwrap();
+    assert!(created.name_any().starts_with("widget."));
+    assert_eq!(server.count("create", "events"), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn watches_that_allow_bookmarks_get_them() {
+    let server = double_with(Options {
+        bookmark_interval: Duration::from_millis(100),
+        ..Options::default()
+    })
+    .await;
+    let api: Api<Widget> = Api::default_namespaced(server.client());
+    api.create(&PostParams::default(), &widget("b", 1))
+        .await
+        .unwrap();
+    let rv = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut stream = api
+        .watch(
+            &WatchParams {
+                bookmarks: true,
+                ..WatchParams::default()
+            },
+            &rv,
+        )
+        .await
+        .unwrap()
+        .boxed();
+    match tokio::time::timeout(Duration::from_secs(5), stream.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+    {
+        WatchEvent::Bookmark(bookmark) => assert_eq!(bookmark.metadata.resource_version, rv),
+        other => panic!("expected a bookmark, got {other:?}"),
+    }
+    server.stop().await;
+}
