@@ -24,6 +24,8 @@ pub enum Command {
     /// The reference portal server.
     #[command(subcommand)]
     Portal(PortalCommand),
+    /// Print the CustomResourceDefinitions (multi-document YAML), e.g. `| kubectl apply -f -`.
+    Crds,
 }
 
 #[derive(Debug, Subcommand)]
@@ -123,6 +125,15 @@ impl Cli {
     pub fn run(self, out: &mut impl Write) -> anyhow::Result<()> {
         match self.command {
             Command::Roles(args) => roles(args, out),
+            Command::Crds => {
+                for (index, (_, crd)) in crate::crd::definitions().iter().enumerate() {
+                    if index > 0 {
+                        writeln!(out, "---")?;
+                    }
+                    write!(out, "{}", crate::crd::to_yaml(crd))?;
+                }
+                Ok(())
+            }
             Command::Portal(PortalCommand::Openapi) => {
                 serde_json::to_writer_pretty(&mut *out, &crate::portal::openapi::document())?;
                 writeln!(out)?;

@@ -31,6 +31,16 @@ fn openapi_document_matches_the_committed_copy() {
 }
 
 #[test]
+fn crds_match_the_committed_copies() {
+    for (file, crd) in portal_operator::crd::definitions() {
+        check_generated(
+            &format!("crds/{file}"),
+            &portal_operator::crd::to_yaml(&crd),
+        );
+    }
+}
+
+#[test]
 fn openapi_document_describes_every_body_with_a_schema() {
     let document = document();
     let schemas = document["components"]["schemas"].as_object().unwrap();
