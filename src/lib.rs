@@ -11,5 +11,6 @@ pub mod cli;
 pub mod crd;
 pub mod domain;
 pub mod portal;
+pub mod portal_client;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -101,17 +101,24 @@ fn stream(
     after: i64,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> {
     let wake = state.store.feed.subscribe();
+    let closing = state.closing.subscribe();
     let visibility = Visibility::new(principal);
+    let start = (
+        state,
+        visibility,
+        wake,
+        after,
+        std::collections::VecDeque::<Event>::new(),
+        closing,
+    );
     futures::stream::unfold(
-        (
-            state,
-            visibility,
-            wake,
-            after,
-            std::collections::VecDeque::<Event>::new(),
-        ),
-        |(state, mut visibility, mut wake, mut cursor, mut pending)| async move {
+        start,
+        |(state, mut visibility, mut wake, mut cursor, mut pending, mut closing)| async move {
             loop {
+                // The server is shutting down: end the stream so the shutdown can finish.
+                if *closing.borrow() {
+                    return None;
+                }
                 if let Some(event) = pending.pop_front() {
                     if !visibility.allows(&state, &event).await {
                         continue;
@@ -121,7 +128,7 @@ fn stream(
                         .event(event.event_type.clone())
                         .json_data(&event)
                         .unwrap_or_else(|_| SseEvent::default().comment("unserialisable event"));
-                    return Some((Ok(sse), (state, visibility, wake, cursor, pending)));
+                    return Some((Ok(sse), (state, visibility, wake, cursor, pending, closing)));
                 }
                 match state.store.events_after(cursor, PAGE).await {
                     Ok(batch) if !batch.is_empty() => {
@@ -129,7 +136,10 @@ fn stream(
                         pending.extend(batch);
                     }
                     Ok(_) => {
-                        let _ = tokio::time::timeout(POLL, wake.recv()).await;
+                        tokio::select! {
+                            _ = tokio::time::timeout(POLL, wake.recv()) => {}
+                            _ = closing.changed() => return None,
+                        }
                     }
                     Err(error) => {
                         tracing::warn!(%error, "reading the change feed failed; retrying");

@@ -80,6 +80,8 @@ pub struct AppState {
     /// Accept and activate attempts per client address and minute.
     pub accept_limiter: Arc<ratelimit::RateLimiter>,
     pub metrics: Arc<metrics::Metrics>,
+    /// Set when the server shuts down, so long-lived change-feed streams end with it.
+    pub closing: tokio::sync::watch::Sender<bool>,
     /// When this process opened the portal (clock milliseconds).
     pub started_at: i64,
     expiry: Arc<Notify>,
@@ -193,6 +195,7 @@ impl Portal {
                 expiry: Arc::new(Notify::new()),
                 mail_wake: Arc::new(Notify::new()),
                 metrics: Arc::new(metrics::Metrics::default()),
+                closing: tokio::sync::watch::channel(false).0,
                 started_at,
             },
         })
@@ -220,12 +223,17 @@ impl Portal {
             }
             None => None,
         };
+        let closing = self.state.closing.clone();
         let result = axum::serve(
             listener,
             self.router()
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // Open change-feed streams would hold a graceful shutdown open forever.
+            let _ = closing.send(true);
+        })
         .await
         .map_err(PortalError::Serve);
         sweeper.abort();

@@ -35,7 +35,7 @@ pub enum StoreError {
 }
 
 /// A change-feed entry as stored and as sent.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, schemars::JsonSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
     pub seq: i64,
