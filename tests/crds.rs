@@ -253,3 +253,72 @@ async fn accounts_role_bindings_and_account_managers_are_checked() {
     );
     server.stop().await;
 }
+
+/// Every document under `examples/`, created through the API server double with the committed
+/// CRDs: all are accepted.
+#[tokio::test]
+async fn examples_are_accepted_by_the_crd_schemas() {
+    let server = double().await;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(server.client());
+    for name in ["team-contoso", "team-fabrikam"] {
+        let mut namespace = k8s_openapi::api::core::v1::Namespace::default();
+        namespace.metadata.name = Some(name.into());
+        namespaces
+            .create(&PostParams::default(), &namespace)
+            .await
+            .unwrap();
+    }
+    let mut files = Vec::new();
+    let mut folders = vec![std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples"
+    ))];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+            } else if path.extension().is_some_and(|e| e == "yaml") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    let mut created = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        for document in ApiServer::crds_from_yaml(&text).unwrap() {
+            let kind = document["kind"].as_str().unwrap().to_owned();
+            let name = document["metadata"]["name"].as_str().unwrap().to_owned();
+            let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
+                "access.portal.dev",
+                "v1alpha1",
+                &kind,
+            ));
+            let api: Api<DynamicObject> = match document["metadata"]["namespace"].as_str() {
+                Some(namespace) => Api::namespaced_with(server.client(), namespace, &resource),
+                None => Api::all_with(server.client(), &resource),
+            };
+            let object: DynamicObject = serde_json::from_value(document).unwrap();
+            api.create(&PostParams::default(), &object)
+                .await
+                .unwrap_or_else(|e| panic!("{}: {kind}/{name} was refused: {e}", file.display()));
+            created.push(format!("{kind}/{name}"));
+        }
+    }
+    created.sort();
+    assert_eq!(
+        created,
+        [
+            "Account/contoso",
+            "Account/fabrikam",
+            "Account/northwind",
+            "AccountManager/camille",
+            "AdminInvitation/ana-owner",
+            "AdminInvitation/billing-lead",
+            "AdminInvitation/helpdesk",
+            "RoleBinding/auditors",
+        ]
+    );
+    server.stop().await;
+}
