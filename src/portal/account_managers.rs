@@ -15,7 +15,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 
-use super::auth::{Principal, authorize};
+use super::auth::{Principal, authorize, authorize_for};
 use super::json::{JsonBody, Page, PageQuery};
 use super::problem::{ApiError, ApiResult, ProblemKind};
 use super::store::{NewEvent, Store, WriteTx};
@@ -417,15 +417,15 @@ async fn authorized(
     let row = find(connection, id)
         .await?
         .ok_or_else(|| ApiError::not_found("account manager", id))?;
-    let access = authorize(connection, principal, &row.account_id, permission)
-        .await
-        .map_err(|e| {
-            if e.kind == ProblemKind::NotFound {
-                ApiError::not_found("account manager", id)
-            } else {
-                e
-            }
-        })?;
+    let access = authorize_for(
+        connection,
+        principal,
+        &row.account_id,
+        permission,
+        "account manager",
+        id,
+    )
+    .await?;
     Ok((row, access))
 }
 
@@ -582,14 +582,7 @@ pub async fn activate(
     JsonBody(body): JsonBody<Activate>,
 ) -> ApiResult<Json<AccountManagerView>> {
     let now = state.now();
-    if let Err(retry_after) = state.accept_limiter.check(client.ip(), now) {
-        let mut error = ApiError::new(
-            ProblemKind::TooManyRequests,
-            "too many attempts from this address; wait and try again",
-        );
-        error.retry_after_seconds = Some(retry_after);
-        return Err(error);
-    }
+    state.limit_attempts(client.ip())?;
     if body.new_password.chars().count() < MIN_PASSWORD_LENGTH {
         return Err(ApiError::invalid(
             "/newPassword",

@@ -263,6 +263,28 @@ pub async fn authorize(
     })
 }
 
+/// [`authorize`] for an object that lives on an account (an invitation, a grant, an account
+/// manager): when the caller cannot see the account, the object itself is reported as not
+/// found, so its existence does not leak either.
+pub async fn authorize_for(
+    connection: &mut AnyConnection,
+    principal: &Principal,
+    account_id: &str,
+    permission: Permission,
+    what: &str,
+    id: &str,
+) -> ApiResult<AccountAccess> {
+    authorize(connection, principal, account_id, permission)
+        .await
+        .map_err(|error| {
+            if error.kind == ProblemKind::NotFound {
+                ApiError::not_found(what, id)
+            } else {
+                error
+            }
+        })
+}
+
 fn describe_roles(access: &EffectiveAccess) -> String {
     let roles: Vec<&str> = access.roles.keys().map(|r| r.as_str()).collect();
     roles.join(", ")

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 
-use super::auth::{Principal, authorize, grant_from_row, grants_of, subtree_for};
+use super::auth::{Principal, authorize, authorize_for, grant_from_row, grants_of, subtree_for};
 use super::json::{JsonBody, Page, PageQuery};
 use super::problem::{ApiError, ApiResult, ProblemKind};
 use super::store::{NewEvent, WriteTx};
@@ -509,20 +509,15 @@ pub async fn revoke(
         .map_err(db_error("find the grant"))?
         .map(|row| row.get(0))
         .ok_or_else(|| ApiError::not_found("grant", &grant_id))?;
-    authorize(
+    authorize_for(
         &mut tx.tx,
         &principal,
         &account_id,
         Permission::AdminUsersWrite,
+        "grant",
+        &grant_id,
     )
-    .await
-    .map_err(|e| {
-        if e.kind == ProblemKind::NotFound {
-            ApiError::not_found("grant", &grant_id)
-        } else {
-            e
-        }
-    })?;
+    .await?;
     revoke_where(&mut tx, &account_id, now, |id, _| id == grant_id).await?;
     tx.commit().await.map_err(db_error("commit"))?;
     Ok(StatusCode::NO_CONTENT)

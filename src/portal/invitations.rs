@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 
 use super::accounts::if_match;
-use super::auth::{Principal, authorize, hash_secret, random_token, subtree_for};
+use super::auth::{Principal, authorize, authorize_for, hash_secret, random_token, subtree_for};
 use super::grants::{check_may_grant, check_may_grant_at, parse_roles};
 use super::json::{JsonBody, Page, PageQuery};
 use super::problem::{ApiError, ApiResult, ProblemKind};
@@ -533,15 +533,15 @@ async fn authorized(
     let row = find(connection, id)
         .await?
         .ok_or_else(|| ApiError::not_found("invitation", id))?;
-    let access = authorize(connection, principal, &row.account_id, permission)
-        .await
-        .map_err(|e| {
-            if e.kind == ProblemKind::NotFound {
-                ApiError::not_found("invitation", id)
-            } else {
-                e
-            }
-        })?;
+    let access = authorize_for(
+        connection,
+        principal,
+        &row.account_id,
+        permission,
+        "invitation",
+        id,
+    )
+    .await?;
     Ok((row, access))
 }
 
@@ -837,14 +837,7 @@ pub async fn accept(
     JsonBody(body): JsonBody<AcceptInvitation>,
 ) -> ApiResult<Json<Accepted>> {
     let now = state.now();
-    if let Err(retry_after) = state.accept_limiter.check(client.ip(), now) {
-        let mut error = ApiError::new(
-            ProblemKind::TooManyRequests,
-            "too many attempts from this address; wait and try again",
-        );
-        error.retry_after_seconds = Some(retry_after);
-        return Err(error);
-    }
+    state.limit_attempts(client.ip())?;
     let token_hash = hash_secret(body.token.trim());
     let row = {
         let mut connection = state.connection().await?;

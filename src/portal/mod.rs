@@ -115,6 +115,21 @@ impl AppState {
         self.expiry.notify_one();
     }
 
+    /// Counts an attempt at an unauthenticated, secret-taking endpoint from `address`; refuses
+    /// with 429 and Retry-After past the limit.
+    pub fn limit_attempts(&self, address: std::net::IpAddr) -> ApiResult<()> {
+        self.accept_limiter
+            .check(address, self.now())
+            .map_err(|retry_after| {
+                let mut error = ApiError::new(
+                    ProblemKind::TooManyRequests,
+                    "too many attempts from this address; wait and try again",
+                );
+                error.retry_after_seconds = Some(retry_after);
+                error
+            })
+    }
+
     /// Wakes the mail delivery worker (a message was committed to the outbox).
     pub fn mail_queued(&self) {
         self.mail_wake.notify_one();
