@@ -812,6 +812,11 @@ async fn bad_input_is_a_problem_and_writes_nothing(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(huge.status().as_u16(), 413);
+    assert_eq!(
+        huge.headers()["connection"],
+        "close",
+        "the unread body ends the connection"
+    );
     owner
         .get(&format!("{path}?limit=501"))
         .await

@@ -253,6 +253,11 @@ impl IntoResponse for ApiError {
         if let Some(seconds) = self.retry_after_seconds {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
+        if self.kind == ProblemKind::PayloadTooLarge {
+            // The rest of the body was never read, so the connection cannot carry another
+            // request; saying so keeps clients from reusing it and failing their next call.
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         response
     }
 }
