@@ -12,5 +12,6 @@ pub mod crd;
 pub mod domain;
 pub mod portal;
 pub mod portal_client;
+pub mod reconcile;
 #[cfg(feature = "testing")]
 pub mod testing;

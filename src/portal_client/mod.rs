@@ -119,7 +119,7 @@ pub struct NewAccount {
 }
 
 /// A new invitation.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NewInvitation {
     pub email: String,

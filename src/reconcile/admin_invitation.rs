@@ -1,0 +1,735 @@
+//! AdminInvitation: what to do, decided from the object, the portal's invitation and the time.
+//!
+//! Each issued invitation is one portal invitation whose `externalRef` names this object and
+//! the attempt (`AdminInvitation/{namespace}/{name}/{uid}/{attempt}`), created with the
+//! idempotency key `{uid}/{attempt}`: a crash between the portal write and the status write is
+//! found again by reference, never created twice. Expiry is requeued exactly at `expiresAt`.
+
+use std::time::Duration;
+
+use crate::crd::{
+    AdminInvitationPhase, AdminInvitationSpec, AdminInvitationStatus, Delivery, Reissue, SecretRef,
+};
+use crate::domain::Role;
+use crate::portal::invitations::{InvitationState, InvitationView};
+use crate::portal::time::parse_millis;
+use crate::portal_client::NewInvitation;
+
+use super::Outcome;
+
+/// Where the referenced Account stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountState {
+    /// No Account object of that name (yet).
+    Missing,
+    /// The Account does not list this object's namespace in `spec.namespaces`.
+    NotDelegated,
+    /// The Account exists but has no portal id yet.
+    NotReady,
+    Ready {
+        portal_id: String,
+    },
+}
+
+/// The object as it is now.
+#[derive(Debug, Clone)]
+pub struct Desired<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub uid: &'a str,
+    pub spec: &'a AdminInvitationSpec,
+    pub status: &'a AdminInvitationStatus,
+    pub deleting: bool,
+    pub account_ref: &'a str,
+    pub account: AccountState,
+}
+
+/// What the portal holds for the current attempt (found by its externalRef).
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pub invitation: Option<InvitationView>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Invite (attempt `attempt`); with Link delivery the executor writes the returned link to
+    /// the Secret named in the status.
+    Create {
+        account: String,
+        invitation: NewInvitation,
+        idempotency_key: String,
+        attempt: i32,
+    },
+    UpdateRoles {
+        id: String,
+        roles: Vec<Role>,
+        version: i64,
+    },
+    Revoke {
+        id: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+    /// The status as this observation shows it (the executor re-observes after acting).
+    pub status: AdminInvitationStatus,
+    pub outcome: Outcome,
+    /// When to look again without an event: at expiry, or soon while waiting.
+    pub requeue_after: Option<Duration>,
+    /// Deleting, and nothing left to do in the portal once the actions succeed.
+    pub release_finalizer: bool,
+}
+
+/// The portal reference of one attempt.
+pub fn external_ref(namespace: &str, name: &str, uid: &str, attempt: i32) -> String {
+    format!("AdminInvitation/{namespace}/{name}/{uid}/{attempt}")
+}
+
+/// The Secret that holds a Link invitation's link.
+pub fn link_secret_name(name: &str) -> String {
+    format!("{name}-invitation-link")
+}
+
+/// How long to wait before looking again for an Account that is not there or not ready.
+const WAIT_FOR_ACCOUNT: Duration = Duration::from_secs(30);
+
+pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
+    let attempt = desired.status.attempts.max(1);
+    let mut status = desired.status.clone();
+    status.attempts = attempt;
+    let invitation = observed.invitation.as_ref();
+    if desired.deleting {
+        // A pending (or expired, still listed) invitation is withdrawn; an accepted one leaves
+        // the admin in place; one already gone needs nothing.
+        let actions = match invitation {
+            Some(found)
+                if matches!(
+                    found.state,
+                    InvitationState::Pending | InvitationState::Expired
+                ) =>
+            {
+                vec![Action::Revoke {
+                    id: found.id.clone(),
+                }]
+            }
+            _ => Vec::new(),
+        };
+        return Plan {
+            actions,
+            outcome: Outcome::Reconciling {
+                reason: "Deleting".into(),
+                message: "cleaning up in the portal".into(),
+            },
+            status,
+            requeue_after: None,
+            release_finalizer: true,
+        };
+    }
+    let waiting = |reason: &str, message: String, status: AdminInvitationStatus| Plan {
+        actions: Vec::new(),
+        outcome: Outcome::Reconciling {
+            reason: reason.into(),
+            message,
+        },
+        status,
+        requeue_after: Some(WAIT_FOR_ACCOUNT),
+        release_finalizer: false,
+    };
+    let account = match &desired.account {
+        AccountState::Missing => {
+            return waiting(
+                "WaitingForAccount",
+                format!("Account {} does not exist yet", desired.account_ref),
+                status,
+            );
+        }
+        AccountState::NotReady => {
+            return waiting(
+                "WaitingForAccount",
+                format!("Account {} is not in the portal yet", desired.account_ref),
+                status,
+            );
+        }
+        AccountState::NotDelegated => {
+            return Plan {
+                actions: Vec::new(),
+                outcome: Outcome::Stalled {
+                    reason: "AccountNotDelegated".into(),
+                    message: format!(
+                        "Account {} does not list namespace {} in spec.namespaces; nothing was sent to the portal",
+                        desired.account_ref, desired.namespace
+                    ),
+                },
+                status,
+                requeue_after: None,
+                release_finalizer: false,
+            };
+        }
+        AccountState::Ready { portal_id } => portal_id.clone(),
+    };
+    if desired.spec.delivery == Delivery::Link {
+        status.link_secret_ref = Some(SecretRef {
+            name: link_secret_name(desired.name),
+        });
+    }
+    let Some(found) = invitation else {
+        return create(desired, account, attempt, status, "Inviting");
+    };
+    status.portal_id = Some(found.id.clone());
+    status.sent_at = Some(found.created_at.clone());
+    status.expires_at = Some(found.expires_at.clone());
+    match found.state {
+        InvitationState::Pending => {
+            status.phase = Some(AdminInvitationPhase::Pending);
+            let mut actions = Vec::new();
+            if !same_roles(&found.roles, &desired.spec.roles) {
+                actions.push(Action::UpdateRoles {
+                    id: found.id.clone(),
+                    roles: desired.spec.roles.clone(),
+                    version: found.version,
+                });
+            }
+            let mut message = format!(
+                "invitation sent to {}; it expires at {}",
+                found.email, found.expires_at
+            );
+            if let Some(failure) = &found.last_failure {
+                message.push_str(&format!(
+                    ". Last attempt to accept failed ({}): {}",
+                    failure.reason, failure.message
+                ));
+            }
+            let requeue_after = parse_millis(&found.expires_at)
+                .map(|expires| Duration::from_millis((expires - now_millis).max(0) as u64));
+            Plan {
+                outcome: if actions.is_empty() {
+                    Outcome::Ready {
+                        reason: "Pending".into(),
+                        message,
+                    }
+                } else {
+                    Outcome::Reconciling {
+                        reason: "UpdatingRoles".into(),
+                        message: "changing the pending invitation's roles".into(),
+                    }
+                },
+                actions,
+                status,
+                requeue_after,
+                release_finalizer: false,
+            }
+        }
+        InvitationState::Accepted => {
+            status.phase = Some(AdminInvitationPhase::Accepted);
+            status.accepted_at = found.accepted_at.clone();
+            status.accepted_by = found.accepted_by.clone();
+            Plan {
+                actions: Vec::new(),
+                outcome: Outcome::Ready {
+                    reason: "Accepted".into(),
+                    message: format!(
+                        "accepted at {}",
+                        found.accepted_at.as_deref().unwrap_or("an unknown time")
+                    ),
+                },
+                status,
+                requeue_after: None,
+                release_finalizer: false,
+            }
+        }
+        InvitationState::Expired => {
+            let reissues_used = attempt - 1;
+            if desired.spec.reissue == Reissue::OnExpiry
+                && reissues_used < desired.spec.max_reissues
+            {
+                let mut status = status;
+                status.portal_id = None;
+                return create(desired, account, attempt + 1, status, "Reissuing");
+            }
+            status.phase = Some(AdminInvitationPhase::Expired);
+            Plan {
+                actions: Vec::new(),
+                outcome: Outcome::NotReady {
+                    reason: "Expired".into(),
+                    message: format!(
+                        "the invitation expired at {} without being accepted; an expired invitation must be recreated: delete and re-apply this object, or set spec.reissue: OnExpiry",
+                        found.expires_at
+                    ),
+                },
+                status,
+                requeue_after: None,
+                release_finalizer: false,
+            }
+        }
+        InvitationState::Revoked => {
+            status.phase = Some(AdminInvitationPhase::Revoked);
+            Plan {
+                actions: Vec::new(),
+                outcome: Outcome::NotReady {
+                    reason: "Revoked".into(),
+                    message: "the invitation was revoked in the portal; delete and re-apply this object to invite again".into(),
+                },
+                status,
+                requeue_after: None,
+                release_finalizer: false,
+            }
+        }
+    }
+}
+
+fn create(
+    desired: &Desired,
+    account: String,
+    attempt: i32,
+    mut status: AdminInvitationStatus,
+    reason: &str,
+) -> Plan {
+    status.attempts = attempt;
+    let invitation = NewInvitation {
+        email: desired.spec.email.clone(),
+        first_name: desired.spec.first_name.clone(),
+        last_name: desired.spec.last_name.clone(),
+        roles: desired.spec.roles.clone(),
+        delivery: match desired.spec.delivery {
+            Delivery::Email => "Email".into(),
+            Delivery::Link => "Link".into(),
+        },
+        expires_after: desired.spec.expires_after.clone(),
+        external_ref: external_ref(desired.namespace, desired.name, desired.uid, attempt),
+    };
+    Plan {
+        actions: vec![Action::Create {
+            account,
+            invitation,
+            idempotency_key: format!("{}/{attempt}", desired.uid),
+            attempt,
+        }],
+        outcome: Outcome::Reconciling {
+            reason: reason.into(),
+            message: format!("sending invitation {attempt} to {}", desired.spec.email),
+        },
+        status,
+        requeue_after: Some(Duration::ZERO),
+        release_finalizer: false,
+    }
+}
+
+fn same_roles(a: &[Role], b: &[Role]) -> bool {
+    let mut a = a.to_vec();
+    let mut b = b.to_vec();
+    a.sort();
+    a.dedup();
+    b.sort();
+    b.dedup();
+    a == b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::AccountRef;
+    use crate::portal::invitations::{AcceptFailure, Delivery as PortalDelivery};
+
+    const NOW: i64 = 1_795_000_000_000;
+
+    fn spec() -> AdminInvitationSpec {
+        AdminInvitationSpec {
+            account_ref: AccountRef {
+                name: "contoso".into(),
+            },
+            email: "ann@contoso.example".into(),
+            first_name: "Ann".into(),
+            last_name: "Lee".into(),
+            roles: vec![Role::AccountOwner],
+            delivery: Delivery::Email,
+            expires_after: "48h".into(),
+            reissue: Reissue::Never,
+            max_reissues: 3,
+        }
+    }
+
+    fn portal(state: InvitationState) -> InvitationView {
+        InvitationView {
+            id: "inv-1".into(),
+            account_id: "acc-1".into(),
+            email: "ann@contoso.example".into(),
+            first_name: "Ann".into(),
+            last_name: "Lee".into(),
+            roles: vec![Role::AccountOwner],
+            delivery: PortalDelivery::Email,
+            state,
+            external_ref: Some(external_ref("team-a", "ann", "uid-1", 1)),
+            created_at: crate::portal::time::format_millis(NOW - 3_600_000),
+            expires_at: crate::portal::time::format_millis(NOW + 7_200_000),
+            accepted_at: (state == InvitationState::Accepted)
+                .then(|| crate::portal::time::format_millis(NOW - 60_000)),
+            accepted_by: (state == InvitationState::Accepted).then(|| "admin-9".into()),
+            revoked_at: None,
+            last_failure: None,
+            sends: 1,
+            version: 1,
+            link: None,
+        }
+    }
+
+    struct Case {
+        name: &'static str,
+        spec: AdminInvitationSpec,
+        status: AdminInvitationStatus,
+        deleting: bool,
+        account: AccountState,
+        found: Option<InvitationView>,
+    }
+
+    fn case(name: &'static str) -> Case {
+        Case {
+            name,
+            spec: spec(),
+            status: AdminInvitationStatus::default(),
+            deleting: false,
+            account: AccountState::Ready {
+                portal_id: "acc-1".into(),
+            },
+            found: None,
+        }
+    }
+
+    fn run(case: &Case) -> Plan {
+        let desired = Desired {
+            namespace: "team-a",
+            name: "ann",
+            uid: "uid-1",
+            spec: &case.spec,
+            status: &case.status,
+            deleting: case.deleting,
+            account_ref: "contoso",
+            account: case.account.clone(),
+        };
+        plan(
+            &desired,
+            &Observed {
+                invitation: case.found.clone(),
+            },
+            NOW,
+        )
+    }
+
+    fn reason(plan: &Plan) -> (&'static str, &str) {
+        match &plan.outcome {
+            Outcome::Ready { reason, .. } => ("Ready", reason),
+            Outcome::Reconciling { reason, .. } => ("Reconciling", reason),
+            Outcome::Stalled { reason, .. } => ("Stalled", reason),
+            Outcome::NotReady { reason, .. } => ("NotReady", reason),
+        }
+    }
+
+    #[test]
+    fn outcomes_per_situation() {
+        let table: Vec<(Case, (&str, &str), usize)> = vec![
+            (case("new object: invite"), ("Reconciling", "Inviting"), 1),
+            (
+                Case {
+                    account: AccountState::NotDelegated,
+                    ..case("undelegated account: stall, send nothing")
+                },
+                ("Stalled", "AccountNotDelegated"),
+                0,
+            ),
+            (
+                Case {
+                    account: AccountState::Missing,
+                    ..case("missing account: wait")
+                },
+                ("Reconciling", "WaitingForAccount"),
+                0,
+            ),
+            (
+                Case {
+                    account: AccountState::NotReady,
+                    ..case("account not in portal yet: wait")
+                },
+                ("Reconciling", "WaitingForAccount"),
+                0,
+            ),
+            (
+                Case {
+                    found: Some(portal(InvitationState::Pending)),
+                    ..case("pending and matching: ready, silent")
+                },
+                ("Ready", "Pending"),
+                0,
+            ),
+            (
+                Case {
+                    found: Some(portal(InvitationState::Accepted)),
+                    ..case("accepted: ready")
+                },
+                ("Ready", "Accepted"),
+                0,
+            ),
+            (
+                Case {
+                    found: Some(portal(InvitationState::Expired)),
+                    ..case("expired, no reissue: not ready")
+                },
+                ("NotReady", "Expired"),
+                0,
+            ),
+            (
+                Case {
+                    found: Some(portal(InvitationState::Revoked)),
+                    ..case("revoked elsewhere: not ready")
+                },
+                ("NotReady", "Revoked"),
+                0,
+            ),
+        ];
+        for (case, expected, actions) in table {
+            let plan = run(&case);
+            assert_eq!(reason(&plan), expected, "{}", case.name);
+            assert_eq!(
+                plan.actions.len(),
+                actions,
+                "{}: {:?}",
+                case.name,
+                plan.actions
+            );
+        }
+    }
+
+    #[test]
+    fn create_is_idempotent_per_attempt_and_names_the_object() {
+        let plan = run(&case("new"));
+        let Action::Create {
+            invitation,
+            idempotency_key,
+            attempt,
+            account,
+        } = &plan.actions[0]
+        else {
+            panic!("{:?}", plan.actions);
+        };
+        assert_eq!(
+            (idempotency_key.as_str(), *attempt, account.as_str()),
+            ("uid-1/1", 1, "acc-1")
+        );
+        assert_eq!(
+            invitation.external_ref,
+            "AdminInvitation/team-a/ann/uid-1/1"
+        );
+        assert_eq!(invitation.expires_after, "48h");
+        assert_eq!(
+            plan.requeue_after,
+            Some(Duration::ZERO),
+            "look again at once to record the result"
+        );
+    }
+
+    #[test]
+    fn a_pending_invitation_is_requeued_exactly_at_its_expiry() {
+        let plan = run(&Case {
+            found: Some(portal(InvitationState::Pending)),
+            ..case("pending")
+        });
+        assert_eq!(plan.requeue_after, Some(Duration::from_millis(7_200_000)));
+        assert_eq!(plan.status.phase, Some(AdminInvitationPhase::Pending));
+        assert_eq!(plan.status.portal_id.as_deref(), Some("inv-1"));
+    }
+
+    #[test]
+    fn role_changes_while_pending_update_the_portal_invitation() {
+        let changed = AdminInvitationSpec {
+            roles: vec![Role::ServiceContributor, Role::ServiceViewer],
+            ..spec()
+        };
+        let plan = run(&Case {
+            spec: changed,
+            found: Some(portal(InvitationState::Pending)),
+            ..case("roles changed")
+        });
+        assert_eq!(
+            plan.actions,
+            [Action::UpdateRoles {
+                id: "inv-1".into(),
+                roles: vec![Role::ServiceContributor, Role::ServiceViewer],
+                version: 1
+            }]
+        );
+        // The same roles in another order change nothing.
+        let same = AdminInvitationSpec {
+            roles: vec![Role::AccountOwner, Role::AccountOwner],
+            ..spec()
+        };
+        assert!(
+            run(&Case {
+                spec: same,
+                found: Some(portal(InvitationState::Pending)),
+                ..case("same")
+            })
+            .actions
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn expiry_reissues_up_to_max_reissues_with_a_new_reference() {
+        let spec = AdminInvitationSpec {
+            reissue: Reissue::OnExpiry,
+            max_reissues: 2,
+            ..spec()
+        };
+        let status = |attempts| AdminInvitationStatus {
+            attempts,
+            ..AdminInvitationStatus::default()
+        };
+        let second = run(&Case {
+            spec: spec.clone(),
+            status: status(1),
+            found: Some(portal(InvitationState::Expired)),
+            ..case("reissue 1")
+        });
+        let Action::Create {
+            idempotency_key,
+            invitation,
+            ..
+        } = &second.actions[0]
+        else {
+            panic!()
+        };
+        assert_eq!(idempotency_key, "uid-1/2");
+        assert_eq!(
+            invitation.external_ref,
+            "AdminInvitation/team-a/ann/uid-1/2"
+        );
+        assert_eq!(second.status.attempts, 2);
+        let third = run(&Case {
+            spec: spec.clone(),
+            status: status(2),
+            found: Some(portal(InvitationState::Expired)),
+            ..case("reissue 2")
+        });
+        assert_eq!(third.actions.len(), 1);
+        let spent = run(&Case {
+            spec,
+            status: status(3),
+            found: Some(portal(InvitationState::Expired)),
+            ..case("spent")
+        });
+        assert!(spent.actions.is_empty());
+        assert_eq!(reason(&spent), ("NotReady", "Expired"));
+    }
+
+    #[test]
+    fn deleting_revokes_pending_and_keeps_accepted() {
+        let pending = run(&Case {
+            deleting: true,
+            found: Some(portal(InvitationState::Pending)),
+            ..case("delete pending")
+        });
+        assert_eq!(pending.actions, [Action::Revoke { id: "inv-1".into() }]);
+        assert!(pending.release_finalizer);
+        let accepted = run(&Case {
+            deleting: true,
+            found: Some(portal(InvitationState::Accepted)),
+            ..case("delete accepted")
+        });
+        assert!(
+            accepted.actions.is_empty(),
+            "deleting an accepted invitation removes nothing"
+        );
+        assert!(accepted.release_finalizer);
+        let gone = run(&Case {
+            deleting: true,
+            ..case("delete, gone upstream")
+        });
+        assert!(
+            gone.actions.is_empty() && gone.release_finalizer,
+            "cleanup tolerates an upstream object already gone"
+        );
+        let undelegated = run(&Case {
+            deleting: true,
+            account: AccountState::NotDelegated,
+            ..case("delete undelegated")
+        });
+        assert!(
+            undelegated.release_finalizer,
+            "deletion never waits on delegation"
+        );
+    }
+
+    #[test]
+    fn a_failed_acceptance_shows_its_remedy_while_pending() {
+        let mut found = portal(InvitationState::Pending);
+        found.last_failure = Some(AcceptFailure {
+            reason: "WrongTenant".into(),
+            message: "Sign out of all Microsoft accounts, or open the invitation link in a private browsing window".into(),
+            at: crate::portal::time::format_millis(NOW),
+        });
+        let plan = run(&Case {
+            found: Some(found),
+            ..case("wrong tenant")
+        });
+        let Outcome::Ready { message, .. } = &plan.outcome else {
+            panic!("{:?}", plan.outcome)
+        };
+        assert!(
+            message.contains("(WrongTenant): Sign out of all Microsoft accounts"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn link_delivery_names_its_secret_never_the_link() {
+        let spec = AdminInvitationSpec {
+            delivery: Delivery::Link,
+            ..spec()
+        };
+        let plan = run(&Case {
+            spec,
+            ..case("link")
+        });
+        assert_eq!(
+            plan.status.link_secret_ref,
+            Some(SecretRef {
+                name: "ann-invitation-link".into()
+            })
+        );
+        let text = serde_json::to_string(&plan.status).unwrap();
+        assert!(!text.contains("token"), "{text}");
+    }
+
+    #[test]
+    fn conditions_keep_their_transition_time_when_nothing_changes() {
+        let earlier = Time(k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).unwrap());
+        let later = Time(k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).unwrap());
+        let outcome = Outcome::Ready {
+            reason: "Pending".into(),
+            message: "m".into(),
+        };
+        let first = outcome.conditions(&[], Some(1), &earlier);
+        let second = outcome.conditions(&first, Some(1), &later);
+        assert_eq!(first, second, "a steady state writes the same conditions");
+        let stalled = Outcome::Stalled {
+            reason: "AccountNotDelegated".into(),
+            message: "x".into(),
+        }
+        .conditions(&second, Some(2), &later);
+        let ready = stalled.iter().find(|c| c.type_ == "Ready").unwrap();
+        assert_eq!(
+            (ready.status.as_str(), &ready.last_transition_time),
+            ("False", &later)
+        );
+        assert_eq!(
+            stalled
+                .iter()
+                .find(|c| c.type_ == "Stalled")
+                .unwrap()
+                .status,
+            "True"
+        );
+    }
+
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+}
