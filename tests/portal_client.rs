@@ -137,6 +137,40 @@ async fn client_creates_idempotently_and_finds_by_reference(backend: Backend) {
     );
     client.delete_account_manager(&manager.id).await.unwrap();
     client.delete_account_manager(&manager.id).await.unwrap();
+    // Grants by source, revoked one by one; revoking twice is fine.
+    portal
+        .platform()
+        .admin_with_key(&partner, "owner@northwind.example", &["AccountOwner"])
+        .await;
+    let source = "RoleBinding/team-a/owners/uid-7";
+    let granted = client
+        .grant(
+            &partner,
+            "OWNER@northwind.example",
+            &[Role::SyncContributor],
+            GrantScope::AccountOnly,
+            source,
+            "uid-7/1",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        client
+            .grants_by_source(&partner, source)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    client.revoke_grant(&granted[0].id).await.unwrap();
+    client.revoke_grant(&granted[0].id).await.unwrap();
+    assert!(
+        client
+            .grants_by_source(&partner, source)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     portal.stop().await;
 }
 

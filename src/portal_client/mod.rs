@@ -210,6 +210,9 @@ pub trait PortalApi: Send + Sync {
         source: &str,
         idempotency_key: &str,
     ) -> impl Future<Output = PortalResult<Vec<GrantView>>> + Send;
+    /// Revokes one grant; a grant already gone is success.
+    fn revoke_grant(&self, id: &str) -> impl Future<Output = PortalResult<()>> + Send;
+
     /// Revokes what `source` granted on the account (optionally to one admin); the count.
     fn revoke_grants_by_source(
         &self,
@@ -560,6 +563,21 @@ impl PortalApi for HttpPortal {
             )
             .await?;
         Ok(page.items)
+    }
+
+    async fn revoke_grant(&self, id: &str) -> PortalResult<()> {
+        match self
+            .call::<Value>(
+                Method::DELETE,
+                &format!("/v1/grants/{}", encode(id)),
+                None,
+                &[],
+            )
+            .await
+        {
+            Err(error) if error.is_not_found() => Ok(()),
+            other => other.map(|_| ()),
+        }
     }
 
     async fn revoke_grants_by_source(

@@ -3,6 +3,7 @@
 //! a short executor elsewhere.
 
 pub mod admin_invitation;
+pub mod role_binding;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
