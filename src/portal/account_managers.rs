@@ -262,11 +262,7 @@ pub async fn create(
         ));
     }
     let now = state.now();
-    let mut tx = state
-        .store
-        .write()
-        .await
-        .map_err(db_error("start a transaction"))?;
+    let mut tx = state.begin().await?;
     let access = authorize(
         &mut tx.tx,
         &principal,
@@ -494,11 +490,7 @@ pub async fn resend(
     Path(id): Path<String>,
 ) -> ApiResult<Json<AccountManagerView>> {
     let now = state.now();
-    let mut tx = state
-        .store
-        .write()
-        .await
-        .map_err(db_error("start a transaction"))?;
+    let mut tx = state.begin().await?;
     let (mut row, access) =
         authorized(&mut tx.tx, &principal, &id, Permission::AdminUsersWrite).await?;
     if row.state(now) == AccountManagerState::Active {
@@ -547,11 +539,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let now = state.now();
-    let mut tx = state
-        .store
-        .write()
-        .await
-        .map_err(db_error("start a transaction"))?;
+    let mut tx = state.begin().await?;
     let (row, _) = authorized(&mut tx.tx, &principal, &id, Permission::AdminUsersWrite).await?;
     sqlx::query("DELETE FROM account_managers WHERE id = $1")
         .bind(&id)
@@ -604,11 +592,7 @@ pub async fn activate(
     let canonical = Email::parse(&body.username)
         .map_err(|_| refused())?
         .canonical();
-    let mut tx = state
-        .store
-        .write()
-        .await
-        .map_err(db_error("start a transaction"))?;
+    let mut tx = state.begin().await?;
     let found = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS}, temp_password_hash FROM account_managers WHERE email_canonical = $1"
     )))

@@ -233,11 +233,7 @@ pub async fn create(
         .map(check_external_id)
         .transpose()?;
     let now = state.now();
-    let mut tx = state
-        .store
-        .write()
-        .await
-        .map_err(db_error("start a transaction"))?;
+    let mut tx = state.begin().await?;
     let tree = match &body.parent_id {
         None => {
             if !principal.is_platform() {
@@ -267,9 +263,6 @@ pub async fn create(
         updated_at: now,
     };
     tree.check_insert(&row.to_domain())?;
-    if body.account_type == AccountKind::Client && body.sub_contract && body.parent_id.is_none() {
-        // A top-level client holds its own contract by definition; the flag is harmless.
-    }
     if let Some(external_id) = &row.external_id {
         ensure_external_id_free(&mut tx.tx, external_id, None).await?;
     }
@@ -455,11 +448,7 @@ pub async fn update(
 ) -> ApiResult<Response> {
     let expected = if_match(&headers)?;
     let now = state.now();
-    let mut tx = state
-        .store
-        .write()
-        .await
-        .map_err(db_error("start a transaction"))?;
+    let mut tx = state.begin().await?;
     let access = authorize(&mut tx.tx, &principal, &id, Permission::AccountsWrite).await?;
     let mut row = access.account.clone();
     if row.version != expected {
@@ -573,11 +562,7 @@ pub async fn delete(
     Query(query): Query<DeleteQuery>,
 ) -> ApiResult<StatusCode> {
     let now = state.now();
-    let mut tx = state
-        .store
-        .write()
-        .await
-        .map_err(db_error("start a transaction"))?;
+    let mut tx = state.begin().await?;
     let access = authorize(&mut tx.tx, &principal, &id, Permission::AccountsRead).await?;
     match (&access.account.parent_id, principal.is_platform()) {
         (_, true) => {}

@@ -211,14 +211,6 @@ pub struct AccountAccess {
     pub grants: Vec<Grant>,
 }
 
-impl AccountAccess {
-    pub fn allows(&self, permission: Permission) -> bool {
-        self.access
-            .as_ref()
-            .is_none_or(|access| access.has_permission(permission))
-    }
-}
-
 /// Loads the account and checks the caller holds `permission` there. An account the caller has
 /// no access to at all is reported as not found.
 pub async fn authorize(

@@ -346,11 +346,7 @@ pub async fn create(
     let roles = parse_roles(&body.roles)?;
     let source = check_source(body.source.as_deref())?;
     let now = state.now();
-    let mut tx = state
-        .store
-        .write()
-        .await
-        .map_err(db_error("start a transaction"))?;
+    let mut tx = state.begin().await?;
     authorize(
         &mut tx.tx,
         &principal,
@@ -430,17 +426,28 @@ async fn grants_in(
     connection: &mut AnyConnection,
     tree: &AccountTree,
 ) -> ApiResult<Vec<(String, Grant)>> {
-    let mut all = Vec::new();
-    for account in tree.accounts() {
-        let rows = sqlx::query("SELECT id, principal_id, account_id, role, scope, source FROM grants WHERE account_id = $1")
-            .bind(account.id.as_str())
-            .fetch_all(&mut *connection)
-            .await
-            .map_err(|e| ApiError::internal("read grants", e))?;
-        for row in &rows {
-            let principal_id: String = row.get("principal_id");
-            all.push((row.get("id"), grant_from_row(&principal_id, row)?));
-        }
+    let ids: Vec<&str> = tree.accounts().map(|a| a.id.as_str()).collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    // One query for the whole subtree (it is small: an account's ancestors and descendants).
+    let placeholders: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
+    let sql = format!(
+        "SELECT id, principal_id, account_id, role, scope, source FROM grants WHERE account_id IN ({})",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for id in &ids {
+        query = query.bind(*id);
+    }
+    let rows = query
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(|e| ApiError::internal("read grants", e))?;
+    let mut all = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let principal_id: String = row.get("principal_id");
+        all.push((row.get("id"), grant_from_row(&principal_id, row)?));
     }
     Ok(all)
 }
@@ -497,11 +504,7 @@ pub async fn revoke(
     Path(grant_id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let now = state.now();
-    let mut tx = state
-        .store
-        .write()
-        .await
-        .map_err(db_error("start a transaction"))?;
+    let mut tx = state.begin().await?;
     let account_id: String = sqlx::query("SELECT account_id FROM grants WHERE id = $1")
         .bind(&grant_id)
         .fetch_optional(&mut *tx.tx)
@@ -539,11 +542,7 @@ pub async fn revoke_by_source(
     Query(query): Query<RevokeBySourceQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let now = state.now();
-    let mut tx = state
-        .store
-        .write()
-        .await
-        .map_err(db_error("start a transaction"))?;
+    let mut tx = state.begin().await?;
     authorize(
         &mut tx.tx,
         &principal,
@@ -666,11 +665,7 @@ pub async fn create_admin(
     let roles = parse_roles(&body.roles)?;
     let source = check_source(body.source.as_deref())?;
     let now = state.now();
-    let mut tx = state
-        .store
-        .write()
-        .await
-        .map_err(db_error("start a transaction"))?;
+    let mut tx = state.begin().await?;
     authorize(
         &mut tx.tx,
         &principal,
@@ -746,11 +741,7 @@ pub async fn remove_admin(
     Path((account_id, admin_id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let now = state.now();
-    let mut tx = state
-        .store
-        .write()
-        .await
-        .map_err(db_error("start a transaction"))?;
+    let mut tx = state.begin().await?;
     authorize(
         &mut tx.tx,
         &principal,

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 
 use super::accounts::if_match;
-use super::auth::{Principal, authorize, authorize_for, hash_secret, random_token, subtree_for};
-use super::grants::{check_may_grant, check_may_grant_at, parse_roles};
+use super::auth::{Principal, authorize, authorize_for, hash_secret, random_token};
+use super::grants::{check_may_grant_at, parse_roles};
 use super::json::{JsonBody, Page, PageQuery};
 use super::problem::{ApiError, ApiResult, ProblemKind};
 use super::store::{NewEvent, Store, WriteTx};
@@ -257,11 +257,7 @@ pub async fn create(
     };
     let delivery = body.delivery.unwrap_or(Delivery::Email);
     let now = state.now();
-    let mut tx = state
-        .store
-        .write()
-        .await
-        .map_err(db_error("start a transaction"))?;
+    let mut tx = state.begin().await?;
     let access = authorize(
         &mut tx.tx,
         &principal,
@@ -605,12 +601,8 @@ pub async fn update(
     let expected = if_match(&headers)?;
     let roles = parse_roles(&body.roles)?;
     let now = state.now();
-    let mut tx = state
-        .store
-        .write()
-        .await
-        .map_err(db_error("start a transaction"))?;
-    let (mut row, _) = authorized(
+    let mut tx = state.begin().await?;
+    let (mut row, access) = authorized(
         &mut tx.tx,
         &principal,
         &id,
@@ -627,13 +619,11 @@ pub async fn update(
         ));
     }
     require_pending(&row, now, "changing its roles")?;
-    let tree = subtree_for(&mut tx.tx, &row.account_id).await?;
-    check_may_grant(
+    check_may_grant_at(
         &mut tx.tx,
-        &tree,
+        &access,
         &principal,
         GrantAction::Invite,
-        &row.account_id,
         &roles,
         GrantScope::AccountAndDescendants,
     )
@@ -668,11 +658,7 @@ pub async fn revoke(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let now = state.now();
-    let mut tx = state
-        .store
-        .write()
-        .await
-        .map_err(db_error("start a transaction"))?;
+    let mut tx = state.begin().await?;
     let (mut row, _) = authorized(
         &mut tx.tx,
         &principal,
@@ -719,11 +705,7 @@ pub async fn resend(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let now = state.now();
-    let mut tx = state
-        .store
-        .write()
-        .await
-        .map_err(db_error("start a transaction"))?;
+    let mut tx = state.begin().await?;
     let (mut row, access) = authorized(
         &mut tx.tx,
         &principal,
@@ -915,22 +897,19 @@ pub async fn accept(
         return Err(ApiError::new(ProblemKind::WrongTenant, message));
     }
 
-    let mut tx = state
-        .store
-        .write()
-        .await
-        .map_err(db_error("start a transaction"))?;
+    let mut tx = state.begin().await?;
     // Re-read under the write lock: a concurrent accept, revoke or resend wins.
-    let mut row = find(&mut tx.tx, &row.id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("invitation", &row.id))?;
-    let current_hash: Option<String> =
-        sqlx::query("SELECT token_hash FROM invitations WHERE id = $1")
-            .bind(&row.id)
-            .fetch_one(&mut *tx.tx)
-            .await
-            .map_err(db_error("read the invitation"))?
-            .get(0);
+    let current = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS}, token_hash, created_by FROM invitations WHERE id = $1"
+    )))
+    .bind(&row.id)
+    .fetch_optional(&mut *tx.tx)
+    .await
+    .map_err(db_error("read the invitation"))?
+    .ok_or_else(|| ApiError::not_found("invitation", &row.id))?;
+    let current_hash: Option<String> = current.get("token_hash");
+    let created_by: String = current.get("created_by");
+    let mut row = InvitationRow::from_row(&current)?;
     if current_hash.as_deref() != Some(token_hash.as_str()) {
         return Err(ApiError::new(
             ProblemKind::NotFound,
@@ -940,12 +919,6 @@ pub async fn accept(
     }
     check_acceptable(&row, now)?;
     let admin_id = admin_for(&mut tx, &identity, &row, now).await?;
-    let created_by: String = sqlx::query("SELECT created_by FROM invitations WHERE id = $1")
-        .bind(&row.id)
-        .fetch_one(&mut *tx.tx)
-        .await
-        .map_err(db_error("read the invitation"))?
-        .get(0);
     let source = format!("invitation/{}", row.id);
     super::grants::insert_grant_rows(
         &mut tx,
@@ -1012,11 +985,7 @@ async fn record_failure(
     message: &str,
     now: i64,
 ) -> ApiResult<()> {
-    let mut tx = state
-        .store
-        .write()
-        .await
-        .map_err(db_error("start a transaction"))?;
+    let mut tx = state.begin().await?;
     sqlx::query(
         "UPDATE invitations SET failure_reason = $1, failure_message = $2, failure_at = $3, version = version + 1 \
          WHERE id = $4",

@@ -47,11 +47,7 @@ pub async fn create(
         ));
     }
     let now = state.now();
-    let mut tx = state
-        .store
-        .write()
-        .await
-        .map_err(db_error("start a transaction"))?;
+    let mut tx = state.begin().await?;
     let owner = match (&body.admin_id, principal.is_platform()) {
         (None, _) => principal.id.clone(),
         (Some(admin), true) => {
@@ -150,11 +146,7 @@ pub async fn revoke(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let now = state.now();
-    let mut tx = state
-        .store
-        .write()
-        .await
-        .map_err(db_error("start a transaction"))?;
+    let mut tx = state.begin().await?;
     let updated = sqlx::query(
         "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL AND (principal_id = $3 OR $4 = 1)",
     )

@@ -93,6 +93,14 @@ impl AppState {
         self.clock.now_millis()
     }
 
+    /// Starts the request's write transaction (see [`store`]).
+    pub async fn begin(&self) -> ApiResult<store::WriteTx> {
+        self.store
+            .write()
+            .await
+            .map_err(db_error("start a transaction"))
+    }
+
     pub async fn connection(&self) -> ApiResult<PoolConnection<sqlx::Any>> {
         self.store
             .pool

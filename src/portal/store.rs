@@ -152,7 +152,6 @@ impl Store {
             tx,
             _writer: guard,
             counter: seq,
-            first_event: None,
             last_event: None,
             feed: self.feed.clone(),
         })
@@ -192,7 +191,6 @@ pub struct WriteTx {
     _writer: Option<OwnedMutexGuard<()>>,
     /// The counter value this transaction holds; events take numbers from it.
     counter: i64,
-    first_event: Option<i64>,
     last_event: Option<i64>,
     feed: broadcast::Sender<i64>,
 }
@@ -227,7 +225,6 @@ impl WriteTx {
         .bind(now_millis)
         .execute(&mut *self.tx)
         .await?;
-        self.first_event.get_or_insert(seq);
         self.last_event = Some(seq);
         Ok(seq)
     }

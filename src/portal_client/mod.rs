@@ -335,6 +335,14 @@ impl HttpPortal {
             )
     }
 
+    /// DELETE that reads 404 as done: what is to be removed is already gone.
+    async fn delete_idempotent(&self, path: &str) -> PortalResult<Option<Value>> {
+        match self.call::<Value>(Method::DELETE, path, None, &[]).await {
+            Err(error) if error.is_not_found() => Ok(None),
+            other => other,
+        }
+    }
+
     /// GET that reads 404 as None.
     async fn find<T: DeserializeOwned>(&self, path: &str) -> PortalResult<Option<T>> {
         match self.call(Method::GET, path, None, &[]).await {
@@ -428,18 +436,9 @@ impl PortalApi for HttpPortal {
     }
 
     async fn delete_account(&self, id: &str) -> PortalResult<()> {
-        match self
-            .call::<Value>(
-                Method::DELETE,
-                &format!("/v1/accounts/{}", encode(id)),
-                None,
-                &[],
-            )
+        self.delete_idempotent(&format!("/v1/accounts/{}", encode(id)))
             .await
-        {
-            Err(error) if error.is_not_found() => Ok(()),
-            other => other.map(|_| ()),
-        }
+            .map(|_| ())
     }
 
     async fn invitations(&self, account: &str, states: &str) -> PortalResult<Vec<InvitationView>> {
@@ -507,18 +506,9 @@ impl PortalApi for HttpPortal {
     }
 
     async fn revoke_invitation(&self, id: &str) -> PortalResult<()> {
-        match self
-            .call::<Value>(
-                Method::DELETE,
-                &format!("/v1/invitations/{}", encode(id)),
-                None,
-                &[],
-            )
+        self.delete_idempotent(&format!("/v1/invitations/{}", encode(id)))
             .await
-        {
-            Err(error) if error.is_not_found() => Ok(()),
-            other => other.map(|_| ()),
-        }
+            .map(|_| ())
     }
 
     async fn resend_invitation(
@@ -566,18 +556,9 @@ impl PortalApi for HttpPortal {
     }
 
     async fn revoke_grant(&self, id: &str) -> PortalResult<()> {
-        match self
-            .call::<Value>(
-                Method::DELETE,
-                &format!("/v1/grants/{}", encode(id)),
-                None,
-                &[],
-            )
+        self.delete_idempotent(&format!("/v1/grants/{}", encode(id)))
             .await
-        {
-            Err(error) if error.is_not_found() => Ok(()),
-            other => other.map(|_| ()),
-        }
+            .map(|_| ())
     }
 
     async fn revoke_grants_by_source(
@@ -594,11 +575,8 @@ impl PortalApi for HttpPortal {
         if let Some(admin) = admin_id {
             path.push_str(&format!("&adminId={}", encode(admin)));
         }
-        match self.call::<Value>(Method::DELETE, &path, None, &[]).await {
-            Err(error) if error.is_not_found() => Ok(0),
-            Err(error) => Err(error),
-            Ok(body) => Ok(body.and_then(|b| b["revoked"].as_u64()).unwrap_or(0)),
-        }
+        let body = self.delete_idempotent(&path).await?;
+        Ok(body.and_then(|b| b["revoked"].as_u64()).unwrap_or(0))
     }
 
     async fn account_manager_by_ref(
@@ -652,18 +630,9 @@ impl PortalApi for HttpPortal {
     }
 
     async fn delete_account_manager(&self, id: &str) -> PortalResult<()> {
-        match self
-            .call::<Value>(
-                Method::DELETE,
-                &format!("/v1/account-managers/{}", encode(id)),
-                None,
-                &[],
-            )
+        self.delete_idempotent(&format!("/v1/account-managers/{}", encode(id)))
             .await
-        {
-            Err(error) if error.is_not_found() => Ok(()),
-            other => other.map(|_| ()),
-        }
+            .map(|_| ())
     }
 
     async fn events(

@@ -59,7 +59,6 @@ pub struct State {
     pub history_limit: usize,
     /// Server-side apply: the leaf field paths each manager applied, per object.
     pub owned_fields: BTreeMap<(Key, String), BTreeSet<String>>,
-    uid_counter: u64,
 }
 
 fn now_rfc3339() -> String {
@@ -122,7 +121,6 @@ impl State {
             history: VecDeque::new(),
             history_limit,
             owned_fields: BTreeMap::new(),
-            uid_counter: 0,
         };
         for namespace in ["default", "kube-system"] {
             let resource = state
@@ -169,7 +167,6 @@ impl State {
     }
 
     fn new_uid(&mut self) -> String {
-        self.uid_counter += 1;
         uuid::Uuid::new_v4().to_string()
     }
 
