@@ -236,7 +236,7 @@ async fn client_classifies_refusals_once(backend: Backend) {
 async fn client_follows_the_change_feed(backend: Backend) {
     let portal = TestPortal::start(backend).await;
     let (client, partner) = setup(&portal).await;
-    let mut events = client.events(0).await.unwrap();
+    let mut events = client.events(Some(0)).await.unwrap();
     let first = events.next().await.unwrap().unwrap();
     assert_eq!(first.event_type, "account.created");
     client

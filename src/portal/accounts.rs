@@ -550,11 +550,16 @@ pub fn if_match(headers: &HeaderMap) -> ApiResult<i64> {
 pub struct DeleteQuery {
     #[serde(default)]
     pub cascade: bool,
+    /// Remove the account's grants and invitations with it, but refuse while it has child
+    /// accounts (what an operator's `deletionPolicy: Delete` means).
+    #[serde(default)]
+    pub remove_admins: bool,
 }
 
 /// Deletes an account. Needs `accounts.write` on its parent (the platform for a top-level
 /// account). Refused while it has child accounts or admins, unless `?cascade=true`, which
-/// removes the whole subtree with its grants and invitations.
+/// removes the whole subtree with its grants and invitations; `?removeAdmins=true` removes the
+/// account's own grants and invitations but still refuses while it has child accounts.
 pub async fn delete(
     State(state): State<AppState>,
     principal: Principal,
@@ -595,7 +600,16 @@ pub async fn delete(
         .await
         .map_err(db_error("count admins"))?
         .get(0);
-    if !query.cascade && (!below.is_empty() || admins > 0) {
+    if !query.cascade && query.remove_admins && !below.is_empty() {
+        return Err(ApiError::new(
+            ProblemKind::AccountNotEmpty,
+            format!(
+                "account {id} still has {} child account(s); delete them first",
+                below.len()
+            ),
+        ));
+    }
+    if !query.cascade && !query.remove_admins && (!below.is_empty() || admins > 0) {
         return Err(ApiError::new(
             ProblemKind::AccountNotEmpty,
             format!(

@@ -47,12 +47,17 @@ pub async fn events(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
         .or(query.after.clone());
-    let after = match resume {
+    let after = match resume.as_deref().map(str::trim) {
         None => 0,
-        Some(text) => text.trim().parse::<i64>().map_err(|_| {
+        Some("latest") => state
+            .store
+            .latest_event()
+            .await
+            .map_err(|e| ApiError::internal("read the feed position", e))?,
+        Some(text) => text.parse::<i64>().map_err(|_| {
             ApiError::invalid(
                 "/after",
-                "the event cursor (Last-Event-ID or after) must be an event id from this feed",
+                "the event cursor (Last-Event-ID or after) must be an event id from this feed, or `latest`",
             )
         })?,
     };

@@ -157,6 +157,15 @@ impl Store {
         })
     }
 
+    /// The id of the newest committed event (0 when there is none): where a reader that wants
+    /// only what happens from now on resumes.
+    pub async fn latest_event(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM events")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get::<i64, _>(0)
+    }
+
     /// Events after `after`, oldest first.
     pub async fn events_after(&self, after: i64, limit: i64) -> Result<Vec<Event>, sqlx::Error> {
         let rows = sqlx::query(

@@ -103,7 +103,7 @@ impl PortalError {
 pub type PortalResult<T> = Result<T, PortalError>;
 
 /// A new account.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NewAccount {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -131,8 +131,27 @@ pub struct NewInvitation {
     pub external_ref: String,
 }
 
+/// Changes to an account's mutable fields; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountChanges {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// `Some(None)` clears the tenant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub_contract: Option<bool>,
+}
+
+impl AccountChanges {
+    pub fn is_empty(&self) -> bool {
+        *self == AccountChanges::default()
+    }
+}
+
 /// A new account manager.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NewAccountManager {
     pub first_name: String,
@@ -157,6 +176,15 @@ pub trait PortalApi: Send + Sync {
         account: &NewAccount,
         idempotency_key: &str,
     ) -> impl Future<Output = PortalResult<AccountView>> + Send;
+    /// Changes the mutable fields, guarded by the version read (`If-Match`).
+    fn update_account(
+        &self,
+        id: &str,
+        changes: &AccountChanges,
+        version: i64,
+    ) -> impl Future<Output = PortalResult<AccountView>> + Send;
+    /// Deletes the account with its own grants and invitations; refused (`account-not-empty`)
+    /// while it has child accounts. An account already gone is success.
     fn delete_account(&self, id: &str) -> impl Future<Output = PortalResult<()>> + Send;
 
     /// Invitations of an account in the given states (all pages).
@@ -200,6 +228,8 @@ pub trait PortalApi: Send + Sync {
         account: &str,
         source: &str,
     ) -> impl Future<Output = PortalResult<Vec<GrantView>>> + Send;
+    /// Every grant made on the account (all pages), for observing in bulk.
+    fn grants(&self, account: &str) -> impl Future<Output = PortalResult<Vec<GrantView>>> + Send;
     /// Grants `roles` to the admin with `email`; `subject-not-found` when there is none yet.
     fn grant(
         &self,
@@ -226,6 +256,11 @@ pub trait PortalApi: Send + Sync {
         account: &str,
         external_ref: &str,
     ) -> impl Future<Output = PortalResult<Option<AccountManagerView>>> + Send;
+    /// The account's account managers (all pages), for observing in bulk.
+    fn account_managers(
+        &self,
+        account: &str,
+    ) -> impl Future<Output = PortalResult<Vec<AccountManagerView>>> + Send;
     fn create_account_manager(
         &self,
         account: &str,
@@ -239,10 +274,11 @@ pub trait PortalApi: Send + Sync {
     ) -> impl Future<Output = PortalResult<AccountManagerView>> + Send;
     fn delete_account_manager(&self, id: &str) -> impl Future<Output = PortalResult<()>> + Send;
 
-    /// The change feed after `after`, as it happens; the stream ends when the connection does.
+    /// The change feed after event `after` (`None`: from now on), as it happens; the stream ends
+    /// when the connection does.
     fn events(
         &self,
-        after: i64,
+        after: Option<i64>,
     ) -> impl Future<Output = PortalResult<futures::stream::BoxStream<'static, PortalResult<Event>>>>
     + Send;
 }
@@ -435,8 +471,24 @@ impl PortalApi for HttpPortal {
         .await
     }
 
+    async fn update_account(
+        &self,
+        id: &str,
+        changes: &AccountChanges,
+        version: i64,
+    ) -> PortalResult<AccountView> {
+        let body = serde_json::to_value(changes).expect("account changes serialize");
+        self.expect(
+            Method::PATCH,
+            &format!("/v1/accounts/{}", encode(id)),
+            Some(&body),
+            &[("if-match", format!("\"{version}\""))],
+        )
+        .await
+    }
+
     async fn delete_account(&self, id: &str) -> PortalResult<()> {
-        self.delete_idempotent(&format!("/v1/accounts/{}", encode(id)))
+        self.delete_idempotent(&format!("/v1/accounts/{}?removeAdmins=true", encode(id)))
             .await
             .map(|_| ())
     }
@@ -534,6 +586,11 @@ impl PortalApi for HttpPortal {
         .await
     }
 
+    async fn grants(&self, account: &str) -> PortalResult<Vec<GrantView>> {
+        self.all_pages(&format!("/v1/accounts/{}/grants", encode(account)))
+            .await
+    }
+
     async fn grant(
         &self,
         account: &str,
@@ -599,6 +656,14 @@ impl PortalApi for HttpPortal {
         Ok(page.items.into_iter().next())
     }
 
+    async fn account_managers(&self, account: &str) -> PortalResult<Vec<AccountManagerView>> {
+        self.all_pages(&format!(
+            "/v1/accounts/{}/account-managers",
+            encode(account)
+        ))
+        .await
+    }
+
     async fn create_account_manager(
         &self,
         account: &str,
@@ -637,14 +702,15 @@ impl PortalApi for HttpPortal {
 
     async fn events(
         &self,
-        after: i64,
+        after: Option<i64>,
     ) -> PortalResult<futures::stream::BoxStream<'static, PortalResult<Event>>> {
         let url = format!("{}/v1/events", self.base);
+        let after = after.map_or_else(|| "latest".to_owned(), |seq| seq.to_string());
         let response = self
             .streaming
             .get(&url)
             .header("accept", "text/event-stream")
-            .header("last-event-id", after.to_string())
+            .header("last-event-id", after)
             .send()
             .await
             .map_err(|source| PortalError::Network {

@@ -13,9 +13,9 @@ use crate::crd::{
 use crate::domain::Role;
 use crate::portal::invitations::{InvitationState, InvitationView};
 use crate::portal::time::parse_millis;
-use crate::portal_client::NewInvitation;
+use crate::portal_client::{NewInvitation, PortalApi};
 
-use super::Outcome;
+use super::{ExecuteError, Outcome};
 
 /// Where the referenced Account stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,11 +37,15 @@ pub struct Desired<'a> {
     pub namespace: &'a str,
     pub name: &'a str,
     pub uid: &'a str,
+    pub generation: Option<i64>,
     pub spec: &'a AdminInvitationSpec,
     pub status: &'a AdminInvitationStatus,
     pub deleting: bool,
     pub account_ref: &'a str,
     pub account: AccountState,
+    /// With Link delivery: whether the link is stored (its Secret exists). A link lost to a
+    /// crash before it was stored, or to a deleted Secret, is replaced by a resend.
+    pub link_stored: bool,
 }
 
 /// What the portal holds for the current attempt (found by its externalRef).
@@ -67,6 +71,11 @@ pub enum Action {
     },
     Revoke {
         id: String,
+    },
+    /// Issue a new link for the same invitation (the old one stops working).
+    Resend {
+        id: String,
+        idempotency_key: String,
     },
 }
 
@@ -169,12 +178,24 @@ pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
         }
         AccountState::Ready { portal_id } => portal_id.clone(),
     };
+    status.observed_generation = desired.generation;
     if desired.spec.delivery == Delivery::Link {
         status.link_secret_ref = Some(SecretRef {
             name: link_secret_name(desired.name),
         });
     }
+    // A spec the portal refused is not sent again until it changes.
+    let refused = super::refused_at(&desired.status.conditions, desired.generation);
     let Some(found) = invitation else {
+        if let Some(outcome) = refused {
+            return Plan {
+                actions: Vec::new(),
+                outcome,
+                status,
+                requeue_after: None,
+                release_finalizer: false,
+            };
+        }
         return create(desired, account, attempt, status, "Inviting");
     };
     status.portal_id = Some(found.id.clone());
@@ -184,18 +205,27 @@ pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
         InvitationState::Pending => {
             status.phase = Some(AdminInvitationPhase::Pending);
             let mut actions = Vec::new();
-            if !same_roles(&found.roles, &desired.spec.roles) {
+            if refused.is_none() && !same_roles(&found.roles, &desired.spec.roles) {
                 actions.push(Action::UpdateRoles {
                     id: found.id.clone(),
                     roles: desired.spec.roles.clone(),
                     version: found.version,
                 });
             }
+            if desired.spec.delivery == Delivery::Link && !desired.link_stored {
+                actions.push(Action::Resend {
+                    id: found.id.clone(),
+                    idempotency_key: format!("{}/{attempt}/resend/{}", desired.uid, found.sends),
+                });
+            }
             let mut message = format!(
                 "invitation sent to {}; it expires at {}",
                 found.email, found.expires_at
             );
+            let mut reason = "Pending".to_owned();
             if let Some(failure) = &found.last_failure {
+                // Still pending and as specified, but the invitee needs the seeds' remedy.
+                reason = failure.reason.clone();
                 message.push_str(&format!(
                     ". Last attempt to accept failed ({}): {}",
                     failure.reason, failure.message
@@ -204,15 +234,14 @@ pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
             let requeue_after = parse_millis(&found.expires_at)
                 .map(|expires| Duration::from_millis((expires - now_millis).max(0) as u64));
             Plan {
-                outcome: if actions.is_empty() {
-                    Outcome::Ready {
-                        reason: "Pending".into(),
-                        message,
-                    }
+                outcome: if let Some(outcome) = refused {
+                    outcome
+                } else if actions.is_empty() {
+                    Outcome::Ready { reason, message }
                 } else {
                     Outcome::Reconciling {
-                        reason: "UpdatingRoles".into(),
-                        message: "changing the pending invitation's roles".into(),
+                        reason: "Updating".into(),
+                        message: "bringing the pending invitation in line with the spec".into(),
                     }
                 },
                 actions,
@@ -326,11 +355,72 @@ fn same_roles(a: &[Role], b: &[Role]) -> bool {
     a == b
 }
 
+/// What carrying out a plan produced: the portal's invitation as it now stands, and the link
+/// when one was just issued (the only time the portal shows it).
+#[derive(Debug, Default)]
+pub struct Executed {
+    pub observed: Observed,
+    pub link: Option<String>,
+}
+
+/// Carries out `plan` through the portal, stopping at the first failure.
+pub async fn execute(
+    portal: &impl PortalApi,
+    plan: &Plan,
+    mut observed: Observed,
+) -> Result<Executed, ExecuteError> {
+    let mut link = None;
+    for action in &plan.actions {
+        match action {
+            Action::Create {
+                account,
+                invitation,
+                idempotency_key,
+                ..
+            } => {
+                let mut created = portal
+                    .create_invitation(account, invitation, idempotency_key)
+                    .await
+                    .map_err(ExecuteError::new("create the portal invitation"))?;
+                link = created.link.take();
+                observed.invitation = Some(created);
+            }
+            Action::UpdateRoles { id, roles, version } => {
+                let updated = portal
+                    .update_invitation_roles(id, roles, *version)
+                    .await
+                    .map_err(ExecuteError::new("change the pending invitation's roles"))?;
+                observed.invitation = Some(updated);
+            }
+            Action::Revoke { id } => {
+                portal
+                    .revoke_invitation(id)
+                    .await
+                    .map_err(ExecuteError::new("revoke the portal invitation"))?;
+                observed.invitation = None;
+            }
+            Action::Resend {
+                id,
+                idempotency_key,
+            } => {
+                let mut resent = portal
+                    .resend_invitation(id, idempotency_key)
+                    .await
+                    .map_err(ExecuteError::new("issue a new invitation link"))?;
+                link = resent.link.take();
+                observed.invitation = Some(resent);
+            }
+        }
+    }
+    Ok(Executed { observed, link })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::crd::AccountRef;
     use crate::portal::invitations::{AcceptFailure, Delivery as PortalDelivery};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     const NOW: i64 = 1_795_000_000_000;
 
@@ -381,6 +471,7 @@ mod tests {
         deleting: bool,
         account: AccountState,
         found: Option<InvitationView>,
+        link_stored: bool,
     }
 
     fn case(name: &'static str) -> Case {
@@ -393,6 +484,7 @@ mod tests {
                 portal_id: "acc-1".into(),
             },
             found: None,
+            link_stored: true,
         }
     }
 
@@ -401,11 +493,13 @@ mod tests {
             namespace: "team-a",
             name: "ann",
             uid: "uid-1",
+            generation: Some(1),
             spec: &case.spec,
             status: &case.status,
             deleting: case.deleting,
             account_ref: "contoso",
             account: case.account.clone(),
+            link_stored: case.link_stored,
         };
         plan(
             &desired,
@@ -671,9 +765,10 @@ mod tests {
             found: Some(found),
             ..case("wrong tenant")
         });
-        let Outcome::Ready { message, .. } = &plan.outcome else {
+        let Outcome::Ready { reason, message } = &plan.outcome else {
             panic!("{:?}", plan.outcome)
         };
+        assert_eq!(reason, "WrongTenant");
         assert!(
             message.contains("(WrongTenant): Sign out of all Microsoft accounts"),
             "{message}"
@@ -731,5 +826,74 @@ mod tests {
         );
     }
 
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    fn stalled_at(generation: i64) -> AdminInvitationStatus {
+        AdminInvitationStatus {
+            observed_generation: Some(generation),
+            conditions: Outcome::Stalled {
+                reason: "EscalationDenied".into(),
+                message: "create the portal invitation: you cannot grant SubscriptionContributor"
+                    .into(),
+            }
+            .conditions(
+                &[],
+                Some(generation),
+                &Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+            ),
+            ..AdminInvitationStatus::default()
+        }
+    }
+
+    #[test]
+    fn a_refused_spec_is_not_sent_again_until_it_changes() {
+        let held = run(&Case {
+            status: stalled_at(1),
+            ..case("refused at this generation")
+        });
+        assert_eq!(reason(&held), ("Stalled", "EscalationDenied"));
+        assert!(held.actions.is_empty(), "{:?}", held.actions);
+        assert_eq!(held.requeue_after, None, "no retry storm");
+
+        let mut refused_update = portal(InvitationState::Pending);
+        refused_update.roles = vec![Role::ServiceViewer];
+        let held = run(&Case {
+            status: stalled_at(1),
+            found: Some(refused_update),
+            ..case("role update refused at this generation")
+        });
+        assert_eq!(reason(&held), ("Stalled", "EscalationDenied"));
+        assert!(held.actions.is_empty(), "{:?}", held.actions);
+
+        let retried = run(&Case {
+            status: stalled_at(0),
+            ..case("the spec changed since")
+        });
+        assert!(matches!(retried.actions[..], [Action::Create { .. }]));
+    }
+
+    #[test]
+    fn a_lost_link_is_replaced_by_a_resend_of_the_same_invitation() {
+        let spec = AdminInvitationSpec {
+            delivery: Delivery::Link,
+            ..spec()
+        };
+        let plan = run(&Case {
+            spec,
+            found: Some(portal(InvitationState::Pending)),
+            link_stored: false,
+            ..case("pending, Secret missing")
+        });
+        assert_eq!(
+            plan.actions,
+            vec![Action::Resend {
+                id: "inv-1".into(),
+                idempotency_key: "uid-1/1/resend/1".into()
+            }]
+        );
+        let email = run(&Case {
+            found: Some(portal(InvitationState::Pending)),
+            link_stored: false,
+            ..case("email delivery has no link to lose")
+        });
+        assert!(email.actions.is_empty());
+    }
 }

@@ -2,6 +2,8 @@
 //! `plan(desired, observed, now) -> Plan` per kind, decided here with no I/O, and carried out by
 //! a short executor elsewhere.
 
+pub mod account;
+pub mod account_manager;
 pub mod admin_invitation;
 pub mod role_binding;
 
@@ -68,5 +70,112 @@ impl Outcome {
             }
         })
         .collect()
+    }
+}
+
+/// Stalled reasons that describe what was observed (and are re-evaluated on every pass), as
+/// opposed to a refusal by the portal, which is not retried until the spec changes.
+const OBSERVED_STALLS: &[&str] = &["AccountNotDelegated", "AccountMismatch", "CannotUpdate"];
+
+/// The portal's refusal recorded for this generation, if any: a spec the portal refused is not
+/// sent again until it changes (no retry storm).
+pub fn refused_at(conditions: &[Condition], generation: Option<i64>) -> Option<Outcome> {
+    conditions
+        .iter()
+        .find(|c| {
+            c.type_ == STALLED
+                && c.status == "True"
+                && c.observed_generation == generation
+                && !OBSERVED_STALLS.contains(&c.reason.as_str())
+        })
+        .map(|c| Outcome::Stalled {
+            reason: c.reason.clone(),
+            message: c.message.clone(),
+        })
+}
+
+/// A condition reason from a problem `type` slug: `email-conflict` → `EmailConflict`.
+pub fn reason_from_problem(problem_type: &str) -> String {
+    problem_type
+        .split(['-', '_'])
+        .filter(|word| !word.is_empty())
+        .map(|word| {
+            let mut chars = word.chars();
+            chars
+                .next()
+                .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Why carrying out a plan failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{step}")]
+pub struct ExecuteError {
+    /// What was being done, e.g. "create the portal invitation".
+    pub step: &'static str,
+    #[source]
+    pub source: crate::portal_client::PortalError,
+}
+
+impl ExecuteError {
+    pub fn new(step: &'static str) -> impl FnOnce(crate::portal_client::PortalError) -> Self {
+        move |source| ExecuteError { step, source }
+    }
+
+    /// Whether trying again later can succeed.
+    pub fn is_transient(&self) -> bool {
+        self.source.is_transient()
+    }
+
+    /// The Stalled outcome for a refusal the spec causes: the portal's reason and words.
+    pub fn refusal(&self) -> Outcome {
+        let reason = self
+            .source
+            .problem_type()
+            .map(reason_from_problem)
+            .unwrap_or_else(|| "Refused".into());
+        Outcome::Stalled {
+            reason,
+            message: format!("{}: {}", self.step, self.source.detail()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stalled(reason: &str, generation: i64) -> Condition {
+        Condition {
+            type_: STALLED.into(),
+            status: "True".into(),
+            reason: reason.into(),
+            message: "why".into(),
+            observed_generation: Some(generation),
+            last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+        }
+    }
+
+    #[test]
+    fn a_refusal_holds_until_the_generation_changes() {
+        let conditions = [stalled("EmailConflict", 2)];
+        assert!(refused_at(&conditions, Some(2)).is_some());
+        assert!(refused_at(&conditions, Some(3)).is_none());
+        let observed = [stalled("AccountNotDelegated", 2)];
+        assert!(
+            refused_at(&observed, Some(2)).is_none(),
+            "what was observed is looked at again"
+        );
+    }
+
+    #[test]
+    fn reasons_are_camel_case_problem_types() {
+        assert_eq!(reason_from_problem("email-conflict"), "EmailConflict");
+        assert_eq!(
+            reason_from_problem("role-not-assignable"),
+            "RoleNotAssignable"
+        );
     }
 }

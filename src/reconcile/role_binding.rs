@@ -15,8 +15,9 @@ use crate::crd::{
 use crate::domain::{Account, AccountKind, AccountTree, Grant, GrantScope, Role, effective_access};
 use crate::portal::grants::GrantView;
 
-use super::Outcome;
 use super::admin_invitation::AccountState;
+use super::{ExecuteError, Outcome};
+use crate::portal_client::PortalApi;
 
 /// The grants' `source` for this object.
 pub fn source(namespace: &str, name: &str, uid: &str) -> String {
@@ -376,6 +377,49 @@ fn effective_roles(desired: &Desired) -> Vec<EffectiveRole> {
             }
         })
         .collect()
+}
+
+/// Carries out `plan` on the portal account `account`: what the portal answered per subject
+/// email. A grant the spec causes the portal to refuse is recorded, not an error; a transient
+/// failure, or a refused revoke, stops here with the error.
+pub async fn execute(
+    portal: &impl PortalApi,
+    account: &str,
+    plan: &Plan,
+) -> Result<BTreeMap<String, GrantResult>, ExecuteError> {
+    let mut results = BTreeMap::new();
+    for action in &plan.actions {
+        match action {
+            Action::Grant {
+                email,
+                roles,
+                scope,
+                source,
+                idempotency_key,
+            } => {
+                let result = match portal
+                    .grant(account, email, roles, *scope, source, idempotency_key)
+                    .await
+                {
+                    Ok(_) => GrantResult::Granted,
+                    Err(error) if error.problem_type() == Some("subject-not-found") => {
+                        GrantResult::NotAnAdmin
+                    }
+                    Err(error) if !error.is_transient() => GrantResult::Refused {
+                        problem: error.problem_type().unwrap_or("refused").to_owned(),
+                        detail: error.detail(),
+                    },
+                    Err(error) => return Err(ExecuteError::new("grant the roles")(error)),
+                };
+                results.insert(email.clone(), result);
+            }
+            Action::Revoke { grant_id } => portal
+                .revoke_grant(grant_id)
+                .await
+                .map_err(ExecuteError::new("revoke a grant this binding made"))?,
+        }
+    }
+    Ok(results)
 }
 
 #[cfg(test)]
