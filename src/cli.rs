@@ -26,6 +26,61 @@ pub enum Command {
     Portal(PortalCommand),
     /// Print the CustomResourceDefinitions (multi-document YAML), e.g. `| kubectl apply -f -`.
     Crds,
+    /// Run the operator: reconcile the cluster's Account, AdminInvitation, RoleBinding and
+    /// AccountManager objects against the portal (kubeconfig or in-cluster credentials).
+    Run(Box<RunArgs>),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The portal's base URL.
+    #[arg(long, env = "PORTAL_URL", default_value = "http://127.0.0.1:8080")]
+    pub portal_url: String,
+
+    /// A file holding the portal API key the operator acts with.
+    #[arg(long, env = "PORTAL_API_KEY_FILE")]
+    pub portal_api_key_file: Option<std::path::PathBuf>,
+
+    /// The portal API key itself (prefer --portal-api-key-file: environments leak).
+    #[arg(
+        long,
+        env = "PORTAL_API_KEY",
+        hide_env_values = true,
+        conflicts_with = "portal_api_key_file"
+    )]
+    pub portal_api_key: Option<String>,
+
+    /// How often to compare everything with the portal in bulk (a safety net under the change feed).
+    #[arg(long, env = "PORTAL_OPERATOR_RESYNC", default_value = "10m", value_parser = crate::domain::validation::parse_duration)]
+    pub resync: std::time::Duration,
+
+    /// Where to serve /metrics, /healthz and /readyz.
+    #[arg(
+        long,
+        env = "PORTAL_OPERATOR_METRICS_LISTEN",
+        default_value = "127.0.0.1:9090"
+    )]
+    pub metrics_listen: std::net::SocketAddr,
+
+    /// Act only while holding a Lease, so that several replicas can run with one active.
+    #[arg(long, env = "PORTAL_OPERATOR_LEADER_ELECT")]
+    pub leader_elect: bool,
+
+    /// The Lease used for leader election.
+    #[arg(
+        long,
+        env = "PORTAL_OPERATOR_LEASE_NAME",
+        default_value = "portal-operator"
+    )]
+    pub lease_name: String,
+
+    /// The Lease's namespace (in a cluster: the operator's own, from POD_NAMESPACE).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+
+    /// Reconciles in flight at once, per kind.
+    #[arg(long, env = "PORTAL_OPERATOR_CONCURRENCY", default_value_t = 8)]
+    pub concurrency: u16,
 }
 
 #[derive(Debug, Subcommand)]
@@ -144,6 +199,7 @@ impl Cli {
                 Ok(())
             }
             Command::Portal(PortalCommand::Serve(args)) => serve(*args),
+            Command::Run(args) => run_operator(*args),
         }
     }
 }
@@ -192,6 +248,50 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("listen on {}", args.listen))?;
         tracing::info!(address = %listener.local_addr()?, "portal listening");
         portal.serve(listener, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+fn run_operator(args: RunArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+
+    init_tracing();
+    let api_key = match (&args.portal_api_key, &args.portal_api_key_file) {
+        (Some(key), _) => key.trim().to_owned(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| format!("read the portal API key from {}", path.display()))?
+            .trim()
+            .to_owned(),
+        (None, None) => anyhow::bail!(
+            "the operator needs a portal API key: pass --portal-api-key-file (or PORTAL_API_KEY_FILE)"
+        ),
+    };
+    let metrics = std::sync::Arc::new(crate::controller::metrics::Metrics::default());
+    let counted = metrics.clone();
+    let portal = crate::portal_client::HttpPortal::new(&args.portal_url, &api_key)
+        .context("build the portal client")?
+        .with_observer(std::sync::Arc::new(move |method, outcome| {
+            counted.portal_request(method.as_str(), outcome)
+        }));
+    let config = crate::controller::Config {
+        resync: args.resync,
+        metrics_listen: Some(args.metrics_listen),
+        leader_election: args
+            .leader_elect
+            .then(|| crate::controller::LeaderElection {
+                lease_name: args.lease_name.clone(),
+                namespace: args.lease_namespace.clone(),
+                identity: std::env::var("POD_NAME")
+                    .unwrap_or_else(|_| format!("portal-operator-{}", uuid::Uuid::new_v4())),
+            }),
+        concurrency: args.concurrency,
+    };
+    let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
+    runtime.block_on(async move {
+        let client = kube::Client::try_default()
+            .await
+            .context("connect to Kubernetes (kubeconfig or in-cluster credentials)")?;
+        crate::controller::run(client, portal, metrics, config, shutdown_signal()).await?;
         Ok(())
     })
 }

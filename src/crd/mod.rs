@@ -363,6 +363,9 @@ pub struct RoleBindingStatus {
     /// The generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The portal id of the account the grants were made on (what cleanup revokes on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_portal_id: Option<String>,
     /// One entry per subject.
     #[serde(default)]
     pub subjects: Vec<SubjectStatus>,

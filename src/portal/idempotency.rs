@@ -2,7 +2,10 @@
 //! again; the same key with a different request is refused (422).
 //!
 //! A placeholder row claims the key before the handler runs, so two concurrent requests with one
-//! key never both execute; the second is told to retry (409). A 5xx releases the key. A response
+//! key never both execute; the second is told to retry (409). Only a success is recorded: a
+//! refused request (4xx) or a failure (5xx) wrote nothing, so it releases the key and a retry
+//! with the same key runs again against the current state (a grant refused because the admin
+//! did not exist yet succeeds once they do). A response
 //! that carries a secret (an invitation link) is stored without it: the replay says the link
 //! was shown once, and `POST /v1/invitations/{id}/resend` issues a new one.
 
@@ -137,7 +140,7 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
     } else {
         body.clone()
     };
-    let outcome = if parts.status.is_server_error() {
+    let outcome = if !parts.status.is_success() {
         release(&state, &principal.id, &key).await
     } else {
         record(&state, &principal.id, &key, status, &stored).await

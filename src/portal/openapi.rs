@@ -41,7 +41,7 @@ pub struct Operation {
 
 const IDEMPOTENCY: (&str, &str, bool) = (
     "Idempotency-Key",
-    "Replays the first response for the same key and body; 422 for the same key with another body.",
+    "Replays the first successful response for the same key and body; 422 for the same key with another body. A refused request is not recorded and may be retried with the same key.",
     false,
 );
 const IF_MATCH: (&str, &str, bool) = ("If-Match", "The ETag of the version read; required.", true);

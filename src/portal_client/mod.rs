@@ -283,12 +283,16 @@ pub trait PortalApi: Send + Sync {
     + Send;
 }
 
+/// Told of each request's method and outcome.
+pub type RequestObserver = std::sync::Arc<dyn Fn(&Method, &'static str) + Send + Sync>;
+
 /// [`PortalApi`] over HTTP.
 #[derive(Clone)]
 pub struct HttpPortal {
     base: String,
     http: reqwest::Client,
     streaming: reqwest::Client,
+    observer: Option<RequestObserver>,
 }
 
 impl HttpPortal {
@@ -313,10 +317,39 @@ impl HttpPortal {
             base: base_url.trim_end_matches('/').to_owned(),
             http: build(Some(Duration::from_secs(30)))?,
             streaming: build(None)?,
+            observer: None,
         })
     }
 
+    /// Reports every request's method and outcome (`ok`, `refused`, `transient`) to `observer`,
+    /// e.g. to count them in metrics.
+    pub fn with_observer(mut self, observer: RequestObserver) -> HttpPortal {
+        self.observer = Some(observer);
+        self
+    }
+
     async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, String)],
+    ) -> PortalResult<Option<T>> {
+        let observed_method = method.clone();
+        let result = self.call_once(method, path, body, headers).await;
+        if let Some(observer) = &self.observer {
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(error) if error.is_not_found() => "ok",
+                Err(error) if error.is_transient() => "transient",
+                Err(_) => "refused",
+            };
+            observer(&observed_method, outcome);
+        }
+        result
+    }
+
+    async fn call_once<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,

@@ -63,7 +63,7 @@ pub fn external_ref(namespace: &str, name: &str, uid: &str) -> String {
     format!("AccountManager/{namespace}/{name}/{uid}")
 }
 
-const WAIT_FOR_ACCOUNT: Duration = Duration::from_secs(30);
+use super::WAIT_FOR_ACCOUNT;
 
 pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
     let mut status = desired.status.clone();

@@ -101,8 +101,7 @@ pub fn link_secret_name(name: &str) -> String {
     format!("{name}-invitation-link")
 }
 
-/// How long to wait before looking again for an Account that is not there or not ready.
-const WAIT_FOR_ACCOUNT: Duration = Duration::from_secs(30);
+use super::WAIT_FOR_ACCOUNT;
 
 pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
     let attempt = desired.status.attempts.max(1);

@@ -9,6 +9,10 @@ pub mod role_binding;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+/// How soon to look again at an object whose Account (or parent) is missing or not in the
+/// portal yet. Watches usually bring the change sooner; this covers a cache that lagged.
+pub const WAIT_FOR_ACCOUNT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// kstatus condition types.
 pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";

@@ -276,6 +276,10 @@ pub fn settle(
     }
     let status = RoleBindingStatus {
         observed_generation: desired.generation,
+        account_portal_id: match &desired.account {
+            AccountState::Ready { portal_id } => Some(portal_id.clone()),
+            _ => desired.status.account_portal_id.clone(),
+        },
         subjects,
         effective_roles: effective_roles(desired),
         conditions: desired.status.conditions.clone(),

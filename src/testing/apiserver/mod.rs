@@ -433,23 +433,21 @@ async fn serve(
         (Method::POST, None) => {
             count("create");
             let object = parse_body(headers, body)?;
-            let (created, changes) = shared
-                .state
-                .lock()
-                .expect("state")
-                .create(&resource, &ns, object)?;
+            let mut state = shared.state.lock().expect("state");
+            let (created, changes) = state.create(&resource, &ns, object)?;
+            // Published under the lock, so watchers see changes in resourceVersion order.
             publish(changes);
+            drop(state);
             Ok(json_response(StatusCode::CREATED, created))
         }
         (Method::PUT, Some(name)) => {
             count("update");
             let object = parse_body(headers, body)?;
-            let (updated, changes) = shared
-                .state
-                .lock()
-                .expect("state")
-                .replace(&resource, &ns, name, object, status_sub)?;
+            let mut state = shared.state.lock().expect("state");
+            let (updated, changes) = state.replace(&resource, &ns, name, object, status_sub)?;
+            // Published under the lock, so watchers see changes in resourceVersion order.
             publish(changes);
+            drop(state);
             Ok(json_response(StatusCode::OK, updated))
         }
         (Method::PATCH, Some(name)) => {
@@ -472,7 +470,8 @@ async fn serve(
             };
             let patch = parse_any(body)?;
             let force = query.get("force").is_some_and(|f| f == "true");
-            let (patched, changes) = shared.state.lock().expect("state").patch(
+            let mut state = shared.state.lock().expect("state");
+            let (patched, changes) = state.patch(
                 &resource,
                 &ns,
                 name,
@@ -482,7 +481,9 @@ async fn serve(
                 query.get("fieldManager").map(String::as_str),
                 force,
             )?;
+            // Published under the lock, so watchers see changes in resourceVersion order.
             publish(changes);
+            drop(state);
             Ok(json_response(StatusCode::OK, patched))
         }
         (Method::DELETE, Some(name)) => {
@@ -492,13 +493,12 @@ async fn serve(
             } else {
                 parse_any(body)?
             };
-            let (deleted, changes) = shared.state.lock().expect("state").delete(
-                &resource,
-                &ns,
-                name,
-                options.get("preconditions"),
-            )?;
+            let mut state = shared.state.lock().expect("state");
+            let (deleted, changes) =
+                state.delete(&resource, &ns, name, options.get("preconditions"))?;
+            // Published under the lock, so watchers see changes in resourceVersion order.
             publish(changes);
+            drop(state);
             Ok(json_response(StatusCode::OK, deleted))
         }
         (method, _) => Err(ApiError::method_not_allowed(format!(
@@ -838,11 +838,12 @@ fn watch_response(
                 _ = tokio::time::sleep_until(deadline) => return,
                 _ = cut.changed() => return,
                 _ = ticker.tick(), if bookmarks => {
-                    let rv = shared.state.lock().expect("state").rv;
+                    // The last change this watch has seen (of any resource): never ahead of a
+                    // change still on its way, so resuming from a bookmark misses nothing.
                     let bookmark = json!({
                         "apiVersion": resource.api_version(),
                         "kind": resource.kind,
-                        "metadata": { "resourceVersion": rv.max(last_rv).to_string() },
+                        "metadata": { "resourceVersion": last_rv.to_string() },
                     });
                     if tx.send(Ok(watch_line("BOOKMARK", &bookmark))).await.is_err() {
                         return;

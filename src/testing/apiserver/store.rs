@@ -409,10 +409,18 @@ impl State {
                 json_patch::merge(&mut updated, body);
             }
             PatchKind::Json => {
-                let operations: json_patch::Patch =
-                    serde_json::from_value(body.clone()).map_err(|e| {
+                let mut operations: json_patch::Patch = serde_json::from_value(body.clone())
+                    .map_err(|e| {
                         ApiError::bad_request(format!("the JSON patch is not valid: {e}"))
                     })?;
+                // As in the API server's JSON patch library: `test` of a missing member against
+                // null succeeds (kube's finalizer helper relies on it for "no finalizers yet").
+                operations.0.retain(|operation| match operation {
+                    json_patch::PatchOperation::Test(test) => {
+                        !(test.value.is_null() && updated.pointer(test.path.as_str()).is_none())
+                    }
+                    _ => true,
+                });
                 json_patch::patch(&mut updated, &operations).map_err(|e| {
                     ApiError::invalid(
                         &resource.group,

@@ -1,0 +1,112 @@
+//! The AccountManager controller: create the portal account manager (found by externalRef),
+//! resend the activation when asked, record its phase, and delete it with the object.
+
+use std::sync::Arc;
+
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+
+use super::{Context, Error, finalized, instrumented, record, requeue};
+use crate::crd::{AccountManager, AccountManagerStatus};
+use crate::portal::time::{Clock, SystemClock};
+use crate::portal_client::PortalApi;
+use crate::reconcile::account_manager::{Desired, Observed, execute, external_ref, plan};
+use crate::reconcile::admin_invitation::AccountState;
+
+pub async fn reconcile<P: PortalApi>(
+    object: Arc<AccountManager>,
+    ctx: Arc<Context<P>>,
+) -> Result<Action, Error> {
+    let ctx = ctx.as_ref();
+    instrumented(
+        ctx,
+        object.as_ref(),
+        finalized(
+            &ctx.client,
+            object.clone(),
+            |object| apply(object, ctx, false),
+            |object| apply(object, ctx, true),
+        ),
+    )
+    .await
+}
+
+pub fn desired<'a, P>(
+    ctx: &Context<P>,
+    object: &'a AccountManager,
+    status: &'a AccountManagerStatus,
+    deleting: bool,
+) -> Desired<'a> {
+    let namespace = object.metadata.namespace.as_deref().unwrap_or_default();
+    Desired {
+        namespace,
+        name: object.metadata.name.as_deref().unwrap_or_default(),
+        uid: object.metadata.uid.as_deref().unwrap_or_default(),
+        generation: object.metadata.generation,
+        spec: &object.spec,
+        status,
+        deleting,
+        account_ref: &object.spec.account_ref.name,
+        account: ctx.account_state(&object.spec.account_ref.name, namespace),
+    }
+}
+
+pub fn reference(object: &AccountManager) -> String {
+    external_ref(
+        &object.namespace().unwrap_or_default(),
+        &object.name_any(),
+        object.metadata.uid.as_deref().unwrap_or_default(),
+    )
+}
+
+async fn apply<P: PortalApi>(
+    object: Arc<AccountManager>,
+    ctx: &Context<P>,
+    deleting: bool,
+) -> Result<Action, Error> {
+    let status = object.status.clone().unwrap_or_default();
+    let desired = desired(ctx, &object, &status, deleting);
+    // Cleanup finds what was made while the account was delegated, whatever it is now.
+    let account = match &desired.account {
+        AccountState::Ready { portal_id } => Some(portal_id.clone()),
+        _ if deleting => ctx.account_portal_id(&object.spec.account_ref.name),
+        _ => None,
+    };
+    let observed = match account {
+        Some(account) => Observed {
+            manager: ctx
+                .portal
+                .account_manager_by_ref(&account, &reference(&object))
+                .await
+                .map_err(Error::Observe)?,
+        },
+        None => Observed::default(),
+    };
+    let first = plan(&desired, &observed, SystemClock.now_millis());
+    if deleting {
+        execute(&ctx.portal, &first, observed).await?;
+        return Ok(Action::await_change());
+    }
+    if first.actions.is_empty() {
+        record(ctx, object.as_ref(), first.status, &first.outcome).await?;
+        return Ok(requeue(first.requeue_after));
+    }
+    let observed = match execute(&ctx.portal, &first, observed).await {
+        Ok(observed) => observed,
+        Err(error) if !error.is_transient() => {
+            record(ctx, object.as_ref(), first.status, &error.refusal()).await?;
+            return Ok(Action::await_change());
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let after = plan(
+        &Desired {
+            status: &first.status,
+            ..desired
+        },
+        &observed,
+        SystemClock.now_millis(),
+    );
+    record(ctx, object.as_ref(), after.status, &after.outcome).await?;
+    Ok(requeue(after.requeue_after))
+}

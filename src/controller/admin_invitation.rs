@@ -1,0 +1,201 @@
+//! The AdminInvitation controller: observe the portal invitation of the current attempt (by its
+//! externalRef), plan, act, store a Link invitation's link in a Secret owned by the object, and
+//! record the status. Requeued exactly at `expiresAt`; acceptance arrives through the feed.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Api, Resource, ResourceExt};
+
+use super::{Context, Error, MANAGER, finalized, instrumented, record, requeue};
+use crate::crd::{AdminInvitation, Delivery};
+use crate::portal::time::{Clock, SystemClock};
+use crate::portal_client::PortalApi;
+use crate::reconcile::admin_invitation::{
+    AccountState, Desired, Observed, execute, external_ref, link_secret_name, plan,
+};
+
+pub async fn reconcile<P: PortalApi>(
+    object: Arc<AdminInvitation>,
+    ctx: Arc<Context<P>>,
+) -> Result<Action, Error> {
+    let ctx = ctx.as_ref();
+    instrumented(
+        ctx,
+        object.as_ref(),
+        finalized(
+            &ctx.client,
+            object.clone(),
+            |object| apply(object, ctx),
+            |object| cleanup(object, ctx),
+        ),
+    )
+    .await
+}
+
+fn desired<'a>(
+    object: &'a AdminInvitation,
+    status: &'a crate::crd::AdminInvitationStatus,
+    account: AccountState,
+    deleting: bool,
+    link_stored: bool,
+) -> Desired<'a> {
+    Desired {
+        namespace: object.metadata.namespace.as_deref().unwrap_or_default(),
+        name: object.metadata.name.as_deref().unwrap_or_default(),
+        uid: object.metadata.uid.as_deref().unwrap_or_default(),
+        generation: object.metadata.generation,
+        spec: &object.spec,
+        status,
+        deleting,
+        account_ref: &object.spec.account_ref.name,
+        account,
+        link_stored,
+    }
+}
+
+/// The portal invitation of the object's current attempt, when its account is known.
+pub async fn observe<P: PortalApi>(
+    ctx: &Context<P>,
+    object: &AdminInvitation,
+    account_portal_id: Option<&str>,
+) -> Result<Observed, Error> {
+    let Some(account) = account_portal_id else {
+        return Ok(Observed::default());
+    };
+    let attempt = object.status.as_ref().map_or(1, |s| s.attempts.max(1));
+    let reference = external_ref(
+        &object.namespace().unwrap_or_default(),
+        &object.name_any(),
+        object.metadata.uid.as_deref().unwrap_or_default(),
+        attempt,
+    );
+    let invitation = ctx
+        .portal
+        .invitation_by_ref(account, &reference)
+        .await
+        .map_err(Error::Observe)?;
+    Ok(Observed { invitation })
+}
+
+async fn apply<P: PortalApi>(
+    object: Arc<AdminInvitation>,
+    ctx: &Context<P>,
+) -> Result<Action, Error> {
+    let namespace = object.namespace().unwrap_or_default();
+    let status = object.status.clone().unwrap_or_default();
+    let account = ctx.account_state(&object.spec.account_ref.name, &namespace);
+    let account_id = match &account {
+        AccountState::Ready { portal_id } => Some(portal_id.as_str()),
+        _ => None,
+    };
+    let observed = observe(ctx, &object, account_id).await?;
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let secret_name = link_secret_name(&object.name_any());
+    let link_stored = object.spec.delivery != Delivery::Link
+        || secrets
+            .get_opt(&secret_name)
+            .await
+            .map_err(Error::kube("read the link Secret"))?
+            .is_some();
+    let now = SystemClock.now_millis();
+    let first = plan(
+        &desired(&object, &status, account.clone(), false, link_stored),
+        &observed,
+        now,
+    );
+    if first.actions.is_empty() {
+        record(ctx, object.as_ref(), first.status, &first.outcome).await?;
+        return Ok(requeue(first.requeue_after));
+    }
+    let executed = match execute(&ctx.portal, &first, observed).await {
+        Ok(executed) => executed,
+        Err(error) if !error.is_transient() => {
+            record(ctx, object.as_ref(), first.status, &error.refusal()).await?;
+            return Ok(Action::await_change());
+        }
+        Err(error) => return Err(error.into()),
+    };
+    if let Some(link) = executed.link {
+        store_link(ctx, &object, &secret_name, &link).await?;
+    }
+    // Record what the portal now holds.
+    let after = plan(
+        &desired(&object, &first.status, account, false, true),
+        &executed.observed,
+        SystemClock.now_millis(),
+    );
+    record(ctx, object.as_ref(), after.status, &after.outcome).await?;
+    Ok(if after.actions.is_empty() {
+        requeue(after.requeue_after)
+    } else {
+        Action::requeue(std::time::Duration::ZERO)
+    })
+}
+
+/// Writes the link to the Secret owned by the invitation (garbage-collected with it). The link
+/// goes nowhere else: not to the status, an Event, or a log.
+async fn store_link<P>(
+    ctx: &Context<P>,
+    object: &AdminInvitation,
+    secret_name: &str,
+    link: &str,
+) -> Result<(), Error> {
+    let namespace = object.namespace().unwrap_or_default();
+    let owner = object
+        .controller_owner_ref(&())
+        .expect("a stored object has a name and uid");
+    let secret = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": secret_name,
+            "namespace": namespace,
+            "labels": { "app.kubernetes.io/managed-by": MANAGER },
+            "ownerReferences": [owner],
+        },
+        "type": "Opaque",
+        "data": {
+            "link": base64::engine::general_purpose::STANDARD.encode(link),
+        },
+    });
+    Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
+        .patch(
+            secret_name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&secret),
+        )
+        .await
+        .map_err(Error::kube("store the invitation link in its Secret"))?;
+    Ok(())
+}
+
+/// Revokes a pending invitation; an accepted one stays (the admin keeps access); one already
+/// gone needs nothing.
+async fn cleanup<P: PortalApi>(
+    object: Arc<AdminInvitation>,
+    ctx: &Context<P>,
+) -> Result<Action, Error> {
+    let status = object.status.clone().unwrap_or_default();
+    let invitation = match &status.portal_id {
+        Some(id) => ctx.portal.invitation(id).await.map_err(Error::Observe)?,
+        // Created, but the status was never written (a crash): find it by reference.
+        None => {
+            let account = ctx.account_portal_id(&object.spec.account_ref.name);
+            observe(ctx, &object, account.as_deref()).await?.invitation
+        }
+    };
+    let observed = Observed { invitation };
+    let plan = plan(
+        &desired(&object, &status, AccountState::Missing, true, true),
+        &observed,
+        SystemClock.now_millis(),
+    );
+    match execute(&ctx.portal, &plan, observed).await {
+        Ok(_) => Ok(Action::await_change()),
+        Err(error) => Err(error.into()),
+    }
+}

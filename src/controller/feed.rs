@@ -1,0 +1,295 @@
+//! The portal's change feed, turned into reconciles: each event names the object it concerns by
+//! its externalRef (or its account), and that object is reconciled at once
+//! (`Controller::reconcile_on`). The feed is resumed by cursor after a disconnect, with backoff;
+//! if it was never positioned (no event seen yet), a resync covers the gap.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
+use kube::runtime::reflector::ObjectRef;
+use tokio::sync::{Notify, watch};
+
+use super::Context;
+use crate::crd::{Account, AccountManager, AdminInvitation, GrantState, RoleBinding};
+use crate::portal::store::Event;
+use crate::portal::time::{Clock, SystemClock, parse_millis};
+use crate::portal_client::PortalApi;
+
+/// What one feed event asks to reconcile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Invitation {
+        namespace: String,
+        name: String,
+    },
+    AccountManager {
+        namespace: String,
+        name: String,
+    },
+    RoleBinding {
+        namespace: String,
+        name: String,
+    },
+    /// The RoleBindings on this portal account (its grants or admins changed).
+    RoleBindingsOn(String),
+    /// The RoleBindings waiting for a subject (someone accepted an invitation).
+    WaitingRoleBindings,
+    /// The Account object of this portal account.
+    Account(String),
+}
+
+/// The objects an event concerns. Pure, so the mapping is tested on its own.
+pub fn targets(event: &Event) -> Vec<Target> {
+    let mut targets = Vec::new();
+    let reference: Vec<&str> = event
+        .external_ref
+        .as_deref()
+        .map(|r| r.split('/').collect())
+        .unwrap_or_default();
+    match reference[..] {
+        ["AdminInvitation", namespace, name, ..] => targets.push(Target::Invitation {
+            namespace: namespace.into(),
+            name: name.into(),
+        }),
+        ["AccountManager", namespace, name, ..] => targets.push(Target::AccountManager {
+            namespace: namespace.into(),
+            name: name.into(),
+        }),
+        ["RoleBinding", namespace, name, ..] => targets.push(Target::RoleBinding {
+            namespace: namespace.into(),
+            name: name.into(),
+        }),
+        _ => {}
+    }
+    let account = event.account_id.clone();
+    match event.event_type.as_str() {
+        "invitation.accepted" => targets.push(Target::WaitingRoleBindings),
+        "admin.removed" | "grant.revoked" | "grant.created" => {
+            if let Some(account) = account {
+                targets.push(Target::RoleBindingsOn(account));
+            }
+        }
+        kind if kind.starts_with("account.") => {
+            targets.push(Target::Account(event.object_id.clone()))
+        }
+        _ => {}
+    }
+    targets
+}
+
+/// The senders feeding each controller's `reconcile_on`.
+#[derive(Clone)]
+pub struct Triggers {
+    pub accounts: UnboundedSender<ObjectRef<Account>>,
+    pub invitations: UnboundedSender<ObjectRef<AdminInvitation>>,
+    pub role_bindings: UnboundedSender<ObjectRef<RoleBinding>>,
+    pub account_managers: UnboundedSender<ObjectRef<AccountManager>>,
+}
+
+/// The receiving ends, one per controller.
+pub struct TriggerStreams {
+    pub accounts: UnboundedReceiver<ObjectRef<Account>>,
+    pub invitations: UnboundedReceiver<ObjectRef<AdminInvitation>>,
+    pub role_bindings: UnboundedReceiver<ObjectRef<RoleBinding>>,
+    pub account_managers: UnboundedReceiver<ObjectRef<AccountManager>>,
+}
+
+pub fn triggers() -> (Triggers, TriggerStreams) {
+    let (accounts, accounts_rx) = unbounded();
+    let (invitations, invitations_rx) = unbounded();
+    let (role_bindings, role_bindings_rx) = unbounded();
+    let (account_managers, account_managers_rx) = unbounded();
+    (
+        Triggers {
+            accounts,
+            invitations,
+            role_bindings,
+            account_managers,
+        },
+        TriggerStreams {
+            accounts: accounts_rx,
+            invitations: invitations_rx,
+            role_bindings: role_bindings_rx,
+            account_managers: account_managers_rx,
+        },
+    )
+}
+
+impl Triggers {
+    /// Enqueues the objects `target` names that exist in the caches.
+    pub fn fire<P>(&self, ctx: &Context<P>, target: &Target) {
+        match target {
+            Target::Invitation { namespace, name } => {
+                let _ = self
+                    .invitations
+                    .unbounded_send(ObjectRef::new(name).within(namespace));
+            }
+            Target::AccountManager { namespace, name } => {
+                let _ = self
+                    .account_managers
+                    .unbounded_send(ObjectRef::new(name).within(namespace));
+            }
+            Target::RoleBinding { namespace, name } => {
+                let _ = self
+                    .role_bindings
+                    .unbounded_send(ObjectRef::new(name).within(namespace));
+            }
+            Target::RoleBindingsOn(portal_id) => {
+                let Some(account) = ctx.account_by_portal_id(portal_id) else {
+                    return;
+                };
+                let name = account.metadata.name.clone().unwrap_or_default();
+                for binding in ctx
+                    .role_bindings
+                    .state_filter(|b| b.spec.account_ref.name == name)
+                {
+                    let _ = self
+                        .role_bindings
+                        .unbounded_send(ObjectRef::from_obj(binding.as_ref()));
+                }
+            }
+            Target::WaitingRoleBindings => {
+                for binding in ctx.role_bindings.state_filter(|b| {
+                    b.status.as_ref().is_some_and(|s| {
+                        s.subjects
+                            .iter()
+                            .any(|subject| subject.state == GrantState::WaitingForSubject)
+                    })
+                }) {
+                    let _ = self
+                        .role_bindings
+                        .unbounded_send(ObjectRef::from_obj(binding.as_ref()));
+                }
+            }
+            Target::Account(portal_id) => {
+                if let Some(account) = ctx.account_by_portal_id(portal_id) {
+                    let _ = self
+                        .accounts
+                        .unbounded_send(ObjectRef::from_obj(account.as_ref()));
+                }
+            }
+        }
+    }
+}
+
+/// Follows the feed until the process stops: reconnects with backoff (1 s doubling to 30 s),
+/// resumes after the last event seen, and reports whether it is connected.
+pub async fn follow<P: PortalApi>(
+    ctx: Arc<Context<P>>,
+    triggers: Triggers,
+    connected: watch::Sender<bool>,
+    resync_now: Arc<Notify>,
+) {
+    let mut cursor: Option<i64> = None;
+    let mut failures = 0u32;
+    loop {
+        match ctx.portal.events(cursor).await {
+            Ok(mut events) => {
+                failures = 0;
+                connected.send_replace(true);
+                while let Some(event) = events.next().await {
+                    let Ok(event) = event else { break };
+                    cursor = Some(event.seq);
+                    let lag = parse_millis(&event.created_at)
+                        .map(|at| (SystemClock.now_millis() - at).max(0) as u64)
+                        .unwrap_or(0);
+                    ctx.metrics.feed_event(Duration::from_millis(lag));
+                    for target in targets(&event) {
+                        triggers.fire(&ctx, &target);
+                    }
+                }
+                tracing::info!("the portal's change feed ended; reconnecting");
+            }
+            Err(error) => {
+                failures += 1;
+                tracing::warn!(error = %super::error_chain(&error), "connect to the portal's change feed");
+            }
+        }
+        connected.send_replace(false);
+        if cursor.is_none() {
+            // Events may have passed while we had no position: look at everything.
+            resync_now.notify_one();
+        }
+        let wait =
+            super::backoff(failures.max(1), rand::random::<f64>()).min(Duration::from_secs(30));
+        tokio::time::sleep(wait).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(event_type: &str, external_ref: Option<&str>) -> Event {
+        Event {
+            seq: 1,
+            event_type: event_type.into(),
+            object_kind: "X".into(),
+            object_id: "obj-1".into(),
+            account_id: Some("acc-1".into()),
+            external_ref: external_ref.map(str::to_owned),
+            data: serde_json::Value::Null,
+            created_at: "2026-11-22T00:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn events_name_their_objects() {
+        assert_eq!(
+            targets(&event(
+                "invitation.accepted",
+                Some("AdminInvitation/team-a/ann/uid-1/2")
+            )),
+            vec![
+                Target::Invitation {
+                    namespace: "team-a".into(),
+                    name: "ann".into()
+                },
+                Target::WaitingRoleBindings
+            ]
+        );
+        assert_eq!(
+            targets(&event(
+                "invitation.expired",
+                Some("AdminInvitation/team-a/ann/uid-1/1")
+            )),
+            vec![Target::Invitation {
+                namespace: "team-a".into(),
+                name: "ann".into()
+            }]
+        );
+        assert_eq!(
+            targets(&event(
+                "grant.revoked",
+                Some("RoleBinding/team-a/owners/uid-2")
+            )),
+            vec![
+                Target::RoleBinding {
+                    namespace: "team-a".into(),
+                    name: "owners".into()
+                },
+                Target::RoleBindingsOn("acc-1".into())
+            ]
+        );
+        assert_eq!(
+            targets(&event(
+                "account_manager.activated",
+                Some("AccountManager/team-b/mia/uid-3")
+            )),
+            vec![Target::AccountManager {
+                namespace: "team-b".into(),
+                name: "mia".into()
+            }]
+        );
+        assert_eq!(
+            targets(&event("account.deleted", Some("Account/contoso"))),
+            vec![Target::Account("obj-1".into())]
+        );
+        assert!(
+            targets(&event("invitation.created", Some("made-by-hand"))).is_empty(),
+            "objects the operator does not manage are ignored"
+        );
+    }
+}

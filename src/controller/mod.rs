@@ -1,0 +1,470 @@
+//! The operator: one kube-runtime controller per kind, fed by watches, by the portal's change
+//! feed (an event about an object reconciles it at once) and by a periodic bulk resync.
+//!
+//! Every reconcile is the same pipeline: *dereference* (the object's Account from the shared
+//! store) → *observe* (the portal) → *plan* (pure, in [`crate::reconcile`]) → *execute* (the
+//! plan's writes) → *record* (status by server-side apply, written only when it changed; an
+//! Event only when the Ready reason changes) → *requeue* (exactly at an expiry, or on the next
+//! change). Transient failures back off per object with jitter (capped at 5 minutes, honouring
+//! Retry-After); a refusal the spec causes is Stalled until the spec changes.
+
+pub mod account;
+pub mod account_manager;
+pub mod admin_invitation;
+pub mod feed;
+pub mod metrics;
+pub mod resync;
+pub mod role_binding;
+mod run;
+
+pub use run::{Config, LeaderElection, RunError, run};
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::crd::{Account, AccountManager, AdminInvitation, RoleBinding};
+use crate::portal_client::PortalError;
+use crate::reconcile::admin_invitation::AccountState;
+use crate::reconcile::{ExecuteError, Outcome, READY};
+
+/// The field manager of every write the operator makes.
+pub const MANAGER: &str = "portal-operator";
+/// The finalizer on every object the operator manages.
+pub const FINALIZER: &str = "access.portal.dev/cleanup";
+
+/// What the controllers share.
+pub struct Context<P> {
+    pub client: kube::Client,
+    pub portal: P,
+    pub recorder: Recorder,
+    pub metrics: Arc<metrics::Metrics>,
+    pub accounts: Store<Account>,
+    pub invitations: Store<AdminInvitation>,
+    pub role_bindings: Store<RoleBinding>,
+    pub account_managers: Store<AccountManager>,
+    /// Consecutive transient failures per object, for its backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl<P> Context<P> {
+    pub fn new(
+        client: kube::Client,
+        portal: P,
+        recorder: Recorder,
+        metrics: Arc<metrics::Metrics>,
+        stores: Stores,
+    ) -> Context<P> {
+        Context {
+            client,
+            portal,
+            recorder,
+            metrics,
+            accounts: stores.accounts,
+            invitations: stores.invitations,
+            role_bindings: stores.role_bindings,
+            account_managers: stores.account_managers,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Where the Account named `name` stands for an object in `namespace`.
+    pub fn account_state(&self, name: &str, namespace: &str) -> AccountState {
+        let Some(account) = self.accounts.get(&ObjectRef::new(name)) else {
+            return AccountState::Missing;
+        };
+        if !account.spec.namespaces.iter().any(|n| n == namespace) {
+            return AccountState::NotDelegated;
+        }
+        match account.status.as_ref().and_then(|s| s.portal_id.clone()) {
+            Some(portal_id) if account.metadata.deletion_timestamp.is_none() => {
+                AccountState::Ready { portal_id }
+            }
+            _ => AccountState::NotReady,
+        }
+    }
+
+    /// The portal id of the Account named `name`, whatever its delegation (for cleanup of what
+    /// was made while it was delegated).
+    pub fn account_portal_id(&self, name: &str) -> Option<String> {
+        self.accounts
+            .get(&ObjectRef::new(name))
+            .and_then(|a| a.status.as_ref().and_then(|s| s.portal_id.clone()))
+    }
+
+    /// The Account object whose portal account is `portal_id`.
+    pub fn account_by_portal_id(&self, portal_id: &str) -> Option<Arc<Account>> {
+        self.accounts.find(|a| {
+            a.status
+                .as_ref()
+                .and_then(|s| s.portal_id.as_deref())
+                .is_some_and(|id| id == portal_id)
+        })
+    }
+}
+
+/// The caches the controllers fill, shared with the feed and the resync.
+pub struct Stores {
+    pub accounts: Store<Account>,
+    pub invitations: Store<AdminInvitation>,
+    pub role_bindings: Store<RoleBinding>,
+    pub account_managers: Store<AccountManager>,
+}
+
+/// Why a reconcile failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("observe the portal")]
+    Observe(#[source] PortalError),
+    #[error(transparent)]
+    Execute(#[from] ExecuteError),
+    #[error("{step}")]
+    Kube {
+        step: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("finalizer")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+}
+
+impl Error {
+    pub fn kube(step: &'static str) -> impl FnOnce(kube::Error) -> Error {
+        move |source| Error::Kube { step, source }
+    }
+
+    /// A short label for metrics and Event reasons.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Observe(_) => "PortalUnavailable",
+            Error::Execute(error) if error.is_transient() => "PortalUnavailable",
+            Error::Execute(_) => "PortalRefused",
+            Error::Kube { .. } => "KubernetesApi",
+            Error::Finalizer(inner) => match inner.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(e)
+                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.category(),
+                _ => "KubernetesApi",
+            },
+        }
+    }
+
+    /// What the portal asked for, if it named a time to come back.
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Observe(error) => error.retry_after(),
+            Error::Execute(error) => error.source.retry_after(),
+            Error::Finalizer(inner) => match inner.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(e)
+                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.retry_after(),
+                _ => None,
+            },
+            Error::Kube { .. } => None,
+        }
+    }
+}
+
+/// Backoff after `failures` consecutive failures: 1 s doubling, capped at 5 minutes, with up to
+/// 25 % jitter so that objects failing together do not retry together.
+pub fn backoff(failures: u32, jitter: f64) -> Duration {
+    const CAP: f64 = 300.0;
+    let base = 2f64
+        .powi(failures.saturating_sub(1).min(16) as i32)
+        .min(CAP);
+    Duration::from_secs_f64((base * (1.0 + 0.25 * jitter.clamp(0.0, 1.0))).min(CAP))
+}
+
+fn key<K: Resource<DynamicType = ()>>(object: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        object.namespace().unwrap_or_default(),
+        object.name_any()
+    )
+}
+
+/// The error policy of every controller: per-object exponential backoff with jitter.
+pub fn error_policy<K, P>(object: Arc<K>, error: &Error, ctx: Arc<Context<P>>) -> Action
+where
+    K: Resource<DynamicType = ()>,
+{
+    let failures = {
+        let mut failures = ctx.failures.lock().expect("failure counts");
+        let count = failures.entry(key(object.as_ref())).or_insert(0);
+        *count += 1;
+        *count
+    };
+    ctx.metrics.error(K::kind(&()).as_ref(), error.category());
+    let wait = backoff(failures, rand::random::<f64>());
+    let wait = error.retry_after().map_or(wait, |asked| asked.max(wait));
+    tracing::warn!(
+        object = %key(object.as_ref()),
+        error = %error_chain(error),
+        retry_in = ?wait,
+        "reconcile failed"
+    );
+    Action::requeue(wait)
+}
+
+/// An error and its causes on one line (for logs; never holds a secret: the portal's problem
+/// documents carry none).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // Many errors already print their cause; do not say it twice.
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+impl<P> Context<P> {
+    fn succeeded<K: Resource<DynamicType = ()>>(&self, object: &K) {
+        self.failures
+            .lock()
+            .expect("failure counts")
+            .remove(&key(object));
+    }
+
+    fn failures<K: Resource<DynamicType = ()>>(&self, object: &K) -> u32 {
+        self.failures
+            .lock()
+            .expect("failure counts")
+            .get(&key(object))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// A kind whose status the operator records.
+pub trait Managed:
+    Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Serialize + Send + Sync + 'static
+{
+    type Status: Clone + PartialEq + Serialize + Debug + Default;
+    fn status(&self) -> Option<&Self::Status>;
+    fn conditions(status: &Self::Status) -> &[Condition];
+    fn set_conditions(status: &mut Self::Status, conditions: Vec<Condition>);
+    /// The API that serves this object (in its namespace, for a namespaced kind).
+    fn api(&self, client: &kube::Client) -> Api<Self>;
+}
+
+macro_rules! managed {
+    ($kind:ty, $status:ty, |$object:ident, $client:ident| $api:expr) => {
+        impl Managed for $kind {
+            type Status = $status;
+            fn status(&self) -> Option<&$status> {
+                self.status.as_ref()
+            }
+            fn conditions(status: &$status) -> &[Condition] {
+                &status.conditions
+            }
+            fn set_conditions(status: &mut $status, conditions: Vec<Condition>) {
+                status.conditions = conditions;
+            }
+            fn api(&self, client: &kube::Client) -> Api<Self> {
+                let ($object, $client) = (self, client.clone());
+                $api
+            }
+        }
+    };
+}
+
+managed!(Account, crate::crd::AccountStatus, |_object, client| {
+    Api::all(client)
+});
+managed!(
+    AdminInvitation,
+    crate::crd::AdminInvitationStatus,
+    |object, client| Api::namespaced(client, &object.namespace().unwrap_or_default())
+);
+managed!(
+    RoleBinding,
+    crate::crd::RoleBindingStatus,
+    |object, client| Api::namespaced(client, &object.namespace().unwrap_or_default())
+);
+managed!(
+    AccountManager,
+    crate::crd::AccountManagerStatus,
+    |object, client| Api::namespaced(client, &object.namespace().unwrap_or_default())
+);
+
+/// The status to record: `status` with the outcome's conditions, keeping transition times.
+pub fn with_conditions<K: Managed>(
+    object: &K,
+    mut status: K::Status,
+    outcome: &Outcome,
+) -> K::Status {
+    let previous = object.status().map(K::conditions).unwrap_or_default();
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let conditions = outcome.conditions(previous, object.meta().generation, &now);
+    K::set_conditions(&mut status, conditions);
+    status
+}
+
+/// Records `status` (server-side apply on the status subresource, one field manager) when it
+/// differs from what the object holds, and publishes an Event when the Ready reason changes.
+/// A converged object writes nothing.
+pub async fn record<K: Managed, P>(
+    ctx: &Context<P>,
+    object: &K,
+    status: K::Status,
+    outcome: &Outcome,
+) -> Result<(), Error> {
+    let status = with_conditions(object, status, outcome);
+    if object.status() == Some(&status) {
+        return Ok(());
+    }
+    let api = object.api(&ctx.client);
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &object.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(Error::kube("write the status"))?;
+    let previous_reason = object
+        .status()
+        .map(K::conditions)
+        .unwrap_or_default()
+        .iter()
+        .find(|c| c.type_ == READY)
+        .map(|c| c.reason.clone());
+    let (reason, message, warning) = match outcome {
+        Outcome::Ready { reason, message } | Outcome::Reconciling { reason, message } => {
+            (reason, message, false)
+        }
+        Outcome::Stalled { reason, message } | Outcome::NotReady { reason, message } => {
+            (reason, message, true)
+        }
+    };
+    if previous_reason.as_deref() != Some(reason.as_str()) {
+        publish(ctx, object, reason, message, warning).await;
+    }
+    Ok(())
+}
+
+/// Publishes an Event about `object`. A failure to publish is logged, not fatal.
+pub async fn publish<K: Managed, P>(
+    ctx: &Context<P>,
+    object: &K,
+    reason: &str,
+    message: &str,
+    warning: bool,
+) {
+    let event = Event {
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: reason.to_owned(),
+        note: Some(message.chars().take(1000).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &object.object_ref(&())).await {
+        tracing::debug!(error = %error, "publish an event");
+    }
+}
+
+/// Runs one reconcile with its span, duration and outcome counted, and resets the object's
+/// backoff when it succeeds.
+pub async fn instrumented<K, P, F>(
+    ctx: &Context<P>,
+    object: &K,
+    reconcile: F,
+) -> Result<Action, Error>
+where
+    K: Managed,
+    F: Future<Output = Result<Action, Error>>,
+{
+    use tracing::Instrument;
+    let kind = K::kind(&());
+    let span = tracing::info_span!(
+        "reconcile",
+        kind = %kind,
+        namespace = %object.namespace().unwrap_or_default(),
+        name = %object.name_any(),
+    );
+    // Decisions about references need the Accounts known first (after a restart too).
+    let _ = ctx.accounts.wait_until_ready().await;
+    let started = Instant::now();
+    let result = reconcile.instrument(span).await;
+    ctx.metrics.reconciled(kind.as_ref(), started.elapsed());
+    tracing::debug!(object = %key(object), took = ?started.elapsed(), ok = result.is_ok(), "reconciled");
+    match &result {
+        Ok(_) => ctx.succeeded(object),
+        Err(error) if ctx.failures(object) == 0 => {
+            // The first failure of a streak is worth an Event; the retries are not.
+            publish(ctx, object, error.category(), &error_chain(error), true).await;
+        }
+        Err(_) => {}
+    }
+    result
+}
+
+/// Adds or removes the finalizer around the kind's apply and cleanup steps.
+pub async fn finalized<K, ApplyFut, CleanupFut>(
+    client: &kube::Client,
+    object: Arc<K>,
+    apply: impl FnOnce(Arc<K>) -> ApplyFut,
+    cleanup: impl FnOnce(Arc<K>) -> CleanupFut,
+) -> Result<Action, Error>
+where
+    K: Managed,
+    ApplyFut: Future<Output = Result<Action, Error>>,
+    CleanupFut: Future<Output = Result<Action, Error>>,
+{
+    use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+    let api = object.api(client);
+    finalizer(&api, FINALIZER, object, |event| async move {
+        match event {
+            Finalizer::Apply(object) => apply(object).await,
+            Finalizer::Cleanup(object) => cleanup(object).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// Requeue after `after`, if any; otherwise wait for a change (watch, feed or resync).
+pub fn requeue(after: Option<Duration>) -> Action {
+    match after {
+        // A moment past the instant, so the portal reads the new state.
+        Some(after) => Action::requeue(after + Duration::from_millis(50)),
+        None => Action::await_change(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_one_second_and_caps_at_five_minutes() {
+        assert_eq!(backoff(1, 0.0), Duration::from_secs(1));
+        assert_eq!(backoff(2, 0.0), Duration::from_secs(2));
+        assert_eq!(backoff(5, 0.0), Duration::from_secs(16));
+        assert_eq!(backoff(40, 1.0), Duration::from_secs(300));
+        assert!(backoff(3, 1.0) > backoff(3, 0.0), "jitter spreads retries");
+    }
+}

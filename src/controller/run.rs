@@ -1,0 +1,388 @@
+//! Starting the operator: the four controllers with their triggers (watches, the change feed,
+//! the resync), the metrics and health listener, and leader election on a Lease.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::controller::Controller;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, ResourceExt};
+use tokio::sync::{Notify, watch};
+
+use super::metrics::Metrics;
+use super::{Context, MANAGER, Stores, error_policy, feed, resync};
+use crate::crd::{Account, AccountManager, AdminInvitation, RoleBinding};
+use crate::portal_client::PortalApi;
+
+/// How the operator runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// How often the bulk resync looks at everything.
+    pub resync: Duration,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served (none: not served).
+    pub metrics_listen: Option<SocketAddr>,
+    /// Run only while holding this Lease.
+    pub leader_election: Option<LeaderElection>,
+    /// Reconciles in flight at once, per controller.
+    pub concurrency: u16,
+}
+
+#[derive(Debug, Clone)]
+pub struct LeaderElection {
+    pub lease_name: String,
+    pub namespace: String,
+    /// This replica's identity (the pod name in a cluster).
+    pub identity: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            resync: Duration::from_secs(600),
+            metrics_listen: None,
+            leader_election: None,
+            concurrency: 8,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("serve metrics on {addr}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("take part in leader election on Lease {lease}")]
+    Lease {
+        lease: String,
+        #[source]
+        source: kube_lease_manager::LeaseManagerError,
+    },
+    #[error("lost the leader Lease {0}; stopping so that only one replica acts")]
+    LostLease(String),
+}
+
+/// Runs until `shutdown` resolves (or leadership is lost).
+pub async fn run<P>(
+    client: kube::Client,
+    portal: P,
+    metrics: Arc<Metrics>,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError>
+where
+    P: PortalApi + 'static,
+{
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        stop.send_replace(true);
+    });
+    let ready = Arc::new(Readiness::default());
+    let server = match config.metrics_listen {
+        Some(addr) => {
+            Some(serve_health(addr, metrics.clone(), ready.clone(), stopped.clone()).await?)
+        }
+        None => None,
+    };
+    let result = match &config.leader_election {
+        None => {
+            controllers(client, portal, metrics, &config, ready, stopped).await;
+            Ok(())
+        }
+        Some(election) => led(client, portal, metrics, &config, election, ready, stopped).await,
+    };
+    if let Some(server) = server {
+        server.abort();
+    }
+    result
+}
+
+/// Runs the controllers only while this replica holds the Lease.
+async fn led<P: PortalApi + 'static>(
+    client: kube::Client,
+    portal: P,
+    metrics: Arc<Metrics>,
+    config: &Config,
+    election: &LeaderElection,
+    ready: Arc<Readiness>,
+    stopped: watch::Receiver<bool>,
+) -> Result<(), RunError> {
+    let lease_error = |source| RunError::Lease {
+        lease: election.lease_name.clone(),
+        source,
+    };
+    let manager =
+        kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &election.lease_name)
+            .with_namespace(&election.namespace)
+            .with_identity(&election.identity)
+            .with_field_manager(MANAGER)
+            .with_duration(15)
+            .with_grace(5)
+            .build()
+            .await
+            .map_err(lease_error)?;
+    let (mut leader, _task) = manager.watch().await;
+    let mut waiting = stopped.clone();
+    tokio::select! {
+        became = leader.wait_for(|is_leader| *is_leader) => {
+            if became.is_err() {
+                return Err(RunError::LostLease(election.lease_name.clone()));
+            }
+        }
+        _ = waiting.wait_for(|stop| *stop) => return Ok(()),
+    }
+    tracing::info!(identity = %election.identity, "became the leader");
+    // Stop when asked, or when the Lease is lost.
+    let (stop_all, stop_rx) = watch::channel(false);
+    let mut lost = leader.clone();
+    let mut asked = stopped.clone();
+    let watcher = tokio::spawn(async move {
+        let lost_lease = tokio::select! {
+            _ = lost.wait_for(|is_leader| !*is_leader) => true,
+            _ = asked.wait_for(|stop| *stop) => false,
+        };
+        stop_all.send_replace(true);
+        lost_lease
+    });
+    controllers(client, portal, metrics, config, ready, stop_rx).await;
+    match watcher.await {
+        Ok(true) => Err(RunError::LostLease(election.lease_name.clone())),
+        _ => Ok(()),
+    }
+}
+
+/// Whether the caches are filled and the change feed is connected.
+#[derive(Default)]
+struct Readiness {
+    caches: std::sync::atomic::AtomicBool,
+    feed: std::sync::atomic::AtomicBool,
+}
+
+impl Readiness {
+    fn is_ready(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.caches.load(Relaxed) && self.feed.load(Relaxed)
+    }
+}
+
+async fn serve_health(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    ready: Arc<Readiness>,
+    mut stopped: watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, RunError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| RunError::Listen { addr, source })?;
+    tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "serving /metrics, /healthz and /readyz");
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    (
+                        [(
+                            "content-type",
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        metrics.render(),
+                    )
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready.clone();
+                async move {
+                    if ready.is_ready() {
+                        (StatusCode::OK, "ok")
+                    } else {
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "caches filling or change feed not connected",
+                        )
+                    }
+                }
+            }),
+        );
+    Ok(tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            })
+            .await;
+    }))
+}
+
+/// The controllers, the feed follower and the resync, until `stopped`.
+async fn controllers<P: PortalApi + 'static>(
+    client: kube::Client,
+    portal: P,
+    metrics: Arc<Metrics>,
+    config: &Config,
+    ready: Arc<Readiness>,
+    stopped: watch::Receiver<bool>,
+) {
+    let watched = watcher::Config::default().any_semantic();
+    let accounts: Api<Account> = Api::all(client.clone());
+    let account_controller = Controller::new(accounts.clone(), watched.clone());
+    let invitation_controller =
+        Controller::new(Api::<AdminInvitation>::all(client.clone()), watched.clone());
+    let binding_controller =
+        Controller::new(Api::<RoleBinding>::all(client.clone()), watched.clone());
+    let manager_controller =
+        Controller::new(Api::<AccountManager>::all(client.clone()), watched.clone());
+    let stores = Stores {
+        accounts: account_controller.store(),
+        invitations: invitation_controller.store(),
+        role_bindings: binding_controller.store(),
+        account_managers: manager_controller.store(),
+    };
+    let reporter = Reporter {
+        controller: MANAGER.into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let recorder = Recorder::new(client.clone(), reporter);
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        portal,
+        recorder,
+        metrics,
+        stores,
+    ));
+    let (triggers, streams) = feed::triggers();
+    let resync_now = Arc::new(Notify::new());
+
+    let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let settings = kube::runtime::controller::Config::default().concurrency(config.concurrency);
+
+    // An Account change reconciles its child Accounts and the objects that reference it.
+    let children = ctx.accounts.clone();
+    let accounts_run = account_controller
+        .with_config(settings.clone())
+        .watches(accounts.clone(), watched.clone(), move |parent| {
+            let name = parent.name_any();
+            children
+                .state_filter(|a| a.spec.parent_ref.as_ref().is_some_and(|p| p.name == name))
+                .iter()
+                .map(|a| ObjectRef::from_obj(a.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .reconcile_on(streams.accounts)
+        .graceful_shutdown_on(until_stopped(stopped.clone()))
+        .run(super::account::reconcile, error_policy, ctx.clone())
+        .for_each(|_| async {});
+
+    let referencing = ctx.invitations.clone();
+    let invitations_run = invitation_controller
+        .with_config(settings.clone())
+        .owns(
+            Api::<Secret>::all(client.clone()),
+            watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}")),
+        )
+        .watches(accounts.clone(), watched.clone(), move |account| {
+            let name = account.name_any();
+            referencing
+                .state_filter(|i| i.spec.account_ref.name == name)
+                .iter()
+                .map(|i| ObjectRef::from_obj(i.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .reconcile_on(streams.invitations)
+        .graceful_shutdown_on(until_stopped(stopped.clone()))
+        .run(
+            super::admin_invitation::reconcile,
+            error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| async {});
+
+    let referencing = ctx.role_bindings.clone();
+    let bindings_run = binding_controller
+        .with_config(settings.clone())
+        .watches(accounts.clone(), watched.clone(), move |account| {
+            let name = account.name_any();
+            referencing
+                .state_filter(|b| b.spec.account_ref.name == name)
+                .iter()
+                .map(|b| ObjectRef::from_obj(b.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .reconcile_on(streams.role_bindings)
+        .graceful_shutdown_on(until_stopped(stopped.clone()))
+        .run(super::role_binding::reconcile, error_policy, ctx.clone())
+        .for_each(|_| async {});
+
+    let referencing = ctx.account_managers.clone();
+    let managers_run = manager_controller
+        .with_config(settings)
+        .watches(accounts, watched, move |account| {
+            let name = account.name_any();
+            referencing
+                .state_filter(|m| m.spec.account_ref.name == name)
+                .iter()
+                .map(|m| ObjectRef::from_obj(m.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .reconcile_on(streams.account_managers)
+        .graceful_shutdown_on(until_stopped(stopped.clone()))
+        .run(super::account_manager::reconcile, error_policy, ctx.clone())
+        .for_each(|_| async {});
+
+    let (connected, mut connection) = watch::channel(false);
+    let feed_task = tokio::spawn(feed::follow(
+        ctx.clone(),
+        triggers.clone(),
+        connected,
+        resync_now.clone(),
+    ));
+    let feed_ready = ready.clone();
+    let readiness_task = tokio::spawn(async move {
+        while connection.changed().await.is_ok() {
+            feed_ready
+                .feed
+                .store(*connection.borrow(), std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let caches = ctx.clone();
+    let caches_ready = ready.clone();
+    let caches_task = tokio::spawn(async move {
+        let _ = caches.accounts.wait_until_ready().await;
+        let _ = caches.invitations.wait_until_ready().await;
+        let _ = caches.role_bindings.wait_until_ready().await;
+        let _ = caches.account_managers.wait_until_ready().await;
+        caches_ready
+            .caches
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let resync_task = tokio::spawn(resync::every(
+        ctx.clone(),
+        triggers,
+        config.resync,
+        resync_now,
+    ));
+
+    tracing::info!("controllers started");
+    futures::join!(accounts_run, invitations_run, bindings_run, managers_run);
+    for task in [feed_task, readiness_task, caches_task, resync_task] {
+        task.abort();
+    }
+    tracing::info!("controllers stopped");
+}
