@@ -184,6 +184,10 @@ impl World {
     }
 
     async fn accept_link(&self, secret: &str, subject: &str) -> support::Reply {
+        self.accept_link_as(secret, subject, TENANT).await
+    }
+
+    async fn accept_link_as(&self, secret: &str, subject: &str, tenant: &str) -> support::Reply {
         let secrets: Api<Secret> = Api::namespaced(self.kube.client(), NS);
         let secret = secrets.get(secret).await.unwrap();
         let link = &secret.data.unwrap()["link"].0;
@@ -191,7 +195,7 @@ impl World {
         let token = link.split_once("#token=").unwrap().1.to_owned();
         let id_token = self
             .idp
-            .id_token(json!({ "sub": subject, "tid": TENANT, "email": format!("{subject}@contoso.example") }))
+            .id_token(json!({ "sub": subject, "tid": tenant, "email": format!("{subject}@contoso.example") }))
             .await;
         self.portal
             .anonymous()
@@ -273,6 +277,21 @@ async fn link_invitation_goes_pending_then_accepted_from_the_feed_and_delete_kee
         ("AdminInvitation", "ann")
     );
 
+    // Signed in with the wrong tenant: the seeds' remedy shows on the object.
+    w.accept_link_as(&secret_name, "ann", "9188040d-6c67-4c5b-b112-36a304b66dad")
+        .await
+        .expect_problem(403, "wrong-tenant");
+    let wrong = w
+        .wait_for(&w.invitations(), "ann", "the WrongTenant reason", |i| {
+            ready_reason(i).1 == "WrongTenant"
+        })
+        .await;
+    let message = serde_json::to_string(&wrong.status).unwrap();
+    assert!(
+        message.contains("Sign out of all Microsoft accounts") || message.contains("private"),
+        "{message}"
+    );
+
     let accepted_at = Instant::now();
     w.accept_link(&secret_name, "ann").await.expect(200);
     let accepted = w
@@ -290,6 +309,21 @@ async fn link_invitation_goes_pending_then_accepted_from_the_feed_and_delete_kee
     assert_eq!(ready_reason(&accepted), ("True".into(), "Accepted".into()));
     let status = accepted.status.unwrap();
     assert!(status.accepted_at.is_some() && status.accepted_by.is_some());
+
+    // Transitions are Events; no Event carries the link.
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(w.kube.client(), NS);
+    let events = events.list(&Default::default()).await.unwrap().items;
+    let about_ann: Vec<&str> = events
+        .iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("ann"))
+        .filter_map(|e| e.reason.as_deref())
+        .collect();
+    assert!(
+        about_ann.contains(&"Pending") && about_ann.contains(&"Accepted"),
+        "{about_ann:?}"
+    );
+    let all_events = serde_json::to_string(&events).unwrap();
+    assert!(!all_events.contains("token="), "no link in Events");
 
     // Deleting an accepted invitation removes nothing: the admin stays.
     w.invitations()
@@ -859,5 +893,100 @@ async fn a_resync_of_converged_objects_writes_nothing_anywhere() {
         w.kube.counters()
     );
     assert_eq!(w.portal_writes().await, portal_writes, "portal writes");
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_lease_holder_acts_and_health_is_served() {
+    let w = world().await;
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let start = |identity: &str, metrics: Arc<Metrics>, listen: Option<std::net::SocketAddr>| {
+        let portal = HttpPortal::new(&w.portal.base, &w.portal.platform_key).unwrap();
+        let config = portal_operator::controller::Config {
+            resync: Duration::from_secs(3600),
+            metrics_listen: listen,
+            leader_election: Some(portal_operator::controller::LeaderElection {
+                lease_name: "portal-operator".into(),
+                namespace: NS.into(),
+                identity: identity.into(),
+            }),
+            concurrency: 4,
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(portal_operator::controller::run(
+            w.kube.client(),
+            portal,
+            metrics,
+            config,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        (stop, task)
+    };
+    let leader_metrics = Arc::new(Metrics::default());
+    let (stop_leader, leader) = start(
+        "replica-a",
+        leader_metrics.clone(),
+        Some(([127, 0, 0, 1], port).into()),
+    );
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(w.kube.client(), NS);
+    wait_for(DEADLINE, "replica-a to hold the Lease", || async {
+        leases
+            .get_opt("portal-operator")
+            .await
+            .unwrap()
+            .and_then(|l| l.spec?.holder_identity)
+            .filter(|h| h == "replica-a")
+    })
+    .await;
+    let standby_metrics = Arc::new(Metrics::default());
+    let (stop_standby, standby) = start("replica-b", standby_metrics.clone(), None);
+    w.partner(&[NS]).await;
+    assert!(
+        !standby_metrics
+            .render()
+            .contains("portal_operator_reconciles_total{"),
+        "the standby reconciles nothing"
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    wait_for(DEADLINE, "/readyz", || async {
+        let response = reqwest::get(format!("{base}/readyz")).await.ok()?;
+        (response.status() == 200).then_some(())
+    })
+    .await;
+    assert_eq!(
+        reqwest::get(format!("{base}/healthz"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("portal_operator_reconciles_total{kind=\"Account\"}"),
+        "{metrics}"
+    );
+    let _ = stop_standby.send(());
+    let _ = stop_leader.send(());
+    tokio::time::timeout(Duration::from_secs(10), standby)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), leader)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     w.stop().await;
 }

@@ -386,6 +386,19 @@ pub async fn publish<K: Managed, P>(
     }
 }
 
+/// Waits until `store` holds its initial list. kube-runtime 5's readiness signal wakes only the
+/// last task that waited on it, so each wait is re-polled briefly instead of parked for good.
+pub async fn filled<K>(store: &Store<K>)
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    while tokio::time::timeout(Duration::from_millis(50), store.wait_until_ready())
+        .await
+        .is_err()
+    {}
+}
+
 /// Runs one reconcile with its span, duration and outcome counted, and resets the object's
 /// backoff when it succeeds.
 pub async fn instrumented<K, P, F>(
@@ -406,7 +419,7 @@ where
         name = %object.name_any(),
     );
     // Decisions about references need the Accounts known first (after a restart too).
-    let _ = ctx.accounts.wait_until_ready().await;
+    filled(&ctx.accounts).await;
     let started = Instant::now();
     let result = reconcile.instrument(span).await;
     ctx.metrics.reconciled(kind.as_ref(), started.elapsed());

@@ -356,21 +356,24 @@ async fn controllers<P: PortalApi + 'static>(
     let feed_ready = ready.clone();
     let readiness_task = tokio::spawn(async move {
         while connection.changed().await.is_ok() {
+            let connected = *connection.borrow();
+            tracing::debug!(connected, "change feed");
             feed_ready
                 .feed
-                .store(*connection.borrow(), std::sync::atomic::Ordering::Relaxed);
+                .store(connected, std::sync::atomic::Ordering::Relaxed);
         }
     });
     let caches = ctx.clone();
     let caches_ready = ready.clone();
     let caches_task = tokio::spawn(async move {
-        let _ = caches.accounts.wait_until_ready().await;
-        let _ = caches.invitations.wait_until_ready().await;
-        let _ = caches.role_bindings.wait_until_ready().await;
-        let _ = caches.account_managers.wait_until_ready().await;
+        super::filled(&caches.accounts).await;
+        super::filled(&caches.invitations).await;
+        super::filled(&caches.role_bindings).await;
+        super::filled(&caches.account_managers).await;
         caches_ready
             .caches
             .store(true, std::sync::atomic::Ordering::Relaxed);
+        tracing::debug!("caches filled");
     });
     let resync_task = tokio::spawn(resync::every(
         ctx.clone(),
