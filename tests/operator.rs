@@ -75,7 +75,12 @@ impl World {
     }
 
     fn start_operator_at(&mut self, portal_url: &str, resync: Duration) {
-        let portal = HttpPortal::new(portal_url, &self.portal.platform_key).unwrap();
+        let key = self.portal.platform_key.clone();
+        self.start_operator_with(portal_url, &key, resync);
+    }
+
+    fn start_operator_with(&mut self, portal_url: &str, key: &str, resync: Duration) {
+        let portal = HttpPortal::new(portal_url, key).unwrap();
         let config = portal_operator::controller::Config {
             resync,
             ..Default::default()
@@ -988,5 +993,58 @@ async fn only_the_lease_holder_acts_and_health_is_served() {
         .unwrap()
         .unwrap()
         .unwrap();
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_escalating_binding_is_stalled_once_with_the_portals_reason() {
+    let mut w = world().await;
+    // The partner exists first, made by the platform.
+    w.start_operator(Duration::from_secs(3600));
+    let account = w.partner(&[NS]).await;
+    w.stop_operator().await;
+    // The operator now acts with the key of an AccountOwner, who may not hand out
+    // SubscriptionContributor (a role it does not hold).
+    let platform = w.portal.platform();
+    let (_, key) = platform
+        .admin_with_key(&account, "ops@contoso.example", &["AccountOwner"])
+        .await;
+    platform
+        .admin_with_key(&account, "hal@contoso.example", &["ServiceViewer"])
+        .await;
+    let base = w.portal.base.clone();
+    w.start_operator_with(&base, &key, Duration::from_secs(3600));
+    let writes = w.portal_writes().await;
+    w.apply(json!({
+        "apiVersion": "access.portal.dev/v1alpha1", "kind": "RoleBinding",
+        "metadata": { "name": "promote-hal", "namespace": NS },
+        "spec": { "accountRef": { "name": "northwind" }, "subjects": [{ "adminEmail": "hal@contoso.example" }], "roles": ["SubscriptionContributor"] }
+    }))
+    .await;
+    let bindings: Api<RoleBinding> = Api::namespaced(w.kube.client(), NS);
+    let stalled = w
+        .wait_for(&bindings, "promote-hal", "a refusal", |b| {
+            stalled_reason(b).is_some()
+        })
+        .await;
+    assert_eq!(
+        stalled_reason(&stalled).as_deref(),
+        Some("EscalationDenied")
+    );
+    let subject = &stalled.status.as_ref().unwrap().subjects[0];
+    assert_eq!(subject.state, GrantState::Refused);
+    assert!(
+        subject
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("SubscriptionContributor"),
+        "{subject:?}"
+    );
+    assert_eq!(
+        w.portal_writes().await,
+        writes + 1,
+        "one refused request, written nothing, and not repeated"
+    );
     w.stop().await;
 }

@@ -322,19 +322,17 @@ fn refused_outcome(status: &RoleBindingStatus) -> Outcome {
     let message = first
         .map(|s| format!("{}: {}", s.subject, s.message.clone().unwrap_or_default()))
         .unwrap_or_default();
-    let reason = if message.contains("escalation-denied") {
-        "EscalationDenied"
-    } else if message.contains("role-not-assignable") {
-        "RoleNotAssignable"
-    } else if message.contains("last-owner") {
-        "LastOwner"
-    } else {
-        "Refused"
-    };
-    Outcome::Stalled {
-        reason: reason.into(),
-        message,
-    }
+    // The subject's message starts with the portal's problem type, e.g. "escalation-denied: …".
+    let reason = first
+        .and_then(|s| s.message.as_deref())
+        .and_then(|m| m.split_once(':'))
+        .map(|(problem, _)| problem.trim())
+        .filter(|problem| {
+            !problem.is_empty() && problem.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+        })
+        .map(super::reason_from_problem)
+        .unwrap_or_else(|| "Refused".into());
+    Outcome::Stalled { reason, message }
 }
 
 /// The spec's roles on the account itself, expanded with the catalog's implications, with the
