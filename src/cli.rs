@@ -26,9 +26,51 @@ pub enum Command {
     Portal(PortalCommand),
     /// Print the CustomResourceDefinitions (multi-document YAML), e.g. `| kubectl apply -f -`.
     Crds,
+    /// Reconcile a folder of manifests against the portal (the embedded one by default) and
+    /// print each object's state. A second apply of the same manifests changes nothing.
+    Apply(LocalArgs),
+    /// Print what `apply` would change in the portal, and change nothing. Exit 0: nothing to
+    /// do; 2: there are changes; 1: an error (e.g. an invalid manifest).
+    Diff(LocalArgs),
+    /// Print each object's state as the portal has it now.
+    Status(LocalArgs),
     /// Run the operator: reconcile the cluster's Account, AdminInvitation, RoleBinding and
     /// AccountManager objects against the portal (kubeconfig or in-cluster credentials).
     Run(Box<RunArgs>),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LocalArgs {
+    /// Manifest files or folders (searched recursively for .yaml, .yml and .json).
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub paths: Vec<std::path::PathBuf>,
+
+    /// A portal to act on instead of the embedded one.
+    #[arg(long, env = "PORTAL_URL")]
+    pub portal_url: Option<String>,
+
+    /// The API key for --portal-url, in a file.
+    #[arg(long, env = "PORTAL_API_KEY_FILE", requires = "portal_url")]
+    pub portal_api_key_file: Option<std::path::PathBuf>,
+
+    /// Where the embedded portal, the objects' recorded state and invitation links are kept.
+    #[arg(long, env = "PORTAL_STATE_DIR", default_value = ".portal")]
+    pub state_dir: std::path::PathBuf,
+
+    /// table, or json/yaml: the objects with their status as the operator would record it.
+    #[arg(long, short, value_enum, default_value_t = LocalOutput::Table)]
+    pub output: LocalOutput,
+
+    /// Also print new invitation links (they are always written to files with mode 0600).
+    #[arg(long)]
+    pub show_links: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LocalOutput {
+    Table,
+    Json,
+    Yaml,
 }
 
 #[derive(Debug, clap::Args)]
@@ -177,7 +219,17 @@ pub enum Output {
 }
 
 impl Cli {
-    pub fn run(self, out: &mut impl Write) -> anyhow::Result<()> {
+    pub fn run(self, out: &mut impl Write) -> anyhow::Result<std::process::ExitCode> {
+        let done = |result: anyhow::Result<()>| result.map(|_| std::process::ExitCode::SUCCESS);
+        match self.command {
+            Command::Apply(args) => local(crate::local::Mode::Apply, args, out),
+            Command::Diff(args) => local(crate::local::Mode::Diff, args, out),
+            Command::Status(args) => local(crate::local::Mode::Status, args, out),
+            command => done(Cli { command }.run_other(out)),
+        }
+    }
+
+    fn run_other(self, out: &mut impl Write) -> anyhow::Result<()> {
         match self.command {
             Command::Roles(args) => roles(args, out),
             Command::Crds => {
@@ -200,6 +252,9 @@ impl Cli {
             }
             Command::Portal(PortalCommand::Serve(args)) => serve(*args),
             Command::Run(args) => run_operator(*args),
+            Command::Apply(_) | Command::Diff(_) | Command::Status(_) => {
+                unreachable!("handled by run")
+            }
         }
     }
 }
@@ -249,6 +304,114 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(address = %listener.local_addr()?, "portal listening");
         portal.serve(listener, shutdown_signal()).await?;
         Ok(())
+    })
+}
+
+fn local(
+    mode: crate::local::Mode,
+    args: LocalArgs,
+    out: &mut impl Write,
+) -> anyhow::Result<std::process::ExitCode> {
+    use crate::local::{Mode, Target};
+    use anyhow::Context;
+    use std::process::ExitCode;
+
+    let manifests = match crate::local::manifests::load(&args.paths) {
+        Ok(manifests) => manifests,
+        Err(problems) => {
+            eprint!("{problems}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    if manifests.is_empty() {
+        eprintln!(
+            "no manifests found in {}",
+            crate::local::manifests::describe(&args.paths)
+        );
+        return Ok(ExitCode::from(1));
+    }
+    let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
+    let report = runtime.block_on(async {
+        let target = match &args.portal_url {
+            Some(url) => {
+                let key = match &args.portal_api_key_file {
+                    Some(path) => std::fs::read_to_string(path)
+                        .with_context(|| {
+                            format!("read the portal API key from {}", path.display())
+                        })?
+                        .trim()
+                        .to_owned(),
+                    None => std::env::var("PORTAL_API_KEY")
+                        .context("--portal-url needs --portal-api-key-file (or PORTAL_API_KEY)")?,
+                };
+                Target::remote(url, &key)?
+            }
+            None => Target::embedded(&args.state_dir).await?,
+        };
+        let report = crate::local::run(mode, &manifests, &target, &args.state_dir).await;
+        target.close().await;
+        report
+    })?;
+    match args.output {
+        LocalOutput::Table => {
+            if mode == Mode::Diff {
+                write!(out, "{}", crate::local::plan_text(&report.rows))?;
+            } else {
+                write!(out, "{}", crate::local::table(&report.rows))?;
+            }
+        }
+        LocalOutput::Json | LocalOutput::Yaml => {
+            let objects: Vec<serde_json::Value> =
+                report.rows.iter().map(|r| r.object.clone()).collect();
+            if args.output == LocalOutput::Json {
+                serde_json::to_writer_pretty(&mut *out, &objects)?;
+                writeln!(out)?;
+            } else {
+                write!(out, "{}", serde_saphyr::to_string_multiple(&objects)?)?;
+            }
+        }
+    }
+    let changed = report.changed();
+    if args.output == LocalOutput::Table {
+        match mode {
+            Mode::Apply if changed == 0 => writeln!(
+                out,
+                "\nNo changes: the portal already matches all {} object(s).",
+                report.rows.len()
+            )?,
+            Mode::Apply => writeln!(
+                out,
+                "\n{changed} of {} object(s) changed in the portal.",
+                report.rows.len()
+            )?,
+            Mode::Diff if changed == 0 => writeln!(
+                out,
+                "No changes: the portal matches all {} object(s).",
+                report.rows.len()
+            )?,
+            Mode::Diff => writeln!(out, "\n{changed} object(s) would change.")?,
+            Mode::Status => {}
+        }
+        if !report.links.is_empty() {
+            writeln!(
+                out,
+                "\nInvitation links (bearer credentials; share each with its invitee only):"
+            )?;
+            for (object, path, link) in &report.links {
+                if args.show_links {
+                    writeln!(out, "  {object}: {link}")?;
+                } else {
+                    writeln!(out, "  {object}: {}", path.display())?;
+                }
+            }
+        }
+    }
+    if report.failures > 0 {
+        return Ok(ExitCode::from(1));
+    }
+    Ok(match mode {
+        Mode::Diff if changed > 0 => ExitCode::from(2),
+        _ => ExitCode::SUCCESS,
     })
 }
 

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod controller;
 pub mod crd;
 pub mod domain;
+pub mod local;
 pub mod portal;
 pub mod portal_client;
 pub mod reconcile;

@@ -3,7 +3,13 @@
 use clap::Parser;
 use portal_operator::cli::Cli;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    cli.run(&mut std::io::stdout().lock())
+    match cli.run(&mut std::io::stdout().lock()) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
 }

@@ -5,6 +5,8 @@
 //! Status follows kstatus: `observedGeneration` and `Ready` / `Reconciling` / `Stalled`
 //! conditions, so Flux and Argo CD read health without custom scripts.
 
+pub mod admission;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};

@@ -33,7 +33,6 @@
 //! - no authentication, authorization, admission webhooks, or OpenAPI (`/openapi/v2`, `/v3`).
 
 pub mod registry;
-pub mod schema;
 pub mod status;
 pub mod store;
 

@@ -150,13 +150,7 @@ fn qualified(group: &str, plural: &str) -> String {
 }
 
 /// One reason an object is invalid.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cause {
-    /// `FieldValueInvalid`, `FieldValueRequired`, `FieldValueNotSupported`, `FieldValueForbidden`, …
-    pub reason: &'static str,
-    pub field: String,
-    pub message: String,
-}
+pub use crate::crd::admission::Cause;
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {

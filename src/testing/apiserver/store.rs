@@ -8,7 +8,6 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use super::registry::Resource;
-use super::schema;
 use super::status::{ApiError, Cause};
 
 /// (group, plural, namespace or "", name)
@@ -194,7 +193,7 @@ impl State {
     ) -> Result<(), ApiError> {
         let mut causes: Vec<Cause> = Vec::new();
         if let Some(schema) = &resource.schema {
-            causes = schema::admit(object, schema, old);
+            causes = crate::crd::admission::admit(object, schema, old);
         }
         if let Some(name_value) = meta_str(object, "name")
             && (name_value.is_empty() || name_value.len() > 253 || !is_dns_subdomain(name_value))

@@ -1,5 +1,5 @@
-//! Validation of custom resources against their CRD's `openAPIV3Schema`, as a structural-schema
-//! API server does it: defaults are applied, unknown fields pruned (unless
+//! Admission of custom resources against their CRD's `openAPIV3Schema`, as a structural-schema
+//! API server does it (used by the `apply`/`diff` CLI and by the API server double): defaults are applied, unknown fields pruned (unless
 //! `x-kubernetes-preserve-unknown-fields`), then types, required fields, enums, patterns,
 //! formats, lengths, bounds and item counts are checked. Field paths and messages follow the
 //! real server's wording (`spec.email: Invalid value: "x": spec.email in body should match …`).
@@ -12,7 +12,15 @@
 
 use serde_json::{Map, Value};
 
-use super::status::Cause;
+/// One thing wrong with an object, as the API server reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cause {
+    /// `FieldValueInvalid`, `FieldValueRequired`, `FieldValueNotSupported`, `FieldValueForbidden`, …
+    pub reason: &'static str,
+    /// The field path, e.g. `spec.email`.
+    pub field: String,
+    pub message: String,
+}
 
 /// Applies defaults and prunes unknown fields in place (everything but `apiVersion`, `kind` and
 /// `metadata` at the root), then validates. Returns every cause found.

@@ -1,0 +1,443 @@
+//! Reading a folder of manifests the way the cluster would admit them: every YAML document of
+//! every file (folders recursively) is checked against the CRD schemas with the same defaults,
+//! pruning, validation and CEL rules, then against the other manifests (duplicate names,
+//! references to Accounts that are missing or do not delegate the namespace). Every problem is
+//! reported at once, naming the file, the document and the field.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::PathBuf;
+
+use kube::ResourceExt;
+use serde_json::Value;
+
+use crate::crd::{Account, AccountManager, AdminInvitation, GROUP, RoleBinding};
+
+/// One object from the manifests.
+#[derive(Debug, Clone)]
+pub enum Object {
+    Account(Account),
+    AdminInvitation(AdminInvitation),
+    RoleBinding(RoleBinding),
+    AccountManager(AccountManager),
+}
+
+impl Object {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Object::Account(_) => "Account",
+            Object::AdminInvitation(_) => "AdminInvitation",
+            Object::RoleBinding(_) => "RoleBinding",
+            Object::AccountManager(_) => "AccountManager",
+        }
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            Object::Account(o) => o.name_any(),
+            Object::AdminInvitation(o) => o.name_any(),
+            Object::RoleBinding(o) => o.name_any(),
+            Object::AccountManager(o) => o.name_any(),
+        }
+    }
+
+    pub fn namespace(&self) -> Option<String> {
+        match self {
+            Object::Account(_) => None,
+            Object::AdminInvitation(o) => o.namespace(),
+            Object::RoleBinding(o) => o.namespace(),
+            Object::AccountManager(o) => o.namespace(),
+        }
+    }
+
+    /// `Kind/name` or `Kind/namespace/name`: the object's key in the state file.
+    pub fn key(&self) -> String {
+        match self.namespace() {
+            Some(namespace) => format!("{}/{namespace}/{}", self.kind(), self.name()),
+            None => format!("{}/{}", self.kind(), self.name()),
+        }
+    }
+
+    /// `name` or `namespace/name`, for tables.
+    pub fn display_name(&self) -> String {
+        match self.namespace() {
+            Some(namespace) => format!("{namespace}/{}", self.name()),
+            None => self.name(),
+        }
+    }
+
+    fn account_ref(&self) -> Option<&str> {
+        match self {
+            Object::Account(_) => None,
+            Object::AdminInvitation(o) => Some(&o.spec.account_ref.name),
+            Object::RoleBinding(o) => Some(&o.spec.account_ref.name),
+            Object::AccountManager(o) => Some(&o.spec.account_ref.name),
+        }
+    }
+}
+
+/// An object and where it was read from.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub file: PathBuf,
+    /// 1-based document index within the file.
+    pub document: usize,
+    pub object: Object,
+}
+
+impl Manifest {
+    pub fn source(&self) -> String {
+        format!("{} (document {})", self.file.display(), self.document)
+    }
+}
+
+/// Everything wrong with the manifests.
+#[derive(Debug)]
+pub struct Problems(pub Vec<String>);
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} problem(s) in the manifests; nothing was sent to the portal:",
+            self.0.len()
+        )?;
+        for problem in &self.0 {
+            writeln!(f, "  {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Problems {}
+
+/// The YAML files under `paths` (files as given, folders recursively), in a stable order.
+fn files(paths: &[PathBuf], problems: &mut Vec<String>) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut stack = vec![path.clone()];
+            while let Some(dir) = stack.pop() {
+                let Ok(entries) = std::fs::read_dir(&dir) else {
+                    problems.push(format!("{}: cannot read this folder", dir.display()));
+                    continue;
+                };
+                for entry in entries.flatten() {
+                    let path = entry.path();
+                    if path.is_dir() {
+                        stack.push(path);
+                    } else if path
+                        .extension()
+                        .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
+                    {
+                        found.push(path);
+                    }
+                }
+            }
+        } else if path.exists() {
+            found.push(path.clone());
+        } else {
+            problems.push(format!("{}: no such file or folder", path.display()));
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// The CRD schema of each kind, from the same definitions the cluster gets.
+fn schemas() -> BTreeMap<String, Value> {
+    crate::crd::definitions()
+        .into_iter()
+        .filter_map(|(_, crd)| {
+            let kind = crd.spec.names.kind.clone();
+            let schema =
+                serde_json::to_value(&crd.spec.versions[0].schema.as_ref()?.open_api_v3_schema)
+                    .ok()?;
+            Some((kind, schema))
+        })
+        .collect()
+}
+
+const NAMESPACED: [&str; 3] = ["AdminInvitation", "RoleBinding", "AccountManager"];
+
+fn is_dns_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+fn is_dns_subdomain(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 253 && name.split('.').all(is_dns_label)
+}
+
+/// Reads and admits every manifest under `paths`.
+pub fn load(paths: &[PathBuf]) -> Result<Vec<Manifest>, Problems> {
+    let mut problems = Vec::new();
+    let schemas = schemas();
+    let mut manifests = Vec::new();
+    for file in files(paths, &mut problems) {
+        let text = match std::fs::read_to_string(&file) {
+            Ok(text) => text,
+            Err(error) => {
+                problems.push(format!("{}: cannot read it: {error}", file.display()));
+                continue;
+            }
+        };
+        let documents: Vec<Value> = match serde_saphyr::from_multiple::<Value>(&text) {
+            Ok(documents) => documents,
+            Err(error) => {
+                problems.push(format!("{}: not valid YAML: {error}", file.display()));
+                continue;
+            }
+        };
+        for (index, document) in documents.into_iter().enumerate() {
+            if document.is_null() {
+                continue;
+            }
+            match admit(document, &schemas) {
+                Ok(object) => manifests.push(Manifest {
+                    file: file.clone(),
+                    document: index + 1,
+                    object,
+                }),
+                Err(found) => problems.extend(
+                    found
+                        .into_iter()
+                        .map(|p| format!("{} (document {}): {p}", file.display(), index + 1)),
+                ),
+            }
+        }
+    }
+    check_together(&manifests, &mut problems);
+    if problems.is_empty() {
+        Ok(manifests)
+    } else {
+        Err(Problems(problems))
+    }
+}
+
+/// One document: kind, version, name, then the CRD schema and its CEL rules.
+fn admit(mut document: Value, schemas: &BTreeMap<String, Value>) -> Result<Object, Vec<String>> {
+    if !document.is_object() {
+        return Err(vec![
+            "a manifest must be a mapping with apiVersion, kind, metadata and spec".into(),
+        ]);
+    }
+    let api_version = document["apiVersion"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let kind = document["kind"].as_str().unwrap_or_default().to_owned();
+    let expected = format!("{GROUP}/v1alpha1");
+    let Some(schema) = schemas.get(&kind) else {
+        return Err(vec![format!(
+            "kind: Unsupported value: {kind:?}: supported values: \"Account\", \"AdminInvitation\", \"RoleBinding\", \"AccountManager\""
+        )]);
+    };
+    if api_version != expected {
+        return Err(vec![format!(
+            "apiVersion: Unsupported value: {api_version:?}: {kind} is served as {expected:?}"
+        )]);
+    }
+    let name = document["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let mut problems = Vec::new();
+    if name.is_empty() {
+        problems.push(format!("{kind}: metadata.name: Required value"));
+    } else if !is_dns_subdomain(&name) {
+        problems.push(format!(
+            "{kind}/{name}: metadata.name: Invalid value: {name:?}: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.'"
+        ));
+    }
+    if NAMESPACED.contains(&kind.as_str()) {
+        let namespace = document["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("default")
+            .to_owned();
+        if !is_dns_label(&namespace) {
+            problems.push(format!(
+                "{kind}/{name}: metadata.namespace: Invalid value: {namespace:?}: a namespace is a lowercase RFC 1123 label"
+            ));
+        }
+        document["metadata"]["namespace"] = Value::String(namespace);
+    } else if let Some(metadata) = document["metadata"].as_object_mut() {
+        metadata.remove("namespace");
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let causes = crate::crd::admission::admit(&mut document, schema, None);
+    if !causes.is_empty() {
+        return Err(causes
+            .into_iter()
+            .map(|c| {
+                if c.field.is_empty() || c.message.starts_with(&c.field) {
+                    format!("{kind}/{name}: {}", c.message)
+                } else {
+                    format!("{kind}/{name}: {}: {}", c.field, c.message)
+                }
+            })
+            .collect());
+    }
+    let parsed = match kind.as_str() {
+        "Account" => serde_json::from_value(document).map(Object::Account),
+        "AdminInvitation" => serde_json::from_value(document).map(Object::AdminInvitation),
+        "RoleBinding" => serde_json::from_value(document).map(Object::RoleBinding),
+        _ => serde_json::from_value(document).map(Object::AccountManager),
+    };
+    let object = parsed.map_err(|e| vec![format!("{kind}/{name}: {e}")])?;
+    // What the operator checks before sending, checked here too.
+    let email = match &object {
+        Object::AdminInvitation(o) => Some(o.spec.email.as_str()),
+        Object::AccountManager(o) => Some(o.spec.email.as_str()),
+        _ => None,
+    };
+    if let Some(email) = email
+        && let Err(error) = crate::domain::Email::parse(email)
+    {
+        return Err(vec![format!(
+            "{kind}/{name}: spec.email: Invalid value: {error}"
+        )]);
+    }
+    if let Object::RoleBinding(binding) = &object {
+        for (index, subject) in binding.spec.subjects.iter().enumerate() {
+            if let Some(email) = &subject.admin_email
+                && let Err(error) = crate::domain::Email::parse(email)
+            {
+                return Err(vec![format!(
+                    "{kind}/{name}: spec.subjects[{index}].adminEmail: Invalid value: {error}"
+                )]);
+            }
+        }
+    }
+    Ok(object)
+}
+
+/// What only the set of manifests can say: duplicates and references.
+fn check_together(manifests: &[Manifest], problems: &mut Vec<String>) {
+    let mut seen: BTreeMap<String, &Manifest> = BTreeMap::new();
+    for manifest in manifests {
+        let key = manifest.object.key();
+        if let Some(first) = seen.get(&key) {
+            problems.push(format!(
+                "{}: {} {} is also defined in {}; names must be unique per kind and namespace",
+                manifest.source(),
+                manifest.object.kind(),
+                manifest.object.display_name(),
+                first.source()
+            ));
+        } else {
+            seen.insert(key, manifest);
+        }
+    }
+    let accounts: BTreeMap<String, &Account> = manifests
+        .iter()
+        .filter_map(|m| match &m.object {
+            Object::Account(a) => Some((a.name_any(), a)),
+            _ => None,
+        })
+        .collect();
+    let managers: BTreeSet<String> = manifests
+        .iter()
+        .filter(|m| m.object.kind() == "AccountManager")
+        .map(|m| m.object.key())
+        .collect();
+    for manifest in manifests {
+        let object = &manifest.object;
+        if let Object::Account(account) = object
+            && let Some(parent) = &account.spec.parent_ref
+            && !accounts.contains_key(&parent.name)
+        {
+            problems.push(format!(
+                "{}: Account/{}: spec.parentRef.name: Not found: no Account {:?} in the manifests",
+                manifest.source(),
+                account.name_any(),
+                parent.name
+            ));
+        }
+        let Some(account_ref) = object.account_ref() else {
+            continue;
+        };
+        let namespace = object.namespace().unwrap_or_default();
+        match accounts.get(account_ref) {
+            None => problems.push(format!(
+                "{}: {}/{}: spec.accountRef.name: Not found: no Account {account_ref:?} in the manifests",
+                manifest.source(),
+                object.kind(),
+                object.display_name()
+            )),
+            Some(account) if !account.spec.namespaces.contains(&namespace) => {
+                problems.push(format!(
+                    "{}: {}/{}: spec.accountRef.name: Forbidden: Account {account_ref:?} does not list namespace {namespace:?} in spec.namespaces (AccountNotDelegated)",
+                    manifest.source(),
+                    object.kind(),
+                    object.display_name()
+                ))
+            }
+            Some(_) => {}
+        }
+        if let Object::RoleBinding(binding) = object {
+            for (index, subject) in binding.spec.subjects.iter().enumerate() {
+                if let Some(manager) = &subject.account_manager_ref
+                    && !managers.contains(&format!("AccountManager/{namespace}/{}", manager.name))
+                {
+                    problems.push(format!(
+                        "{}: RoleBinding/{}: spec.subjects[{index}].accountManagerRef.name: Not found: no AccountManager {:?} in namespace {namespace:?}",
+                        manifest.source(),
+                        object.display_name(),
+                        manager.name
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Accounts parents first, then account managers, invitations and role bindings (which grant to
+/// admins the invitations make).
+pub fn in_dependency_order(manifests: &[Manifest]) -> Vec<&Manifest> {
+    let depth = |name: &str| {
+        let mut depth = 0;
+        let mut current = name.to_owned();
+        while let Some(parent) = manifests.iter().find_map(|m| match &m.object {
+            Object::Account(a) if a.name_any() == current => {
+                a.spec.parent_ref.as_ref().map(|p| p.name.clone())
+            }
+            _ => None,
+        }) {
+            depth += 1;
+            current = parent;
+            if depth > manifests.len() {
+                break;
+            }
+        }
+        depth
+    };
+    let mut ordered: Vec<&Manifest> = manifests.iter().collect();
+    ordered.sort_by_key(|m| {
+        let rank = match &m.object {
+            Object::Account(a) => depth(&a.name_any()),
+            Object::AccountManager(_) => 1000,
+            Object::AdminInvitation(_) => 1001,
+            Object::RoleBinding(_) => 1002,
+        };
+        (rank, m.object.key())
+    });
+    ordered
+}
+
+/// Whether `path` looks like it holds manifests (for messages).
+pub fn describe(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}

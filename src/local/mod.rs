@@ -1,0 +1,994 @@
+//! `apply`, `diff` and `status` from a folder of manifests: the operator's reconcile core
+//! (the same pure plans and executors) driven from files instead of a cluster.
+//!
+//! What a cluster would keep (each object's uid, generation and status) is kept in a state file
+//! next to the embedded portal (`.portal/` by default), so a second `apply` plans against what
+//! the first one recorded and changes nothing. Invitation links are written to files with mode
+//! 0600 under `.portal/links/`, never to the terminal unless asked.
+
+pub mod manifests;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::ResourceExt;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::Digest;
+
+use crate::controller::{Managed, with_conditions};
+use crate::crd::{AccountType, AdminInvitationPhase, Delivery};
+use crate::portal::time::{Clock, SystemClock};
+use crate::portal_client::{HttpPortal, PortalApi};
+use crate::reconcile::account::ParentState;
+use crate::reconcile::admin_invitation::AccountState;
+use crate::reconcile::{self, ExecuteError, Outcome, READY};
+
+use manifests::{Manifest, Object};
+
+/// What the command does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Plan and carry out.
+    Apply,
+    /// Plan and print; change nothing.
+    Diff,
+    /// Observe and print; change nothing.
+    Status,
+}
+
+/// Where the portal is.
+pub struct Target {
+    pub portal: HttpPortal,
+    pub description: String,
+    server: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    )>,
+}
+
+impl Target {
+    /// A portal at `url`, acting with `api_key`.
+    pub fn remote(url: &str, api_key: &str) -> Result<Target, reqwest::Error> {
+        Ok(Target {
+            portal: HttpPortal::new(url, api_key)?,
+            description: url.to_owned(),
+            server: None,
+        })
+    }
+
+    /// The embedded portal: SQLite in `dir`, served on 127.0.0.1 for the command's duration.
+    pub async fn embedded(dir: &Path) -> anyhow::Result<Target> {
+        use anyhow::Context;
+        create_private_dir(dir)?;
+        let key_file = dir.join("api-key");
+        let key = match std::fs::read_to_string(&key_file) {
+            Ok(key) => key.trim().to_owned(),
+            Err(_) => {
+                let key = crate::portal::auth::new_api_key().key;
+                write_private(&key_file, &key)?;
+                key
+            }
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("listen on 127.0.0.1 for the embedded portal")?;
+        let address = listener.local_addr()?;
+        let database = dir.join("portal.db");
+        let portal = crate::portal::Portal::open(crate::portal::PortalConfig {
+            database_url: format!("sqlite://{}", database.display()),
+            // Where `portal-operator portal serve --database-url sqlite://…` serves it.
+            public_url: "http://127.0.0.1:8080".into(),
+            bootstrap_api_key: Some(key.clone()),
+            oidc: None,
+            mail: None,
+            branding_domains: Vec::new(),
+            accept_attempts_per_minute: 20,
+        })
+        .await
+        .with_context(|| format!("open the embedded portal in {}", dir.display()))?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = portal
+                .serve(listener, async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Ok(Target {
+            portal: HttpPortal::new(&format!("http://{address}"), &key)?,
+            description: format!("the embedded portal in {}", database.display()),
+            server: Some((stop, task)),
+        })
+    }
+
+    pub async fn close(mut self) {
+        if let Some((stop, task)) = self.server.take() {
+            let _ = stop.send(());
+            let _ = task.await;
+        }
+    }
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Writes a file only its owner can read (links and keys are bearer credentials).
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.write_all(b"\n")
+}
+
+/// What a cluster would keep for each object.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct State {
+    objects: BTreeMap<String, Entry>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Entry {
+    uid: String,
+    generation: i64,
+    spec: Value,
+    #[serde(default)]
+    status: Value,
+}
+
+impl State {
+    fn load(path: &Path) -> anyhow::Result<State> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Ok(serde_json::from_str(&text).map_err(|e| {
+                anyhow::anyhow!(
+                    "{} is damaged ({e}); move it away to start over",
+                    path.display()
+                )
+            })?),
+            Err(_) => Ok(State::default()),
+        }
+    }
+
+    fn save(&self, path: &Path) -> anyhow::Result<()> {
+        let text = serde_json::to_string_pretty(self)?;
+        let staging = path.with_extension("json.tmp");
+        write_private(&staging, &text)?;
+        std::fs::rename(staging, path)?;
+        Ok(())
+    }
+}
+
+/// One row of the result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub kind: String,
+    pub name: String,
+    pub phase: String,
+    pub ready: String,
+    pub message: String,
+    /// What was (or would be) done in the portal.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<String>,
+    /// What waits on something outside the manifests (e.g. an invitee accepting).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waiting: Vec<String>,
+    /// The object as the operator would record it, status included.
+    #[serde(skip)]
+    pub object: Value,
+}
+
+/// The outcome of a run.
+pub struct Report {
+    pub rows: Vec<Row>,
+    /// Where links were written this run.
+    pub links: Vec<(String, PathBuf, String)>,
+    pub failures: usize,
+}
+
+impl Report {
+    pub fn changed(&self) -> usize {
+        self.rows.iter().filter(|r| !r.changes.is_empty()).count()
+    }
+}
+
+/// Runs `mode` over `manifests` against `target`; `state_dir` holds the state file and links.
+pub async fn run(
+    mode: Mode,
+    manifests: &[Manifest],
+    target: &Target,
+    state_dir: &Path,
+) -> anyhow::Result<Report> {
+    create_private_dir(state_dir)?;
+    let state_path = state_dir.join("state.json");
+    let mut state = State::load(&state_path)?;
+    let mut run = Run {
+        mode,
+        portal: &target.portal,
+        state: &mut state,
+        state_dir,
+        accounts: BTreeMap::new(),
+        report: Report {
+            rows: Vec::new(),
+            links: Vec::new(),
+            failures: 0,
+        },
+    };
+    for manifest in manifests::in_dependency_order(manifests) {
+        let row = run.step(manifest).await;
+        run.report.rows.push(row);
+    }
+    let report = run.report;
+    if mode == Mode::Apply {
+        state.save(&state_path)?;
+    }
+    Ok(report)
+}
+
+/// An Account as the rest of the run sees it.
+#[derive(Clone)]
+struct KnownAccount {
+    portal_id: Option<String>,
+    path: String,
+    namespaces: Vec<String>,
+    holds_contracts: bool,
+    /// Not in the portal yet, but this run (diff) would create it.
+    planned: bool,
+}
+
+struct Run<'a> {
+    mode: Mode,
+    portal: &'a HttpPortal,
+    state: &'a mut State,
+    state_dir: &'a Path,
+    accounts: BTreeMap<String, KnownAccount>,
+    report: Report,
+}
+
+/// A stable uid per object: a cluster would assign one; here it is derived from the key.
+fn uid_for(key: &str) -> String {
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+fn describe_outcome(outcome: &Outcome) -> (String, String, String) {
+    match outcome {
+        Outcome::Ready { reason, message } => (reason.clone(), "True".into(), message.clone()),
+        Outcome::Reconciling { reason, message } => {
+            (reason.clone(), "False".into(), message.clone())
+        }
+        Outcome::Stalled { reason, message } | Outcome::NotReady { reason, message } => {
+            (reason.clone(), "False".into(), message.clone())
+        }
+    }
+}
+
+impl Run<'_> {
+    /// The object with the uid, generation and status this run keeps for it.
+    fn prepare<K: Managed + ResourceExt>(&mut self, object: &K, key: &str) -> K {
+        let spec = serde_json::to_value(object)
+            .ok()
+            .and_then(|v| v.get("spec").cloned())
+            .unwrap_or(Value::Null);
+        let entry = self
+            .state
+            .objects
+            .entry(key.to_owned())
+            .or_insert_with(|| Entry {
+                uid: uid_for(key),
+                generation: 1,
+                spec: spec.clone(),
+                status: Value::Null,
+            });
+        if entry.spec != spec && self.mode == Mode::Apply {
+            entry.generation += 1;
+            entry.spec = spec;
+        }
+        let mut value = serde_json::to_value(object).expect("objects serialize");
+        value["metadata"]["uid"] = Value::String(entry.uid.clone());
+        value["metadata"]["generation"] = Value::from(entry.generation);
+        if !entry.status.is_null() {
+            value["status"] = entry.status.clone();
+        }
+        serde_json::from_value(value).expect("an object with its status deserializes")
+    }
+
+    /// Records the status an outcome gives and returns the row.
+    fn finish<K: Managed + ResourceExt>(
+        &mut self,
+        object: &K,
+        key: &str,
+        status: K::Status,
+        outcome: &Outcome,
+        phase: Option<String>,
+        changes: Vec<String>,
+    ) -> Row {
+        let status = with_conditions(object, status, outcome);
+        let mut value = serde_json::to_value(object).expect("objects serialize");
+        value["status"] = serde_json::to_value(&status).expect("statuses serialize");
+        if self.mode == Mode::Apply
+            && let Some(entry) = self.state.objects.get_mut(key)
+        {
+            entry.status = value["status"].clone();
+        }
+        let (reason, ready, message) = describe_outcome(outcome);
+        Row {
+            kind: K::kind(&()).to_string(),
+            name: match object.namespace() {
+                Some(namespace) => format!("{namespace}/{}", object.name_any()),
+                None => object.name_any(),
+            },
+            phase: phase.unwrap_or(reason),
+            ready,
+            message,
+            changes,
+            waiting: Vec::new(),
+            object: value,
+        }
+    }
+
+    fn failed<K: Managed + ResourceExt>(
+        &mut self,
+        object: &K,
+        error: &dyn std::error::Error,
+    ) -> Row {
+        self.report.failures += 1;
+        Row {
+            kind: K::kind(&()).to_string(),
+            name: match object.namespace() {
+                Some(namespace) => format!("{namespace}/{}", object.name_any()),
+                None => object.name_any(),
+            },
+            phase: "Error".into(),
+            ready: "False".into(),
+            message: crate::controller::error_chain(error),
+            changes: Vec::new(),
+            waiting: Vec::new(),
+            object: serde_json::to_value(object).unwrap_or(Value::Null),
+        }
+    }
+
+    fn account_state(&self, name: &str, namespace: &str) -> AccountState {
+        match self.accounts.get(name) {
+            None => AccountState::Missing,
+            Some(account) if !account.namespaces.iter().any(|n| n == namespace) => {
+                AccountState::NotDelegated
+            }
+            Some(KnownAccount {
+                portal_id: Some(portal_id),
+                ..
+            }) => AccountState::Ready {
+                portal_id: portal_id.clone(),
+            },
+            Some(_) => AccountState::NotReady,
+        }
+    }
+
+    fn account_planned(&self, name: &str) -> bool {
+        self.accounts.get(name).is_some_and(|a| a.planned)
+    }
+
+    async fn step(&mut self, manifest: &Manifest) -> Row {
+        let key = manifest.object.key();
+        match &manifest.object {
+            Object::Account(object) => {
+                let object = self.prepare(object, &key);
+                match self.account(&object, &key).await {
+                    Ok(row) => row,
+                    Err(error) => self.failed(&object, &error),
+                }
+            }
+            Object::AdminInvitation(object) => {
+                let object = self.prepare(object, &key);
+                match self.invitation(&object, &key).await {
+                    Ok(row) => row,
+                    Err(error) => self.failed(&object, &error),
+                }
+            }
+            Object::RoleBinding(object) => {
+                let object = self.prepare(object, &key);
+                match self.role_binding(&object, &key).await {
+                    Ok(row) => row,
+                    Err(error) => self.failed(&object, &error),
+                }
+            }
+            Object::AccountManager(object) => {
+                let object = self.prepare(object, &key);
+                match self.account_manager(&object, &key).await {
+                    Ok(row) => row,
+                    Err(error) => self.failed(&object, &error),
+                }
+            }
+        }
+    }
+
+    async fn account(
+        &mut self,
+        object: &crate::crd::Account,
+        key: &str,
+    ) -> Result<Row, ExecuteError> {
+        use crate::reconcile::account::{Desired, Observed, execute, external_id, plan};
+        let name = object.name_any();
+        let status = object.status.clone().unwrap_or_default();
+        let parent = match &object.spec.parent_ref {
+            None => ParentState::TopLevel,
+            Some(parent) => match self.accounts.get(&parent.name) {
+                None => ParentState::Missing,
+                Some(KnownAccount {
+                    portal_id: Some(portal_id),
+                    path,
+                    ..
+                }) => ParentState::Ready {
+                    portal_id: portal_id.clone(),
+                    path: path.clone(),
+                },
+                Some(_) => ParentState::NotReady,
+            },
+        };
+        let parent_planned = object
+            .spec
+            .parent_ref
+            .as_ref()
+            .is_some_and(|p| self.account_planned(&p.name));
+        let observed = Observed {
+            account: self
+                .portal
+                .account_by_external_id(&external_id(&name, &object.spec))
+                .await
+                .map_err(ExecuteError::new("find the portal account"))?,
+        };
+        let desired = Desired {
+            name: &name,
+            uid: object.metadata.uid.as_deref().unwrap_or_default(),
+            generation: object.metadata.generation,
+            spec: &object.spec,
+            status: &status,
+            deleting: false,
+            parent,
+        };
+        let first = plan(&desired, &observed);
+        let mut changes: Vec<String> = first
+            .actions
+            .iter()
+            .map(|action| match action {
+                reconcile::account::Action::Create { account, .. } => format!(
+                    "create {} account {:?}{}",
+                    account.account_type,
+                    account.display_name,
+                    object
+                        .spec
+                        .parent_ref
+                        .as_ref()
+                        .map(|p| format!(" under {}", p.name))
+                        .unwrap_or_default()
+                ),
+                reconcile::account::Action::Update { changes, .. } => {
+                    format!(
+                        "update {}",
+                        serde_json::to_string(changes).unwrap_or_default()
+                    )
+                }
+                reconcile::account::Action::Delete { id } => format!("delete account {id}"),
+            })
+            .collect();
+        if parent_planned && changes.is_empty() {
+            changes.push(format!(
+                "create {:?} account {:?} under {} (once its parent is created)",
+                object.spec.account_type,
+                object.spec.display_name,
+                object
+                    .spec
+                    .parent_ref
+                    .as_ref()
+                    .map(|p| p.name.as_str())
+                    .unwrap_or_default()
+            ));
+        }
+        let (status, outcome) = if self.mode != Mode::Apply || first.actions.is_empty() {
+            (first.status.clone(), first.outcome.clone())
+        } else {
+            match execute(self.portal, &first, observed).await {
+                Ok(observed) => {
+                    let after = plan(
+                        &Desired {
+                            status: &first.status,
+                            ..desired.clone()
+                        },
+                        &observed,
+                    );
+                    (after.status, after.outcome)
+                }
+                Err(error) if !error.is_transient() => {
+                    changes.clear();
+                    (first.status.clone(), error.refusal())
+                }
+                Err(error) => return Err(error),
+            }
+        };
+        self.accounts.insert(
+            name.clone(),
+            KnownAccount {
+                portal_id: status.portal_id.clone(),
+                path: status
+                    .path
+                    .clone()
+                    .unwrap_or_else(|| object.spec.display_name.clone()),
+                namespaces: object.spec.namespaces.clone(),
+                holds_contracts: object.spec.account_type == AccountType::Partner
+                    || object.spec.sub_contract,
+                planned: status.portal_id.is_none() && !changes.is_empty(),
+            },
+        );
+        let phase = match (&status.portal_id, &outcome) {
+            (Some(_), Outcome::Ready { .. }) => Some("Ready".to_owned()),
+            (None, _) if self.mode != Mode::Apply => Some("NotCreated".to_owned()),
+            _ => None,
+        };
+        Ok(self.finish(object, key, status, &outcome, phase, changes))
+    }
+
+    async fn invitation(
+        &mut self,
+        object: &crate::crd::AdminInvitation,
+        key: &str,
+    ) -> Result<Row, ExecuteError> {
+        use crate::reconcile::admin_invitation::{
+            Action, Desired, Observed, execute, external_ref, plan,
+        };
+        let namespace = object.namespace().unwrap_or_default();
+        let name = object.name_any();
+        let status = object.status.clone().unwrap_or_default();
+        let account = self.account_state(&object.spec.account_ref.name, &namespace);
+        let observed = match &account {
+            AccountState::Ready { portal_id } => Observed {
+                invitation: self
+                    .portal
+                    .invitation_by_ref(
+                        portal_id,
+                        &external_ref(
+                            &namespace,
+                            &name,
+                            object.metadata.uid.as_deref().unwrap_or_default(),
+                            status.attempts.max(1),
+                        ),
+                    )
+                    .await
+                    .map_err(ExecuteError::new("find the portal invitation"))?,
+            },
+            _ => Observed::default(),
+        };
+        let link_file = self
+            .state_dir
+            .join("links")
+            .join(&namespace)
+            .join(format!("{name}.link"));
+        let desired = Desired {
+            namespace: &namespace,
+            name: &name,
+            uid: object.metadata.uid.as_deref().unwrap_or_default(),
+            generation: object.metadata.generation,
+            spec: &object.spec,
+            status: &status,
+            deleting: false,
+            account_ref: &object.spec.account_ref.name,
+            account: account.clone(),
+            link_stored: object.spec.delivery != Delivery::Link || link_file.exists(),
+        };
+        let now = SystemClock.now_millis();
+        let first = plan(&desired, &observed, now);
+        let mut changes: Vec<String> = first
+            .actions
+            .iter()
+            .map(|action| match action {
+                Action::Create {
+                    invitation,
+                    attempt,
+                    ..
+                } => format!(
+                    "invite {} as {} by {} (expires after {}){}",
+                    invitation.email,
+                    invitation
+                        .roles
+                        .iter()
+                        .map(|r| r.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    invitation.delivery,
+                    invitation.expires_after,
+                    if *attempt > 1 {
+                        format!(", attempt {attempt}")
+                    } else {
+                        String::new()
+                    }
+                ),
+                Action::UpdateRoles { roles, .. } => format!(
+                    "change the pending invitation's roles to {}",
+                    roles
+                        .iter()
+                        .map(|r| r.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                Action::Revoke { id } => format!("revoke invitation {id}"),
+                Action::Resend { .. } => "issue a new link (the stored one is missing)".into(),
+            })
+            .collect();
+        if self.account_planned(&object.spec.account_ref.name) {
+            changes.push(format!(
+                "invite {} (once Account {} is created)",
+                object.spec.email, object.spec.account_ref.name
+            ));
+        }
+        let (status, outcome) = if self.mode != Mode::Apply || first.actions.is_empty() {
+            (first.status.clone(), first.outcome.clone())
+        } else {
+            match execute(self.portal, &first, observed).await {
+                Ok(executed) => {
+                    if let Some(link) = executed.link {
+                        let stored = std::fs::create_dir_all(link_file.parent().expect("a parent"))
+                            .and_then(|_| write_private(&link_file, &link));
+                        if stored.is_ok() {
+                            self.report.links.push((
+                                format!("{namespace}/{name}"),
+                                link_file.clone(),
+                                link,
+                            ));
+                        }
+                    }
+                    let after = plan(
+                        &Desired {
+                            status: &first.status,
+                            link_stored: true,
+                            ..desired.clone()
+                        },
+                        &executed.observed,
+                        SystemClock.now_millis(),
+                    );
+                    (after.status, after.outcome)
+                }
+                Err(error) if !error.is_transient() => {
+                    changes.clear();
+                    (first.status.clone(), error.refusal())
+                }
+                Err(error) => return Err(error),
+            }
+        };
+        let phase = status.phase.map(|p| match p {
+            AdminInvitationPhase::Pending => "Pending",
+            AdminInvitationPhase::Accepted => "Accepted",
+            AdminInvitationPhase::Expired => "Expired",
+            AdminInvitationPhase::Revoked => "Revoked",
+            AdminInvitationPhase::Failed => "Failed",
+        });
+        let phase = match (phase, self.mode) {
+            (Some(phase), _) => Some(phase.to_owned()),
+            (None, Mode::Apply) => None,
+            (None, _) => Some("NotSent".to_owned()),
+        };
+        Ok(self.finish(object, key, status, &outcome, phase, changes))
+    }
+
+    async fn role_binding(
+        &mut self,
+        object: &crate::crd::RoleBinding,
+        key: &str,
+    ) -> Result<Row, ExecuteError> {
+        use crate::reconcile::role_binding::{
+            Action, Desired, Observed, execute, plan, settle, source,
+        };
+        let namespace = object.namespace().unwrap_or_default();
+        let name = object.name_any();
+        let status = object.status.clone().unwrap_or_default();
+        let account = self.account_state(&object.spec.account_ref.name, &namespace);
+        let source = source(
+            &namespace,
+            &name,
+            object.metadata.uid.as_deref().unwrap_or_default(),
+        );
+        let observed = match &account {
+            AccountState::Ready { portal_id } => Observed {
+                grants: self
+                    .portal
+                    .grants_by_source(portal_id, &source)
+                    .await
+                    .map_err(ExecuteError::new("list the binding's grants"))?,
+            },
+            _ => Observed::default(),
+        };
+        let desired = Desired {
+            namespace: &namespace,
+            name: &name,
+            uid: object.metadata.uid.as_deref().unwrap_or_default(),
+            generation: object.metadata.generation,
+            spec: &object.spec,
+            status: &status,
+            deleting: false,
+            account_ref: &object.spec.account_ref.name,
+            account: account.clone(),
+            account_holds_contracts: self
+                .accounts
+                .get(&object.spec.account_ref.name)
+                .is_some_and(|a| a.holds_contracts),
+        };
+        let first = plan(&desired, &observed);
+        let describe = |action: &Action| match action {
+            Action::Grant {
+                email,
+                roles,
+                scope,
+                ..
+            } => format!(
+                "grant {} to {email} ({scope:?})",
+                roles
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Action::Revoke { grant_id } => format!("revoke grant {grant_id}"),
+        };
+        let was_waiting = |email: &str| {
+            status
+                .subjects
+                .iter()
+                .any(|s| s.subject == email && s.state == crate::crd::GrantState::WaitingForSubject)
+        };
+        let mut changes = Vec::new();
+        let mut waiting = Vec::new();
+        if self.account_planned(&object.spec.account_ref.name) {
+            changes.push(format!(
+                "grant {} (once Account {} is created)",
+                object
+                    .spec
+                    .roles
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                object.spec.account_ref.name
+            ));
+        }
+        let (status, outcome) = match first.settled.clone() {
+            Some(settled) => settled,
+            None if self.mode != Mode::Apply => {
+                for action in &first.actions {
+                    match action {
+                        // Last time this subject was not an admin yet: granted once they accept.
+                        Action::Grant { email, .. } if was_waiting(email) => {
+                            waiting.push(format!(
+                                "{} once {email} accepts an invitation",
+                                describe(action)
+                            ));
+                        }
+                        _ => changes.push(describe(action)),
+                    }
+                }
+                if changes.is_empty() {
+                    (
+                        status.clone(),
+                        Outcome::Reconciling {
+                            reason: "WaitingForSubject".into(),
+                            message: waiting.join("; "),
+                        },
+                    )
+                } else {
+                    settle(&desired, &BTreeMap::new())
+                }
+            }
+            None => {
+                let AccountState::Ready { portal_id } = &account else {
+                    unreachable!("a plan with actions has a ready account")
+                };
+                match execute(self.portal, portal_id, &first).await {
+                    Ok(results) => {
+                        for action in &first.actions {
+                            let made = match action {
+                                Action::Grant { email, .. } => matches!(
+                                    results.get(email),
+                                    Some(crate::reconcile::role_binding::GrantResult::Granted)
+                                ),
+                                Action::Revoke { .. } => true,
+                            };
+                            if made {
+                                changes.push(describe(action));
+                            }
+                        }
+                        settle(&desired, &results)
+                    }
+                    Err(error) if !error.is_transient() => {
+                        (settle(&desired, &BTreeMap::new()).0, error.refusal())
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+        };
+        let phase = if self.mode != Mode::Apply && !changes.is_empty() {
+            Some("NotGranted".to_owned())
+        } else {
+            None
+        };
+        let mut row = self.finish(object, key, status, &outcome, phase, changes);
+        row.waiting = waiting;
+        Ok(row)
+    }
+
+    async fn account_manager(
+        &mut self,
+        object: &crate::crd::AccountManager,
+        key: &str,
+    ) -> Result<Row, ExecuteError> {
+        use crate::reconcile::account_manager::{
+            Action, Desired, Observed, execute, external_ref, plan,
+        };
+        let namespace = object.namespace().unwrap_or_default();
+        let name = object.name_any();
+        let status = object.status.clone().unwrap_or_default();
+        let account = self.account_state(&object.spec.account_ref.name, &namespace);
+        let observed = match &account {
+            AccountState::Ready { portal_id } => Observed {
+                manager: self
+                    .portal
+                    .account_manager_by_ref(
+                        portal_id,
+                        &external_ref(
+                            &namespace,
+                            &name,
+                            object.metadata.uid.as_deref().unwrap_or_default(),
+                        ),
+                    )
+                    .await
+                    .map_err(ExecuteError::new("find the account manager"))?,
+            },
+            _ => Observed::default(),
+        };
+        let desired = Desired {
+            namespace: &namespace,
+            name: &name,
+            uid: object.metadata.uid.as_deref().unwrap_or_default(),
+            generation: object.metadata.generation,
+            spec: &object.spec,
+            status: &status,
+            deleting: false,
+            account_ref: &object.spec.account_ref.name,
+            account: account.clone(),
+        };
+        let now = SystemClock.now_millis();
+        let first = plan(&desired, &observed, now);
+        let mut changes: Vec<String> = first
+            .actions
+            .iter()
+            .map(|action| match action {
+                Action::Create { manager, .. } => format!(
+                    "create account manager {} (the portal emails a temporary password)",
+                    manager.email
+                ),
+                Action::ResendActivation { .. } => "send a new activation email".into(),
+                Action::Delete { id } => format!("delete account manager {id}"),
+            })
+            .collect();
+        if self.account_planned(&object.spec.account_ref.name) {
+            changes.push(format!(
+                "create account manager {} (once Account {} is created)",
+                object.spec.email, object.spec.account_ref.name
+            ));
+        }
+        let (status, outcome) = if self.mode != Mode::Apply || first.actions.is_empty() {
+            (first.status.clone(), first.outcome.clone())
+        } else {
+            match execute(self.portal, &first, observed).await {
+                Ok(observed) => {
+                    let after = plan(
+                        &Desired {
+                            status: &first.status,
+                            ..desired.clone()
+                        },
+                        &observed,
+                        SystemClock.now_millis(),
+                    );
+                    (after.status, after.outcome)
+                }
+                Err(error) if !error.is_transient() => {
+                    changes.clear();
+                    (first.status.clone(), error.refusal())
+                }
+                Err(error) => return Err(error),
+            }
+        };
+        let phase = match (status.phase, self.mode) {
+            (Some(phase), _) => Some(format!("{phase:?}")),
+            (None, Mode::Apply) => None,
+            (None, _) => Some("NotCreated".to_owned()),
+        };
+        Ok(self.finish(object, key, status, &outcome, phase, changes))
+    }
+}
+
+/// The table: KIND, NAME, PHASE, READY, MESSAGE.
+pub fn table(rows: &[Row]) -> String {
+    let headers = ["KIND", "NAME", "PHASE", "READY", "MESSAGE"];
+    let cells: Vec<[String; 5]> = rows
+        .iter()
+        .map(|r| {
+            let mut message = r.message.replace('\n', " ");
+            if message.chars().count() > 100 {
+                message = message.chars().take(99).collect::<String>() + "…";
+            }
+            [
+                r.kind.clone(),
+                r.name.clone(),
+                r.phase.clone(),
+                r.ready.clone(),
+                message,
+            ]
+        })
+        .collect();
+    let mut widths = headers.map(str::len);
+    for row in &cells {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 5]| {
+        let mut text = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i == 4 {
+                text.push_str(cell);
+            } else {
+                text.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+            }
+        }
+        text.trim_end().to_owned() + "\n"
+    };
+    let mut text = line(headers);
+    for row in &cells {
+        text.push_str(&line([&row[0], &row[1], &row[2], &row[3], &row[4]]));
+    }
+    text
+}
+
+/// The plan, object by object: what `diff` prints.
+pub fn plan_text(rows: &[Row]) -> String {
+    let mut text = String::new();
+    for row in rows
+        .iter()
+        .filter(|r| !r.changes.is_empty() || !r.waiting.is_empty())
+    {
+        text.push_str(&format!("{} {}\n", row.kind, row.name));
+        for change in &row.changes {
+            text.push_str(&format!("  + {change}\n"));
+        }
+        for waiting in &row.waiting {
+            text.push_str(&format!("  ~ {waiting} (no change until then)\n"));
+        }
+    }
+    text
+}
+
+/// Whether a condition list says Ready.
+pub fn is_ready(conditions: &[Condition]) -> bool {
+    conditions
+        .iter()
+        .any(|c| c.type_ == READY && c.status == "True")
+}

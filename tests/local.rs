@@ -1,0 +1,239 @@
+//! `apply`, `diff` and `status` from a folder of manifests, run as the real binary on the
+//! embedded portal: golden outputs on `examples/`, all three exit codes of `diff`, and a corpus
+//! of bad manifests that are refused with the file and field named and nothing written.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_portal-operator")
+}
+
+fn repo(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+struct Output {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs the binary in `dir` (so the embedded portal lives in `dir/.portal`).
+fn run(dir: &Path, args: &[&str]) -> Output {
+    let output = Command::new(binary())
+        .args(args)
+        .current_dir(dir)
+        .env_remove("PORTAL_URL")
+        .env_remove("PORTAL_API_KEY_FILE")
+        .env_remove("PORTAL_STATE_DIR")
+        .output()
+        .expect("run portal-operator");
+    Output {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Ids and times differ per run; everything else must not.
+fn normalize(text: &str) -> String {
+    let ids =
+        regex::Regex::new(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").unwrap();
+    let times = regex::Regex::new(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z").unwrap();
+    let text = ids.replace_all(text, "<id>");
+    let text = times.replace_all(&text, "<time>");
+    // A shortened message may cut a time; keep the cut stable.
+    regex::Regex::new(r"\d{4}-\d{2}…")
+        .unwrap()
+        .replace_all(&text, "<time>…")
+        .into_owned()
+}
+
+fn golden(name: &str, actual: &str) {
+    let path = repo(&format!("tests/golden/{name}"));
+    let actual = normalize(actual);
+    if std::env::var_os("UPDATE_GENERATED").is_some() && std::env::var_os("CI").is_none() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(
+        actual, expected,
+        "{name} differs from tests/golden/{name}; if the change is intended, regenerate with `UPDATE_GENERATED=1 cargo test --test local`"
+    );
+}
+
+#[test]
+fn examples_apply_then_apply_again_then_diff_and_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let examples = repo("examples");
+    let examples = examples.to_str().unwrap();
+
+    let fresh = run(dir.path(), &["diff", "-f", examples]);
+    assert_eq!(
+        fresh.code, 2,
+        "diff exits 2 when there are changes: {}",
+        fresh.stderr
+    );
+    golden("diff-fresh.txt", &fresh.stdout);
+    assert!(
+        !dir.path().join(".portal/state.json").exists(),
+        "diff records nothing"
+    );
+
+    let first = run(dir.path(), &["apply", "-f", examples]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    golden("apply-first.txt", &first.stdout);
+    assert!(
+        !first.stdout.contains("#token="),
+        "links are not printed unless asked"
+    );
+    let link = dir.path().join(".portal/links/team-contoso/helpdesk.link");
+    let text = std::fs::read_to_string(&link).unwrap();
+    assert!(text.starts_with("http://127.0.0.1:8080/"), "{text}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&link).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the link file is private");
+    }
+
+    let again = run(dir.path(), &["apply", "-f", examples]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    golden("apply-again.txt", &again.stdout);
+    assert!(again.stdout.contains("No changes"), "{}", again.stdout);
+
+    let converged = run(dir.path(), &["diff", "-f", examples]);
+    assert_eq!(
+        converged.code, 0,
+        "diff exits 0 with nothing to do: {}",
+        converged.stdout
+    );
+    golden("diff-converged.txt", &converged.stdout);
+
+    let status = run(dir.path(), &["status", "-f", examples]);
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    golden("status.txt", &status.stdout);
+
+    let json = run(dir.path(), &["status", "-f", examples, "--output", "json"]);
+    assert_eq!(json.code, 0, "{}", json.stderr);
+    let objects: Vec<Value> = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(objects.len(), 8);
+    let helpdesk = objects
+        .iter()
+        .find(|o| o["metadata"]["name"] == "helpdesk")
+        .unwrap();
+    assert_eq!(helpdesk["status"]["phase"], "Pending");
+    assert_eq!(
+        helpdesk["status"]["linkSecretRef"]["name"],
+        "helpdesk-invitation-link"
+    );
+    assert!(!json.stdout.contains("#token="), "no link in the status");
+    let ready = helpdesk["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap();
+    assert_eq!(ready["status"], "True");
+
+    // An edit shows up in diff, field by field, and apply carries it out.
+    let edited = dir.path().join("edited");
+    copy_dir(&repo("examples"), &edited);
+    let invitations = edited.join("team-contoso/invitations.yaml");
+    let text = std::fs::read_to_string(&invitations).unwrap().replacen(
+        "    - ServiceContributor",
+        "    - ServiceViewer",
+        1,
+    );
+    std::fs::write(&invitations, text).unwrap();
+    let edited = edited.to_str().unwrap();
+    let change = run(dir.path(), &["diff", "-f", edited]);
+    assert_eq!(change.code, 2);
+    assert!(
+        change
+            .stdout
+            .contains("change the pending invitation's roles to ServiceViewer"),
+        "{}",
+        change.stdout
+    );
+    let applied = run(dir.path(), &["apply", "-f", edited]);
+    assert_eq!(applied.code, 0, "{}", applied.stderr);
+    assert!(
+        applied.stdout.contains("1 of 8 object(s) changed"),
+        "{}",
+        applied.stdout
+    );
+    assert_eq!(run(dir.path(), &["diff", "-f", edited]).code, 0);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn bad_manifests_are_refused_naming_file_and_field_and_nothing_is_written() {
+    let corpus = repo("tests/bad-manifests");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&corpus)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 20, "the corpus has {} files", files.len());
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let expected = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .unwrap_or_else(|| panic!("{} starts with '# expect: …'", file.display()));
+        let dir = tempfile::tempdir().unwrap();
+        for command in ["apply", "diff"] {
+            let output = run(dir.path(), &[command, "-f", file.to_str().unwrap()]);
+            let name = file.file_name().unwrap().to_str().unwrap();
+            assert_eq!(output.code, 1, "{command} {name}: {}", output.stdout);
+            assert!(
+                output.stderr.contains(name) && output.stderr.contains(expected),
+                "{command} {name}: expected the file and {expected:?} in:\n{}",
+                output.stderr
+            );
+            assert!(
+                output.stderr.contains("nothing was sent to the portal"),
+                "{}",
+                output.stderr
+            );
+        }
+        assert!(
+            !dir.path().join(".portal").exists(),
+            "{}: nothing was written",
+            file.display()
+        );
+    }
+}
+
+#[test]
+fn a_missing_path_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(dir.path(), &["diff", "-f", "no-such-folder"]);
+    assert_eq!(output.code, 1);
+    assert!(
+        output
+            .stderr
+            .contains("no-such-folder: no such file or folder"),
+        "{}",
+        output.stderr
+    );
+}
