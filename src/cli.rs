@@ -64,6 +64,14 @@ pub struct LocalArgs {
     /// Also print new invitation links (they are always written to files with mode 0600).
     #[arg(long)]
     pub show_links: bool,
+
+    /// Remove from the portal what an earlier apply made for objects no longer in the manifests.
+    #[arg(long)]
+    pub prune: bool,
+
+    /// With --prune, the most objects one run may remove (default: 10% of the managed objects).
+    #[arg(long, requires = "prune")]
+    pub max_removals: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -348,7 +356,11 @@ fn local(
             }
             None => Target::embedded(&args.state_dir).await?,
         };
-        let report = crate::local::run(mode, &manifests, &target, &args.state_dir).await;
+        let prune = crate::local::Prune {
+            enabled: args.prune,
+            max_removals: args.max_removals,
+        };
+        let report = crate::local::run(mode, &manifests, &target, &args.state_dir, prune).await;
         target.close().await;
         report
     })?;

@@ -237,3 +237,76 @@ fn a_missing_path_is_an_error() {
         output.stderr
     );
 }
+
+#[test]
+fn prune_removes_only_when_asked_and_only_under_the_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("manifests");
+    copy_dir(&repo("examples"), &manifests);
+    let path = manifests.to_str().unwrap();
+    assert_eq!(run(dir.path(), &["apply", "-f", path]).code, 0);
+    std::fs::remove_file(manifests.join("team-fabrikam/account-manager.yaml")).unwrap();
+    std::fs::remove_file(manifests.join("team-contoso/rolebindings.yaml")).unwrap();
+
+    // Without --prune: reported, left in place.
+    let kept = run(dir.path(), &["apply", "-f", path]);
+    assert_eq!(kept.code, 0, "{}", kept.stderr);
+    assert_eq!(
+        kept.stdout.matches("NotInManifests").count(),
+        2,
+        "{}",
+        kept.stdout
+    );
+    assert!(kept.stdout.contains("No changes"), "{}", kept.stdout);
+    let state = std::fs::read_to_string(dir.path().join(".portal/state.json")).unwrap();
+    assert!(state.contains("AccountManager/team-fabrikam/camille"));
+
+    // Two removals of eight managed objects is over the default cap of 10% (one).
+    let capped = run(dir.path(), &["apply", "-f", path, "--prune"]);
+    assert_eq!(capped.code, 1);
+    assert!(
+        capped
+            .stderr
+            .contains("2 object(s) are no longer in the manifests")
+            && capped.stderr.contains("more than the cap of 1")
+            && capped.stderr.contains("--max-removals 2"),
+        "{}",
+        capped.stderr
+    );
+    let state = std::fs::read_to_string(dir.path().join(".portal/state.json")).unwrap();
+    assert!(
+        state.contains("AccountManager/team-fabrikam/camille"),
+        "nothing removed"
+    );
+
+    // Raised cap: diff shows the removals, apply carries them out.
+    let preview = run(
+        dir.path(),
+        &["diff", "-f", path, "--prune", "--max-removals", "2"],
+    );
+    assert_eq!(preview.code, 2, "{}", preview.stderr);
+    assert!(
+        preview
+            .stdout
+            .contains("delete account manager camille.dubois@fabrikam.example"),
+        "{}",
+        preview.stdout
+    );
+    let pruned = run(
+        dir.path(),
+        &["apply", "-f", path, "--prune", "--max-removals", "2"],
+    );
+    assert_eq!(pruned.code, 0, "{}", pruned.stderr);
+    assert_eq!(
+        pruned.stdout.matches("Removed").count(),
+        2,
+        "{}",
+        pruned.stdout
+    );
+    let state = std::fs::read_to_string(dir.path().join(".portal/state.json")).unwrap();
+    assert!(!state.contains("AccountManager/team-fabrikam/camille"));
+    assert!(!state.contains("RoleBinding/team-contoso/auditors"));
+    let after = run(dir.path(), &["apply", "-f", path, "--prune"]);
+    assert_eq!(after.code, 0);
+    assert!(after.stdout.contains("No changes"), "{}", after.stdout);
+}

@@ -207,15 +207,74 @@ impl Report {
 }
 
 /// Runs `mode` over `manifests` against `target`; `state_dir` holds the state file and links.
+/// Objects this tool made that are no longer in the manifests: removed only when asked, and no
+/// more than a cap at once.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Prune {
+    pub enabled: bool,
+    /// The most objects one run may remove; by default 10 % of the managed objects (at least 1).
+    pub max_removals: Option<usize>,
+}
+
+/// Why a run refused to start.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error(
+        "{removals} object(s) are no longer in the manifests and would be removed, more than the cap of {cap} (10% of the {managed} managed object(s)); check that no manifests are missing, then pass --max-removals {removals} to allow it"
+    )]
+    TooManyRemovals {
+        removals: usize,
+        cap: usize,
+        managed: usize,
+    },
+}
+
 pub async fn run(
     mode: Mode,
     manifests: &[Manifest],
     target: &Target,
     state_dir: &Path,
+    prune: Prune,
 ) -> anyhow::Result<Report> {
     create_private_dir(state_dir)?;
     let state_path = state_dir.join("state.json");
     let mut state = State::load(&state_path)?;
+    let present: std::collections::BTreeSet<String> =
+        manifests.iter().map(|m| m.object.key()).collect();
+    let mut stale: Vec<String> = state
+        .objects
+        .keys()
+        .filter(|key| !present.contains(*key))
+        .cloned()
+        .collect();
+    // What depends on others goes first: bindings, invitations, managers, then accounts
+    // (deepest first, by the length of their recorded path).
+    stale.sort_by_key(|key| {
+        let rank = match key.split('/').next().unwrap_or_default() {
+            "RoleBinding" => 0,
+            "AdminInvitation" => 1,
+            "AccountManager" => 2,
+            _ => 3,
+        };
+        let depth = state.objects[key].status["path"]
+            .as_str()
+            .map_or(0, |p| p.matches(" / ").count());
+        (rank, std::cmp::Reverse(depth), key.clone())
+    });
+    if prune.enabled && !stale.is_empty() {
+        let managed = state.objects.len();
+        let cap = prune
+            .max_removals
+            .unwrap_or_else(|| managed.div_ceil(10).max(1));
+        if stale.len() > cap {
+            return Err(Refusal::TooManyRemovals {
+                removals: stale.len(),
+                cap,
+                managed,
+            }
+            .into());
+        }
+    }
     let mut run = Run {
         mode,
         portal: &target.portal,
@@ -230,6 +289,14 @@ pub async fn run(
     };
     for manifest in manifests::in_dependency_order(manifests) {
         let row = run.step(manifest).await;
+        run.report.rows.push(row);
+    }
+    for key in &stale {
+        let row = if prune.enabled {
+            run.remove(key).await
+        } else {
+            run.kept(key)
+        };
         run.report.rows.push(row);
     }
     let report = run.report;
@@ -286,6 +353,287 @@ fn describe_outcome(outcome: &Outcome) -> (String, String, String) {
 }
 
 impl Run<'_> {
+    /// The object a state entry describes, as it was last applied.
+    fn recorded(&self, key: &str) -> Option<(Object, String)> {
+        let entry = self.state.objects.get(key)?;
+        let parts: Vec<&str> = key.split('/').collect();
+        let (kind, namespace, name) = match parts[..] {
+            [kind, name] => (kind, None, name),
+            [kind, namespace, name] => (kind, Some(namespace), name),
+            _ => return None,
+        };
+        let mut value = serde_json::json!({
+            "apiVersion": format!("{}/v1alpha1", crate::crd::GROUP),
+            "kind": kind,
+            "metadata": { "name": name, "uid": entry.uid, "generation": entry.generation },
+            "spec": entry.spec,
+        });
+        if let Some(namespace) = namespace {
+            value["metadata"]["namespace"] = Value::String(namespace.to_owned());
+        }
+        if !entry.status.is_null() {
+            value["status"] = entry.status.clone();
+        }
+        let object = match kind {
+            "Account" => Object::Account(serde_json::from_value(value).ok()?),
+            "AdminInvitation" => Object::AdminInvitation(serde_json::from_value(value).ok()?),
+            "RoleBinding" => Object::RoleBinding(serde_json::from_value(value).ok()?),
+            "AccountManager" => Object::AccountManager(serde_json::from_value(value).ok()?),
+            _ => return None,
+        };
+        let display = match namespace {
+            Some(namespace) => format!("{namespace}/{name}"),
+            None => name.to_owned(),
+        };
+        Some((object, display))
+    }
+
+    /// A managed object missing from the manifests, left in place (no --prune).
+    fn kept(&mut self, key: &str) -> Row {
+        let (kind, name) = match self.recorded(key) {
+            Some((object, display)) => (object.kind().to_owned(), display),
+            None => (
+                key.split('/').next().unwrap_or_default().to_owned(),
+                key.to_owned(),
+            ),
+        };
+        Row {
+            kind,
+            name,
+            phase: "NotInManifests".into(),
+            ready: "-".into(),
+            message: "no longer in the manifests; left in place (--prune removes it)".into(),
+            changes: Vec::new(),
+            waiting: Vec::new(),
+            object: Value::Null,
+        }
+    }
+
+    /// Carries out the deletion plan of a managed object missing from the manifests.
+    async fn remove(&mut self, key: &str) -> Row {
+        let Some((object, display)) = self.recorded(key) else {
+            if self.mode == Mode::Apply {
+                self.state.objects.remove(key);
+            }
+            return self.kept(key);
+        };
+        let kind = object.kind().to_owned();
+        let result = self.removal(&object).await;
+        let (phase, ready, message, changes) = match result {
+            Ok(changes) => {
+                if self.mode == Mode::Apply {
+                    self.state.objects.remove(key);
+                }
+                let message = if self.mode == Mode::Apply {
+                    "removed: no longer in the manifests".to_owned()
+                } else {
+                    "would be removed: no longer in the manifests".to_owned()
+                };
+                let phase = if self.mode == Mode::Apply {
+                    "Removed"
+                } else {
+                    "ToRemove"
+                };
+                // Removing something that left nothing in the portal is still a change here.
+                let changes = if changes.is_empty() {
+                    vec![format!(
+                        "forget {kind} {display} (nothing to undo in the portal)"
+                    )]
+                } else {
+                    changes
+                };
+                (phase.to_owned(), "-".to_owned(), message, changes)
+            }
+            Err(error) => {
+                self.report.failures += 1;
+                let mut message = crate::controller::error_chain(&error);
+                if error.source.problem_type() == Some("last-owner") {
+                    message.push_str(
+                        " (the account must keep an AccountOwner: grant AccountOwner to someone else first)",
+                    );
+                }
+                ("Error".to_owned(), "False".to_owned(), message, Vec::new())
+            }
+        };
+        Row {
+            kind,
+            name: display,
+            phase,
+            ready,
+            message,
+            changes,
+            waiting: Vec::new(),
+            object: Value::Null,
+        }
+    }
+
+    /// The portal side of removing `object`: what is (or would be) done.
+    async fn removal(&mut self, object: &Object) -> Result<Vec<String>, ExecuteError> {
+        let apply = self.mode == Mode::Apply;
+        match object {
+            Object::Account(account) => {
+                use crate::reconcile::account::{
+                    Action, Desired, Observed, execute, external_id, plan,
+                };
+                let status = account.status.clone().unwrap_or_default();
+                let name = account.name_any();
+                let observed = Observed {
+                    account: self
+                        .portal
+                        .account_by_external_id(&external_id(&name, &account.spec))
+                        .await
+                        .map_err(ExecuteError::new("find the portal account"))?,
+                };
+                let plan = plan(
+                    &Desired {
+                        name: &name,
+                        uid: account.metadata.uid.as_deref().unwrap_or_default(),
+                        generation: account.metadata.generation,
+                        spec: &account.spec,
+                        status: &status,
+                        deleting: true,
+                        parent: ParentState::TopLevel,
+                    },
+                    &observed,
+                );
+                if apply {
+                    execute(self.portal, &plan, observed).await?;
+                }
+                Ok(plan
+                    .actions
+                    .iter()
+                    .filter_map(|a| match a {
+                        Action::Delete { id } => Some(format!("delete portal account {id}")),
+                        _ => None,
+                    })
+                    .collect())
+            }
+            Object::AdminInvitation(invitation) => {
+                use crate::reconcile::admin_invitation::{
+                    Action, Desired, Observed, execute, plan,
+                };
+                let status = invitation.status.clone().unwrap_or_default();
+                let found = match &status.portal_id {
+                    Some(id) => self
+                        .portal
+                        .invitation(id)
+                        .await
+                        .map_err(ExecuteError::new("find the portal invitation"))?,
+                    None => None,
+                };
+                let observed = Observed { invitation: found };
+                let namespace = invitation.namespace().unwrap_or_default();
+                let name = invitation.name_any();
+                let plan = plan(
+                    &Desired {
+                        namespace: &namespace,
+                        name: &name,
+                        uid: invitation.metadata.uid.as_deref().unwrap_or_default(),
+                        generation: invitation.metadata.generation,
+                        spec: &invitation.spec,
+                        status: &status,
+                        deleting: true,
+                        account_ref: &invitation.spec.account_ref.name,
+                        account: AccountState::Missing,
+                        link_stored: true,
+                    },
+                    &observed,
+                    SystemClock.now_millis(),
+                );
+                if apply {
+                    execute(self.portal, &plan, observed).await?;
+                    let link = self
+                        .state_dir
+                        .join("links")
+                        .join(&namespace)
+                        .join(format!("{name}.link"));
+                    let _ = std::fs::remove_file(link);
+                }
+                Ok(plan
+                    .actions
+                    .iter()
+                    .filter_map(|a| match a {
+                        Action::Revoke { id } => Some(format!("revoke pending invitation {id}")),
+                        _ => None,
+                    })
+                    .collect())
+            }
+            Object::RoleBinding(binding) => {
+                use crate::reconcile::role_binding::{Desired, Observed, execute, plan, source};
+                let status = binding.status.clone().unwrap_or_default();
+                let Some(account) = status.account_portal_id.clone() else {
+                    return Ok(Vec::new());
+                };
+                let namespace = binding.namespace().unwrap_or_default();
+                let name = binding.name_any();
+                let grants = match self
+                    .portal
+                    .grants_by_source(
+                        &account,
+                        &source(
+                            &namespace,
+                            &name,
+                            binding.metadata.uid.as_deref().unwrap_or_default(),
+                        ),
+                    )
+                    .await
+                {
+                    Ok(grants) => grants,
+                    Err(error) if error.is_not_found() => Vec::new(),
+                    Err(error) => {
+                        return Err(ExecuteError::new("list the binding's grants")(error));
+                    }
+                };
+                let plan = plan(
+                    &Desired {
+                        namespace: &namespace,
+                        name: &name,
+                        uid: binding.metadata.uid.as_deref().unwrap_or_default(),
+                        generation: binding.metadata.generation,
+                        spec: &binding.spec,
+                        status: &status,
+                        deleting: true,
+                        account_ref: &binding.spec.account_ref.name,
+                        account: AccountState::Missing,
+                        account_holds_contracts: false,
+                    },
+                    &Observed {
+                        grants: grants.clone(),
+                    },
+                );
+                if apply {
+                    execute(self.portal, &account, &plan).await?;
+                }
+                Ok(grants
+                    .iter()
+                    .map(|g| {
+                        format!(
+                            "revoke {} from {}",
+                            g.role.as_str(),
+                            g.email.as_deref().unwrap_or(&g.admin_id)
+                        )
+                    })
+                    .collect())
+            }
+            Object::AccountManager(manager) => {
+                let status = manager.status.clone().unwrap_or_default();
+                let Some(id) = status.portal_id.clone() else {
+                    return Ok(Vec::new());
+                };
+                if apply {
+                    self.portal
+                        .delete_account_manager(&id)
+                        .await
+                        .map_err(ExecuteError::new("delete the account manager"))?;
+                }
+                Ok(vec![format!(
+                    "delete account manager {}",
+                    manager.spec.email
+                )])
+            }
+        }
+    }
+
     /// The object with the uid, generation and status this run keeps for it.
     fn prepare<K: Managed + ResourceExt>(&mut self, object: &K, key: &str) -> K {
         let spec = serde_json::to_value(object)
