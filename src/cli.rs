@@ -72,6 +72,15 @@ pub struct LocalArgs {
     /// With --prune, the most objects one run may remove (default: 10% of the managed objects).
     #[arg(long, requires = "prune")]
     pub max_removals: Option<usize>,
+
+    /// apply only: keep running, reconcile on every portal event and redraw the table. The
+    /// embedded portal stays up on --listen, with a development sign-in page at invitation links.
+    #[arg(long)]
+    pub watch: bool,
+
+    /// With --watch, where the embedded portal listens (and its invitation links point).
+    #[arg(long, env = "PORTAL_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -204,6 +213,11 @@ pub struct ServeArgs {
     )]
     pub branding_domains: Vec<String>,
 
+    /// Serve a development sign-in page at invitation links that accepts as any identity, with
+    /// no identity provider. For local demos only: anyone with a link can accept as anyone.
+    #[arg(long, env = "PORTAL_DEV_LOGIN")]
+    pub dev_login: bool,
+
     /// Invitation accept and account-manager activate attempts allowed per client address per minute.
     #[arg(long, env = "PORTAL_ACCEPT_ATTEMPTS_PER_MINUTE", default_value_t = 20)]
     pub accept_attempts_per_minute: u32,
@@ -302,6 +316,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }),
         branding_domains: args.branding_domains.clone(),
         accept_attempts_per_minute: args.accept_attempts_per_minute,
+        dev_login: args.dev_login,
     };
     let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
     runtime.block_on(async move {
@@ -354,16 +369,126 @@ fn local(
                 };
                 Target::remote(url, &key)?
             }
-            None => Target::embedded(&args.state_dir).await?,
+            None => {
+                Target::embedded(
+                    &args.state_dir,
+                    (args.watch && mode == Mode::Apply).then_some(args.listen),
+                )
+                .await?
+            }
         };
         let prune = crate::local::Prune {
             enabled: args.prune,
             max_removals: args.max_removals,
         };
         let report = crate::local::run(mode, &manifests, &target, &args.state_dir, prune).await;
+        if args.watch && mode == Mode::Apply {
+            if let Ok(report) = &report {
+                print_report(mode, &args, report, out)?;
+                out.flush()?;
+            }
+            let watched = watch(&manifests, &target, &args, prune, out).await;
+            target.close().await;
+            watched?;
+            return Ok(None);
+        }
         target.close().await;
-        report
+        report.map(Some)
     })?;
+    let Some(report) = report else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    print_report(mode, &args, &report, out)?;
+    if report.failures > 0 {
+        return Ok(ExitCode::from(1));
+    }
+    Ok(match mode {
+        Mode::Diff if report.changed() > 0 => ExitCode::from(2),
+        _ => ExitCode::SUCCESS,
+    })
+}
+
+/// `apply --watch`: reconcile again on every portal event (debounced) and print the table when
+/// it changes, until interrupted.
+async fn watch(
+    manifests: &[crate::local::manifests::Manifest],
+    target: &crate::local::Target,
+    args: &LocalArgs,
+    prune: crate::local::Prune,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    use crate::portal_client::PortalApi;
+    use futures::StreamExt;
+
+    if args.portal_url.is_none() {
+        writeln!(
+            out,
+            "\nWatching. The embedded portal serves http://{} (invitation links open a DEVELOPMENT sign-in page). Ctrl-C stops.",
+            args.listen
+        )?;
+    } else {
+        writeln!(out, "\nWatching the portal's change feed. Ctrl-C stops.")?;
+    }
+    out.flush()?;
+    let mut last = String::new();
+    let mut cursor = None;
+    loop {
+        let mut events = match target.portal.events(cursor).await {
+            Ok(events) => events,
+            Err(error) => {
+                eprintln!("watch the portal's change feed: {error}; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => continue,
+                    _ = tokio::signal::ctrl_c() => return Ok(()),
+                }
+            }
+        };
+        loop {
+            let event = tokio::select! {
+                event = events.next() => event,
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+            };
+            let Some(Ok(event)) = event else { break };
+            cursor = Some(event.seq);
+            // Let a burst of events settle, then look once.
+            while let Ok(Some(Ok(more))) =
+                tokio::time::timeout(std::time::Duration::from_millis(100), events.next()).await
+            {
+                cursor = Some(more.seq);
+            }
+            let report = crate::local::run(
+                crate::local::Mode::Apply,
+                manifests,
+                target,
+                &args.state_dir,
+                prune,
+            )
+            .await?;
+            let table = crate::local::table(&report.rows);
+            if table != last {
+                writeln!(
+                    out,
+                    "\n--- {} ---",
+                    crate::portal::time::format_millis(crate::portal::time::Clock::now_millis(
+                        &crate::portal::time::SystemClock
+                    ))
+                )?;
+                write!(out, "{table}")?;
+                out.flush()?;
+                last = table;
+            }
+        }
+    }
+}
+
+fn print_report(
+    mode: crate::local::Mode,
+    args: &LocalArgs,
+    report: &crate::local::Report,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    use crate::local::Mode;
+
     match args.output {
         LocalOutput::Table => {
             if mode == Mode::Diff {
@@ -418,13 +543,7 @@ fn local(
             }
         }
     }
-    if report.failures > 0 {
-        return Ok(ExitCode::from(1));
-    }
-    Ok(match mode {
-        Mode::Diff if changed > 0 => ExitCode::from(2),
-        _ => ExitCode::SUCCESS,
-    })
+    Ok(())
 }
 
 fn run_operator(args: RunArgs) -> anyhow::Result<()> {

@@ -310,3 +310,125 @@ fn prune_removes_only_when_asked_and_only_under_the_cap() {
     assert_eq!(after.code, 0);
     assert!(after.stdout.contains("No changes"), "{}", after.stdout);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_redraws_when_an_invitation_is_accepted_on_the_development_sign_in() {
+    use std::io::BufRead;
+    use std::sync::{Arc, Mutex};
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = std::process::Command::new(binary())
+        .args(["apply", "--watch", "-f", repo("examples").to_str().unwrap()])
+        .args(["--listen", &listen])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let lines = lines.clone();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                lines.lock().unwrap().push(line);
+            }
+        })
+    };
+    let seen = |needle: &str| lines.lock().unwrap().iter().any(|l| l.contains(needle));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !seen("Watching.") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            lines.lock().unwrap()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // The link points at the running portal, which serves the labelled development page.
+    let link = std::fs::read_to_string(dir.path().join(".portal/links/team-contoso/helpdesk.link"))
+        .unwrap();
+    let link = link.trim();
+    assert!(
+        link.starts_with(&format!("http://{listen}/invitations/accept#token=")),
+        "{link}"
+    );
+    let page = reqwest::get(link).await.unwrap().text().await.unwrap();
+    assert!(page.contains("DEVELOPMENT SIGN-IN"), "{page}");
+    let token = link.split_once("#token=").unwrap().1;
+    let accepted = reqwest::Client::new()
+        .post(format!("http://{listen}/dev/accept"))
+        .json(&serde_json::json!({ "token": token, "email": "helpdesk@contoso.example" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accepted.status(), 200);
+    let accepted_at = std::time::Instant::now();
+    let row_accepted = || {
+        lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("team-contoso/helpdesk") && l.contains("Accepted"))
+    };
+    while !row_accepted() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            lines.lock().unwrap()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    eprintln!(
+        "the watched table showed Accepted {:?} after the accept",
+        accepted_at.elapsed()
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    reader.join().unwrap();
+}
+
+#[test]
+fn the_development_sign_in_is_off_unless_asked() {
+    // `portal serve` without --dev-login: the invitation link path is not served.
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let mut child = std::process::Command::new(binary())
+        .args(["portal", "serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--database-url", "sqlite://portal.db"])
+        .current_dir(dir.path())
+        .env_remove("PORTAL_DEV_LOGIN")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let status = runtime.block_on(async {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if let Ok(response) =
+                reqwest::get(format!("http://127.0.0.1:{port}/invitations/accept")).await
+            {
+                return response.status();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the portal did not start"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(status, 404);
+}

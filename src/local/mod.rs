@@ -59,8 +59,12 @@ impl Target {
         })
     }
 
-    /// The embedded portal: SQLite in `dir`, served on 127.0.0.1 for the command's duration.
-    pub async fn embedded(dir: &Path) -> anyhow::Result<Target> {
+    /// The embedded portal: SQLite in `dir`, served on 127.0.0.1 for the command's duration (on
+    /// `listen` when given, which is then also where its invitation links point).
+    pub async fn embedded(
+        dir: &Path,
+        listen: Option<std::net::SocketAddr>,
+    ) -> anyhow::Result<Target> {
         use anyhow::Context;
         create_private_dir(dir)?;
         let key_file = dir.join("api-key");
@@ -72,20 +76,26 @@ impl Target {
                 key
             }
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let bind = listen.unwrap_or_else(|| ([127, 0, 0, 1], 0).into());
+        let listener = tokio::net::TcpListener::bind(bind)
             .await
-            .context("listen on 127.0.0.1 for the embedded portal")?;
+            .with_context(|| format!("listen on {bind} for the embedded portal"))?;
         let address = listener.local_addr()?;
+        let public_url = match listen {
+            Some(_) => format!("http://{address}"),
+            // Where `apply --watch` (or `portal serve`) serves it by default.
+            None => "http://127.0.0.1:8080".to_owned(),
+        };
         let database = dir.join("portal.db");
         let portal = crate::portal::Portal::open(crate::portal::PortalConfig {
             database_url: format!("sqlite://{}", database.display()),
-            // Where `portal-operator portal serve --database-url sqlite://…` serves it.
-            public_url: "http://127.0.0.1:8080".into(),
+            public_url,
             bootstrap_api_key: Some(key.clone()),
             oidc: None,
             mail: None,
             branding_domains: Vec::new(),
             accept_attempts_per_minute: 20,
+            dev_login: true,
         })
         .await
         .with_context(|| format!("open the embedded portal in {}", dir.display()))?;

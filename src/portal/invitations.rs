@@ -821,26 +821,7 @@ pub async fn accept(
     let now = state.now();
     state.limit_attempts(client.ip())?;
     let token_hash = hash_secret(body.token.trim());
-    let row = {
-        let mut connection = state.connection().await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM invitations WHERE token_hash = $1"
-        )))
-        .bind(&token_hash)
-        .fetch_optional(&mut *connection)
-        .await
-        .map_err(|e| ApiError::internal("find the invitation", e))?
-        .as_ref()
-        .map(InvitationRow::from_row)
-        .transpose()?
-    };
-    let row = row.ok_or_else(|| {
-        ApiError::new(
-            ProblemKind::NotFound,
-            "this invitation link is not valid: it may have been replaced by a newer one; ask your administrator to resend the invitation",
-        )
-        .at("/token")
-    })?;
+    let row = find_by_token(&state, &token_hash).await?;
     check_acceptable(&row, now)?;
     if let Some(idp_error) = &body.idp_error {
         let (reason, message) = if idp_error.contains("AADSTS50105") {
@@ -875,6 +856,85 @@ pub async fn accept(
             ApiError::new(ProblemKind::InvalidToken, error.to_string()).at("/idToken")
         }
     })?;
+    complete_accept(&state, row, token_hash, identity, now).await
+}
+
+/// The body of the development sign-in (`--dev-login`): who to sign in as, instead of an ID token.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DevAccept {
+    pub token: String,
+    /// The identity to accept as (its email).
+    pub email: String,
+    /// The Microsoft 365 tenant of that identity; the account's tenant when omitted.
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+}
+
+/// Accepts an invitation as a chosen identity, with no identity provider. Served only when the
+/// portal runs with the development sign-in switched on (embedded in `apply --watch`, or
+/// `portal serve --dev-login`); never by default.
+pub async fn dev_accept(
+    State(state): State<AppState>,
+    axum::extract::ConnectInfo(client): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    JsonBody(body): JsonBody<DevAccept>,
+) -> ApiResult<Json<Accepted>> {
+    let now = state.now();
+    state.limit_attempts(client.ip())?;
+    let email = crate::domain::Email::parse(&body.email)
+        .map_err(|e| ApiError::invalid("/email", e.to_string()))?;
+    let token_hash = hash_secret(body.token.trim());
+    let row = find_by_token(&state, &token_hash).await?;
+    check_acceptable(&row, now)?;
+    let tenant_id = match body.tenant_id {
+        Some(tenant) => Some(tenant.trim().to_ascii_lowercase()),
+        None => {
+            let mut connection = state.connection().await?;
+            super::accounts::find_account(&mut connection, &row.account_id)
+                .await?
+                .and_then(|a| a.tenant_id)
+        }
+    };
+    let identity = crate::portal::oidc::Identity {
+        issuer: "urn:portal-operator:dev-login".into(),
+        subject: email.canonical(),
+        tenant_id,
+        email: Some(email.as_str().to_owned()),
+        name: None,
+    };
+    complete_accept(&state, row, token_hash, identity, now).await
+}
+
+async fn find_by_token(state: &AppState, token_hash: &str) -> ApiResult<InvitationRow> {
+    let mut connection = state.connection().await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM invitations WHERE token_hash = $1"
+    )))
+    .bind(token_hash)
+    .fetch_optional(&mut *connection)
+    .await
+    .map_err(|e| ApiError::internal("find the invitation", e))?
+    .as_ref()
+    .map(InvitationRow::from_row)
+    .transpose()?
+    .ok_or_else(|| {
+        ApiError::new(
+            ProblemKind::NotFound,
+            "this invitation link is not valid: it may have been replaced by a newer one; ask your administrator to resend the invitation",
+        )
+        .at("/token")
+    })
+}
+
+/// The part of accepting that follows a verified sign-in: the tenant check, then the admin and
+/// its grants, in one transaction.
+async fn complete_accept(
+    state: &AppState,
+    row: InvitationRow,
+    token_hash: String,
+    identity: crate::portal::oidc::Identity,
+    now: i64,
+) -> ApiResult<Json<Accepted>> {
     let account = {
         let mut connection = state.connection().await?;
         super::accounts::find_account(&mut connection, &row.account_id)
@@ -893,7 +953,7 @@ pub async fn accept(
         let message = format!(
             "You signed in with a user of tenant {signed_in}, which is not the tenant of the account you were invited to (\"unknown account\"). {WRONG_TENANT_REMEDY}"
         );
-        record_failure(&state, &row, "WrongTenant", &message, now).await?;
+        record_failure(state, &row, "WrongTenant", &message, now).await?;
         return Err(ApiError::new(ProblemKind::WrongTenant, message));
     }
 

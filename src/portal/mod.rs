@@ -57,6 +57,9 @@ pub struct PortalConfig {
     pub branding_domains: Vec<String>,
     /// Accept and activate attempts allowed per client address per minute.
     pub accept_attempts_per_minute: u32,
+    /// Serve a clearly labelled development sign-in page at the invitation link, which accepts
+    /// as any identity with no identity provider. For local demos only; never on by default.
+    pub dev_login: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -331,6 +334,17 @@ async fn run_expiry_sweeper(state: AppState) {
     }
 }
 
+/// The development sign-in page (see [`PortalConfig::dev_login`]).
+async fn dev_login_page() -> impl axum::response::IntoResponse {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+        ],
+        include_str!("dev_login.html"),
+    )
+}
+
 pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/roles", get(grants::roles))
@@ -393,7 +407,14 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             idempotency::layer,
         ));
-    Router::new()
+    let dev_login = state.config.dev_login;
+    let mut router = Router::new();
+    if dev_login {
+        router = router
+            .route("/invitations/accept", get(dev_login_page))
+            .route("/dev/accept", post(invitations::dev_accept));
+    }
+    router
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics::render))
         .route("/openapi.json", get(openapi::serve))

@@ -214,6 +214,7 @@ pub struct Options {
     pub smtp_url: Option<String>,
     pub branding_domains: Vec<String>,
     pub accept_attempts_per_minute: Option<u32>,
+    pub dev_login: bool,
 }
 
 pub struct TestPortal {
@@ -276,6 +277,7 @@ impl TestPortal {
                     }),
                 branding_domains: options.branding_domains,
                 accept_attempts_per_minute: options.accept_attempts_per_minute.unwrap_or(20),
+                dev_login: options.dev_login,
             },
             clock.clone(),
         )
