@@ -399,7 +399,12 @@ fn local(
         return Ok(ExitCode::SUCCESS);
     };
     print_report(mode, &args, &report, out)?;
-    if report.failures > 0 {
+    // A failure, or a spec the portal refused (Stalled), fails the command: a CI job notices.
+    let stalled = report
+        .rows
+        .iter()
+        .any(|r| crate::local::is_stalled(&r.object));
+    if report.failures > 0 || (mode == Mode::Apply && stalled) {
         return Ok(ExitCode::from(1));
     }
     Ok(match mode {

@@ -432,3 +432,121 @@ fn the_development_sign_in_is_off_unless_asked() {
     child.wait().unwrap();
     assert_eq!(status, 404);
 }
+
+/// Runs `apply --watch` until `done` holds for its output, then stops it.
+async fn watch_until(dir: &Path, manifests: &Path, accept: &[(&str, &str)], done: &str) {
+    use std::io::BufRead;
+    use std::sync::{Arc, Mutex};
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = std::process::Command::new(binary())
+        .args([
+            "apply",
+            "--watch",
+            "-f",
+            manifests.to_str().unwrap(),
+            "--listen",
+            &listen,
+        ])
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let lines = lines.clone();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                lines.lock().unwrap().push(line);
+            }
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let wait = |needle: String| {
+        let lines = lines.clone();
+        async move {
+            while !lines.lock().unwrap().iter().any(|l| l.contains(&needle)) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "waiting for {needle:?}: {:?}",
+                    lines.lock().unwrap()
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    };
+    wait("Watching.".into()).await;
+    for (link, email) in accept {
+        let link = std::fs::read_to_string(dir.join(".portal/links").join(link)).unwrap();
+        let token = link.trim().split_once("#token=").unwrap().1.to_owned();
+        let response = reqwest::Client::new()
+            .post(format!("http://{listen}/dev/accept"))
+            .json(&serde_json::json!({ "token": token, "email": email }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    wait(done.into()).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    reader.join().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_never_leaves_an_account_without_an_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    std::fs::write(
+        manifests.join("account.yaml"),
+        "apiVersion: access.portal.dev/v1alpha1\nkind: Account\nmetadata: {name: northwind}\nspec: {displayName: Northwind, type: Partner, namespaces: [team]}\n---\napiVersion: access.portal.dev/v1alpha1\nkind: AdminInvitation\nmetadata: {name: olga, namespace: team}\nspec: {accountRef: {name: northwind}, email: olga@northwind.example, firstName: Olga, lastName: Berg, roles: [ServiceViewer], delivery: Link}\n",
+    )
+    .unwrap();
+    // The only AccountOwner of the partner comes from this binding.
+    std::fs::write(
+        manifests.join("owners.yaml"),
+        "apiVersion: access.portal.dev/v1alpha1\nkind: RoleBinding\nmetadata: {name: owners, namespace: team}\nspec: {accountRef: {name: northwind}, subjects: [{adminEmail: olga@northwind.example}], roles: [AccountOwner]}\n",
+    )
+    .unwrap();
+    watch_until(
+        dir.path(),
+        &manifests,
+        &[("team/olga.link", "olga@northwind.example")],
+        "1 subject(s) hold the roles",
+    )
+    .await;
+    std::fs::remove_file(manifests.join("owners.yaml")).unwrap();
+    let refused = run(
+        dir.path(),
+        &[
+            "apply",
+            "-f",
+            manifests.to_str().unwrap(),
+            "--prune",
+            "--max-removals",
+            "5",
+        ],
+    );
+    assert_eq!(refused.code, 1, "{}", refused.stdout);
+    assert!(
+        refused.stderr.contains("would leave its account")
+            && refused.stderr.contains("without an AccountOwner")
+            && refused.stderr.contains("team/owners"),
+        "{}",
+        refused.stderr
+    );
+    let state = std::fs::read_to_string(dir.path().join(".portal/state.json")).unwrap();
+    assert!(
+        state.contains("RoleBinding/team/owners"),
+        "nothing was removed"
+    );
+}

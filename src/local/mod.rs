@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -24,7 +23,7 @@ use crate::portal::time::{Clock, SystemClock};
 use crate::portal_client::{HttpPortal, PortalApi};
 use crate::reconcile::account::ParentState;
 use crate::reconcile::admin_invitation::AccountState;
-use crate::reconcile::{self, ExecuteError, Outcome, READY};
+use crate::reconcile::{self, ExecuteError, Outcome};
 
 use manifests::{Manifest, Object};
 
@@ -237,6 +236,57 @@ pub enum Refusal {
         cap: usize,
         managed: usize,
     },
+    #[error(
+        "removing RoleBinding {binding} would leave its account (portal id {account}) without an AccountOwner; grant AccountOwner to someone else first, or keep the binding. Nothing was removed"
+    )]
+    LastOwner { binding: String, account: String },
+}
+
+/// Refuses a prune that would leave an account without an AccountOwner: every AccountOwner
+/// grant on it would be revoked by the RoleBindings being removed.
+async fn owner_guard(state: &State, stale: &[String], portal: &HttpPortal) -> anyhow::Result<()> {
+    let mut removed_sources: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    for key in stale.iter().filter(|k| k.starts_with("RoleBinding/")) {
+        let entry = &state.objects[key];
+        let Some(account) = entry.status["accountPortalId"].as_str() else {
+            continue;
+        };
+        let parts: Vec<&str> = key.split('/').collect();
+        let [_, namespace, name] = parts[..] else {
+            continue;
+        };
+        let source = crate::reconcile::role_binding::source(namespace, name, &entry.uid);
+        removed_sources
+            .entry(account.to_owned())
+            .or_default()
+            .push((source, format!("{namespace}/{name}")));
+    }
+    for (account, sources) in removed_sources {
+        let grants = match portal.grants(&account).await {
+            Ok(grants) => grants,
+            Err(error) if error.is_not_found() => continue,
+            Err(error) => return Err(error.into()),
+        };
+        let owners: Vec<_> = grants
+            .iter()
+            .filter(|g| g.role == crate::domain::Role::AccountOwner)
+            .collect();
+        if owners.is_empty() {
+            continue;
+        }
+        let kept = owners
+            .iter()
+            .any(|g| !sources.iter().any(|(source, _)| *source == g.source));
+        if !kept {
+            let binding = owners
+                .iter()
+                .find_map(|g| sources.iter().find(|(source, _)| *source == g.source))
+                .map(|(_, name)| name.clone())
+                .unwrap_or_default();
+            return Err(Refusal::LastOwner { binding, account }.into());
+        }
+    }
+    Ok(())
 }
 
 pub async fn run(
@@ -284,6 +334,7 @@ pub async fn run(
             }
             .into());
         }
+        owner_guard(&state, &stale, &target.portal).await?;
     }
     let mut run = Run {
         mode,
@@ -1344,9 +1395,13 @@ pub fn plan_text(rows: &[Row]) -> String {
     text
 }
 
-/// Whether a condition list says Ready.
-pub fn is_ready(conditions: &[Condition]) -> bool {
-    conditions
-        .iter()
-        .any(|c| c.type_ == READY && c.status == "True")
+/// Whether an object (as recorded) is Stalled: a spec the portal refused.
+pub fn is_stalled(object: &Value) -> bool {
+    object["status"]["conditions"]
+        .as_array()
+        .is_some_and(|conditions| {
+            conditions
+                .iter()
+                .any(|c| c["type"] == reconcile::STALLED && c["status"] == "True")
+        })
 }
