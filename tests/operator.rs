@@ -154,6 +154,17 @@ impl World {
         .await
     }
 
+    /// Waits until the AdminInvitation `name` is in `phase`.
+    async fn invitation_in(&self, name: &str, phase: AdminInvitationPhase) -> AdminInvitation {
+        self.wait_for(
+            &self.invitations(),
+            name,
+            &format!("{name} {phase:?}"),
+            |i| i.status.as_ref().and_then(|s| s.phase) == Some(phase),
+        )
+        .await
+    }
+
     /// The portal's write requests so far (POST, PATCH, PUT, DELETE), from its own metrics.
     async fn portal_writes(&self) -> u64 {
         let text = reqwest::get(format!("{}/metrics", self.portal.base))
@@ -258,11 +269,7 @@ async fn link_invitation_goes_pending_then_accepted_from_the_feed_and_delete_kee
         json!({ "delivery": "Link" }),
     ))
     .await;
-    let pending = w
-        .wait_for(&w.invitations(), "ann", "a pending invitation", |i| {
-            i.status.as_ref().and_then(|s| s.phase) == Some(AdminInvitationPhase::Pending)
-        })
-        .await;
+    let pending = w.invitation_in("ann", AdminInvitationPhase::Pending).await;
     assert_eq!(ready_reason(&pending), ("True".into(), "Pending".into()));
     let status = pending.status.clone().unwrap();
     assert_eq!(status.attempts, 1);
@@ -370,9 +377,7 @@ async fn expiry_is_recorded_and_reissue_invites_again_up_to_the_limit() {
     ))
     .await;
     let first = w
-        .wait_for(&w.invitations(), "bob", "a pending invitation", |i| {
-            i.status.as_ref().and_then(|s| s.phase) == Some(AdminInvitationPhase::Pending)
-        })
+        .invitation_in("bob", AdminInvitationPhase::Pending)
         .await
         .status
         .unwrap();
@@ -408,11 +413,7 @@ async fn deleting_a_pending_invitation_revokes_it_in_the_portal() {
     w.partner(&[NS]).await;
     w.apply(invitation("cy", "cy@contoso.example", json!({})))
         .await;
-    let pending = w
-        .wait_for(&w.invitations(), "cy", "a pending invitation", |i| {
-            i.status.as_ref().and_then(|s| s.phase) == Some(AdminInvitationPhase::Pending)
-        })
-        .await;
+    let pending = w.invitation_in("cy", AdminInvitationPhase::Pending).await;
     let id = pending.status.unwrap().portal_id.unwrap();
     w.invitations()
         .delete("cy", &DeleteParams::default())
@@ -466,10 +467,7 @@ async fn a_role_binding_waits_for_its_subject_and_is_granted_on_acceptance() {
         ready_reason(&waiting),
         ("False".into(), "WaitingForSubject".into())
     );
-    w.wait_for(&w.invitations(), "dee", "a pending invitation", |i| {
-        i.status.as_ref().and_then(|s| s.phase) == Some(AdminInvitationPhase::Pending)
-    })
-    .await;
+    w.invitation_in("dee", AdminInvitationPhase::Pending).await;
     w.accept_link("dee-invitation-link", "dee")
         .await
         .expect(200);
@@ -744,11 +742,7 @@ async fn a_restarted_operator_finds_what_a_crashed_one_created() {
         .await
         .expect(201);
     w.start_operator(Duration::from_secs(3600));
-    let pending = w
-        .wait_for(&w.invitations(), "fay", "the invitation found again", |i| {
-            i.status.as_ref().and_then(|s| s.phase) == Some(AdminInvitationPhase::Pending)
-        })
-        .await;
+    let pending = w.invitation_in("fay", AdminInvitationPhase::Pending).await;
     assert_eq!(
         pending.status.unwrap().portal_id.as_deref(),
         created.body["id"].as_str()
@@ -857,10 +851,7 @@ async fn a_resync_of_converged_objects_writes_nothing_anywhere() {
         "spec": { "accountRef": { "name": "northwind" }, "firstName": "Max", "lastName": "Roe", "email": "max@contoso.example" }
     }))
     .await;
-    w.wait_for(&w.invitations(), "gus", "pending", |i| {
-        i.status.as_ref().and_then(|s| s.phase) == Some(AdminInvitationPhase::Pending)
-    })
-    .await;
+    w.invitation_in("gus", AdminInvitationPhase::Pending).await;
     w.accept_link("gus-invitation-link", "gus")
         .await
         .expect(200);
@@ -869,10 +860,7 @@ async fn a_resync_of_converged_objects_writes_nothing_anywhere() {
         ready_reason(b).0 == "True"
     })
     .await;
-    w.wait_for(&w.invitations(), "gus", "accepted", |i| {
-        i.status.as_ref().and_then(|s| s.phase) == Some(AdminInvitationPhase::Accepted)
-    })
-    .await;
+    w.invitation_in("gus", AdminInvitationPhase::Accepted).await;
     let managers: Api<AccountManager> = Api::namespaced(w.kube.client(), NS);
     w.wait_for(&managers, "max", "activation pending", |m| {
         ready_reason(m).0 == "True"

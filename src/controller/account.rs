@@ -7,7 +7,7 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 
-use super::{Context, Error, finalized, instrumented, record};
+use super::{Context, Error, reconcile_object, record};
 use crate::crd::Account;
 use crate::portal_client::PortalApi;
 use crate::reconcile::account::{Desired, Observed, ParentState, execute, external_id, plan};
@@ -17,15 +17,11 @@ pub async fn reconcile<P: PortalApi>(
     ctx: Arc<Context<P>>,
 ) -> Result<Action, Error> {
     let ctx = ctx.as_ref();
-    instrumented(
+    reconcile_object(
         ctx,
-        object.as_ref(),
-        finalized(
-            &ctx.client,
-            object.clone(),
-            |object| apply(object, ctx, false),
-            |object| apply(object, ctx, true),
-        ),
+        object,
+        |object| apply(object, ctx, false),
+        |object| apply(object, ctx, true),
     )
     .await
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 
-use super::{Context, Error, finalized, instrumented, record, requeue};
+use super::{Context, Error, reconcile_object, record, requeue};
 use crate::crd::{AccountManager, AccountManagerStatus};
 use crate::portal::time::{Clock, SystemClock};
 use crate::portal_client::PortalApi;
@@ -18,15 +18,11 @@ pub async fn reconcile<P: PortalApi>(
     ctx: Arc<Context<P>>,
 ) -> Result<Action, Error> {
     let ctx = ctx.as_ref();
-    instrumented(
+    reconcile_object(
         ctx,
-        object.as_ref(),
-        finalized(
-            &ctx.client,
-            object.clone(),
-            |object| apply(object, ctx, false),
-            |object| apply(object, ctx, true),
-        ),
+        object,
+        |object| apply(object, ctx, false),
+        |object| apply(object, ctx, true),
     )
     .await
 }

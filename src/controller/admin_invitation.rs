@@ -10,7 +10,7 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 
-use super::{Context, Error, MANAGER, finalized, instrumented, record, requeue};
+use super::{Context, Error, MANAGER, reconcile_object, record, requeue};
 use crate::crd::{AdminInvitation, Delivery};
 use crate::portal::time::{Clock, SystemClock};
 use crate::portal_client::PortalApi;
@@ -23,15 +23,11 @@ pub async fn reconcile<P: PortalApi>(
     ctx: Arc<Context<P>>,
 ) -> Result<Action, Error> {
     let ctx = ctx.as_ref();
-    instrumented(
+    reconcile_object(
         ctx,
-        object.as_ref(),
-        finalized(
-            &ctx.client,
-            object.clone(),
-            |object| apply(object, ctx),
-            |object| cleanup(object, ctx),
-        ),
+        object,
+        |object| apply(object, ctx),
+        |object| cleanup(object, ctx),
     )
     .await
 }

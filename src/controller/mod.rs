@@ -459,6 +459,27 @@ where
     .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
+/// One reconcile of `object`: instrumented, with the finalizer added before `apply` and removed
+/// after a successful `cleanup`.
+pub async fn reconcile_object<K, P, ApplyFut, CleanupFut>(
+    ctx: &Context<P>,
+    object: Arc<K>,
+    apply: impl FnOnce(Arc<K>) -> ApplyFut,
+    cleanup: impl FnOnce(Arc<K>) -> CleanupFut,
+) -> Result<Action, Error>
+where
+    K: Managed,
+    ApplyFut: Future<Output = Result<Action, Error>>,
+    CleanupFut: Future<Output = Result<Action, Error>>,
+{
+    instrumented(
+        ctx,
+        object.as_ref(),
+        finalized(&ctx.client, object.clone(), apply, cleanup),
+    )
+    .await
+}
+
 /// Requeue after `after`, if any; otherwise wait for a change (watch, feed or resync).
 pub fn requeue(after: Option<Duration>) -> Action {
     match after {

@@ -9,7 +9,7 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 
-use super::{Context, Error, finalized, instrumented, record};
+use super::{Context, Error, reconcile_object, record};
 use crate::crd::{AccountType, RoleBinding, RoleBindingStatus};
 use crate::portal_client::PortalApi;
 use crate::reconcile::admin_invitation::AccountState;
@@ -20,15 +20,11 @@ pub async fn reconcile<P: PortalApi>(
     ctx: Arc<Context<P>>,
 ) -> Result<Action, Error> {
     let ctx = ctx.as_ref();
-    instrumented(
+    reconcile_object(
         ctx,
-        object.as_ref(),
-        finalized(
-            &ctx.client,
-            object.clone(),
-            |object| apply(object, ctx),
-            |object| cleanup(object, ctx),
-        ),
+        object,
+        |object| apply(object, ctx),
+        |object| cleanup(object, ctx),
     )
     .await
 }
