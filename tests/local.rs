@@ -550,3 +550,79 @@ async fn prune_never_leaves_an_account_without_an_owner() {
         "nothing was removed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_works_against_a_portal_given_by_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let key = portal_operator::portal::auth::new_api_key().key;
+    std::fs::write(dir.path().join("key"), &key).unwrap();
+    let mut portal = std::process::Command::new(binary())
+        .args(["portal", "serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--database-url",
+            "sqlite://remote.db",
+            "--bootstrap-api-key-file",
+            "key",
+        ])
+        .current_dir(dir.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while reqwest::get(format!("{url}/healthz")).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the portal did not start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let examples = repo("examples");
+    let remote = |command: &'static str| {
+        let dir = dir.path().to_owned();
+        let url = url.clone();
+        let examples = examples.clone();
+        tokio::task::spawn_blocking(move || {
+            run(
+                &dir,
+                &[
+                    command,
+                    "-f",
+                    examples.to_str().unwrap(),
+                    "--portal-url",
+                    &url,
+                    "--portal-api-key-file",
+                    "key",
+                ],
+            )
+        })
+    };
+    let applied = remote("apply").await.unwrap();
+    assert_eq!(applied.code, 0, "{}{}", applied.stdout, applied.stderr);
+    assert!(
+        applied.stdout.contains("7 of 8 object(s) changed"),
+        "{}",
+        applied.stdout
+    );
+    assert!(
+        !dir.path().join(".portal/portal.db").exists(),
+        "the embedded portal is not used"
+    );
+    let accounts = reqwest::Client::new()
+        .get(format!("{url}/v1/accounts?externalId=Account/contoso"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(accounts["items"][0]["displayName"], "Contoso Ltd");
+    assert_eq!(remote("diff").await.unwrap().code, 0);
+    portal.kill().unwrap();
+    portal.wait().unwrap();
+}
