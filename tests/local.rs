@@ -626,3 +626,140 @@ async fn apply_works_against_a_portal_given_by_url() {
     portal.kill().unwrap();
     portal.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_escalation_is_refused_before_anything_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let platform_key = portal_operator::portal::auth::new_api_key().key;
+    std::fs::write(dir.path().join("platform-key"), &platform_key).unwrap();
+    let mut portal = std::process::Command::new(binary())
+        .args(["portal", "serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--database-url",
+            "sqlite://remote.db",
+            "--bootstrap-api-key-file",
+            "platform-key",
+        ])
+        .current_dir(dir.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while reqwest::get(format!("{url}/healthz")).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the portal did not start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let http = reqwest::Client::new();
+    let post = |path: &str, key: &str, body: Value| {
+        http.post(format!("{url}{path}"))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+    };
+    // The platform made the account; the operator's key belongs to a ServiceContributor there.
+    let account: Value = post(
+        "/v1/accounts",
+        &platform_key,
+        serde_json::json!({ "type": "Partner", "displayName": "Contoso", "externalId": "Account/contoso" }),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let account = account["id"].as_str().unwrap().to_owned();
+    let admin: Value = post(
+        &format!("/v1/accounts/{account}/admins"),
+        &platform_key,
+        serde_json::json!({ "email": "ops@contoso.example", "firstName": "Op", "lastName": "S", "roles": ["ServiceContributor"] }),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let key: Value = post(
+        "/v1/api-keys",
+        &platform_key,
+        serde_json::json!({ "name": "ops", "adminId": admin["id"] }),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    std::fs::write(dir.path().join("key"), key["key"].as_str().unwrap()).unwrap();
+    let events = |key: String| {
+        let http = http.clone();
+        let url = url.clone();
+        async move {
+            http.get(format!("{url}/v1/events"))
+                .bearer_auth(key)
+                .header("accept", "application/json")
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()["items"]
+                .as_array()
+                .unwrap()
+                .len()
+        }
+    };
+    let before = events(platform_key.clone()).await;
+
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    std::fs::write(
+        manifests.join("all.yaml"),
+        "apiVersion: access.portal.dev/v1alpha1\nkind: Account\nmetadata: {name: contoso}\nspec: {displayName: Contoso, type: Partner, namespaces: [team]}\n---\napiVersion: access.portal.dev/v1alpha1\nkind: AdminInvitation\nmetadata: {name: ann, namespace: team}\nspec: {accountRef: {name: contoso}, email: ann@contoso.example, firstName: Ann, lastName: Lee, roles: [ServiceViewer]}\n---\n# Would escalate: the operator's admin is only a ServiceContributor.\napiVersion: access.portal.dev/v1alpha1\nkind: RoleBinding\nmetadata: {name: promote, namespace: team}\nspec: {accountRef: {name: contoso}, subjects: [{adminEmail: ops@contoso.example}], roles: [AccountOwner]}\n",
+    )
+    .unwrap();
+    let path = manifests.to_str().unwrap().to_owned();
+    let work = dir.path().to_owned();
+    let portal_url = url.clone();
+    let refused = tokio::task::spawn_blocking(move || {
+        run(
+            &work,
+            &[
+                "apply",
+                "-f",
+                &path,
+                "--portal-url",
+                &portal_url,
+                "--portal-api-key-file",
+                "key",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(refused.code, 1, "{}", refused.stdout);
+    eprintln!("{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("all.yaml (document 3)")
+            && refused
+                .stderr
+                .contains("RoleBinding/team/promote: spec.roles: Forbidden")
+            && refused.stderr.contains("cannot grant AccountOwner")
+            && refused.stderr.contains("escalation"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(
+        events(platform_key.clone()).await,
+        before,
+        "nothing was written to the portal, not even the valid invitation"
+    );
+    portal.kill().unwrap();
+    portal.wait().unwrap();
+}

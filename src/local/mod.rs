@@ -289,6 +289,75 @@ async fn owner_guard(state: &State, stale: &[String], portal: &HttpPortal) -> an
     Ok(())
 }
 
+/// Refuses, before anything is sent, roles the API key's admin could not grant: on each
+/// Account that already exists, every role an AdminInvitation or RoleBinding asks for must be
+/// one the caller holds there (the portal's escalation rule). The platform key holds them all.
+pub async fn preflight(manifests: &[Manifest], portal: &HttpPortal) -> anyhow::Result<()> {
+    use crate::portal_client::PortalApi;
+    let me = portal.whoami().await?;
+    if me.platform {
+        return Ok(());
+    }
+    let accounts: BTreeMap<String, &crate::crd::Account> = manifests
+        .iter()
+        .filter_map(|m| match &m.object {
+            Object::Account(a) => Some((a.name_any(), a)),
+            _ => None,
+        })
+        .collect();
+    let mut held: BTreeMap<String, Option<Vec<crate::domain::Role>>> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for manifest in manifests {
+        let (account_name, roles, field) = match &manifest.object {
+            Object::AdminInvitation(o) => (&o.spec.account_ref.name, &o.spec.roles, "spec.roles"),
+            Object::RoleBinding(o) => (&o.spec.account_ref.name, &o.spec.roles, "spec.roles"),
+            _ => continue,
+        };
+        if !held.contains_key(account_name) {
+            let roles = match accounts.get(account_name) {
+                Some(account) => {
+                    let external =
+                        crate::reconcile::account::external_id(account_name, &account.spec);
+                    match portal.account_by_external_id(&external).await? {
+                        Some(found) => Some(portal.roles_held(&me.id, &found.id).await?),
+                        // Created by this run: the portal decides when it exists.
+                        None => None,
+                    }
+                }
+                None => None,
+            };
+            held.insert(account_name.clone(), roles);
+        }
+        let Some(Some(holding)) = held.get(account_name) else {
+            continue;
+        };
+        let missing: Vec<&str> = roles
+            .iter()
+            .filter(|r| !holding.contains(r))
+            .map(|r| r.as_str())
+            .collect();
+        if !missing.is_empty() {
+            problems.push(format!(
+                "{}: {}/{}: {field}: Forbidden: the portal API key's admin cannot grant {} on Account {account_name:?}: it holds {} there, and granting a role you do not hold is an escalation",
+                manifest.source(),
+                manifest.object.kind(),
+                manifest.object.display_name(),
+                missing.join(", "),
+                if holding.is_empty() {
+                    "no roles".to_owned()
+                } else {
+                    holding.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
+                }
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(manifests::Problems(problems).into())
+    }
+}
+
 pub async fn run(
     mode: Mode,
     manifests: &[Manifest],
@@ -296,6 +365,9 @@ pub async fn run(
     state_dir: &Path,
     prune: Prune,
 ) -> anyhow::Result<Report> {
+    if mode != Mode::Status {
+        preflight(manifests, &target.portal).await?;
+    }
     create_private_dir(state_dir)?;
     let state_path = state_dir.join("state.json");
     let mut state = State::load(&state_path)?;

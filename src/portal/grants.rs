@@ -25,6 +25,23 @@ pub async fn roles() -> Json<&'static [RoleSpec]> {
     Json(CATALOG)
 }
 
+/// Who an API key acts as.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Whoami {
+    /// The principal (admin) id; ask `GET /v1/access?subject={id}&account=…` what it may do.
+    pub id: String,
+    /// The platform principal may do anything, including creating partner accounts.
+    pub platform: bool,
+}
+
+pub async fn whoami(principal: Principal) -> Json<Whoami> {
+    Json(Whoami {
+        platform: principal.is_platform(),
+        id: principal.id,
+    })
+}
+
 /// A grant on the wire.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]

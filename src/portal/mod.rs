@@ -349,6 +349,7 @@ pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/roles", get(grants::roles))
         .route("/access", get(grants::access))
+        .route("/whoami", get(grants::whoami))
         .route("/accounts", post(accounts::create).get(accounts::list))
         .route(
             "/accounts/{id}",

@@ -77,6 +77,8 @@ pub static OPERATIONS: &[Operation] = &[
     op!("get" "/metrics", "Service", "Prometheus metrics", auth: false, request: None, 200 => None),
     op!("get" "/openapi.json", "Service", "This document", auth: false, request: None, 200 => None),
     op!("get" "/v1/roles", "Access", "The admin role catalog", auth: false, request: None, 200 => Some(schema::<Vec<RoleSpec>>)),
+    op!("get" "/v1/whoami", "Access", "The principal this API key acts as", auth: true,
+        request: None, 200 => Some(schema::<super::grants::Whoami>)),
     op!("get" "/v1/access", "Access", "What a subject may do on an account, and the path that gives each permission", auth: true,
         request: None, 200 => Some(schema::<EffectiveAccess>),
         query: &[("subject", "An admin id or email."), ("account", "An account id.")]),

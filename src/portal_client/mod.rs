@@ -321,6 +321,36 @@ impl HttpPortal {
         })
     }
 
+    /// Who this client's API key acts as.
+    pub async fn whoami(&self) -> PortalResult<crate::portal::grants::Whoami> {
+        self.expect(Method::GET, "/v1/whoami", None, &[]).await
+    }
+
+    /// The roles `subject` holds on `account` (granted, inherited or implied).
+    pub async fn roles_held(&self, subject: &str, account: &str) -> PortalResult<Vec<Role>> {
+        let access: Value = self
+            .expect(
+                Method::GET,
+                &format!(
+                    "/v1/access?subject={}&account={}",
+                    encode(subject),
+                    encode(account)
+                ),
+                None,
+                &[],
+            )
+            .await?;
+        Ok(access["roles"]
+            .as_object()
+            .map(|roles| {
+                roles
+                    .keys()
+                    .filter_map(|r| serde_json::from_value(Value::String(r.clone())).ok())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
     /// Reports every request's method and outcome (`ok`, `refused`, `transient`) to `observer`,
     /// e.g. to count them in metrics.
     pub fn with_observer(mut self, observer: RequestObserver) -> HttpPortal {
