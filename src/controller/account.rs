@@ -3,14 +3,13 @@
 
 use std::sync::Arc;
 
-use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 
 use super::{Context, Error, reconcile_object, record};
 use crate::crd::Account;
 use crate::portal_client::PortalApi;
-use crate::reconcile::account::{Desired, Observed, ParentState, execute, external_id, plan};
+use crate::reconcile::account::{Desired, ParentState, execute, observe, plan};
 
 pub async fn reconcile<P: PortalApi>(
     object: Arc<Account>,
@@ -51,23 +50,10 @@ async fn apply<P: PortalApi>(
     deleting: bool,
 ) -> Result<Action, Error> {
     let status = object.status.clone().unwrap_or_default();
-    let name = object.name_any();
-    let observed = Observed {
-        account: ctx
-            .portal
-            .account_by_external_id(&external_id(&name, &object.spec))
-            .await
-            .map_err(Error::Observe)?,
-    };
-    let desired = Desired {
-        name: &name,
-        uid: object.metadata.uid.as_deref().unwrap_or_default(),
-        generation: object.metadata.generation,
-        spec: &object.spec,
-        status: &status,
-        deleting,
-        parent: parent_state(ctx, &object),
-    };
+    let observed = observe(&ctx.portal, &object)
+        .await
+        .map_err(Error::Observe)?;
+    let desired = Desired::of(&object, &status, parent_state(ctx, &object), deleting);
     let first = plan(&desired, &observed);
     if deleting {
         return match execute(&ctx.portal, &first, observed).await {

@@ -3,14 +3,13 @@
 
 use std::sync::Arc;
 
-use kube::ResourceExt;
 use kube::runtime::controller::Action;
 
 use super::{Context, Error, reconcile_object, record, requeue};
 use crate::crd::{AccountManager, AccountManagerStatus};
 use crate::portal::time::{Clock, SystemClock};
 use crate::portal_client::PortalApi;
-use crate::reconcile::account_manager::{Desired, Observed, execute, external_ref, plan};
+use crate::reconcile::account_manager::{Desired, Observed, execute, observe, plan};
 use crate::reconcile::admin_invitation::AccountState;
 
 pub async fn reconcile<P: PortalApi>(
@@ -27,6 +26,7 @@ pub async fn reconcile<P: PortalApi>(
     .await
 }
 
+/// The object as the pure core sees it: its Account from the shared cache.
 pub fn desired<'a, P>(
     ctx: &Context<P>,
     object: &'a AccountManager,
@@ -34,25 +34,8 @@ pub fn desired<'a, P>(
     deleting: bool,
 ) -> Desired<'a> {
     let namespace = object.metadata.namespace.as_deref().unwrap_or_default();
-    Desired {
-        namespace,
-        name: object.metadata.name.as_deref().unwrap_or_default(),
-        uid: object.metadata.uid.as_deref().unwrap_or_default(),
-        generation: object.metadata.generation,
-        spec: &object.spec,
-        status,
-        deleting,
-        account_ref: &object.spec.account_ref.name,
-        account: ctx.account_state(&object.spec.account_ref.name, namespace),
-    }
-}
-
-pub fn reference(object: &AccountManager) -> String {
-    external_ref(
-        &object.namespace().unwrap_or_default(),
-        &object.name_any(),
-        object.metadata.uid.as_deref().unwrap_or_default(),
-    )
+    let account = ctx.account_state(&object.spec.account_ref.name, namespace);
+    Desired::of(object, status, account, deleting)
 }
 
 async fn apply<P: PortalApi>(
@@ -69,13 +52,9 @@ async fn apply<P: PortalApi>(
         _ => None,
     };
     let observed = match account {
-        Some(account) => Observed {
-            manager: ctx
-                .portal
-                .account_manager_by_ref(&account, &reference(&object))
-                .await
-                .map_err(Error::Observe)?,
-        },
+        Some(account) => observe(&ctx.portal, &account, &object)
+            .await
+            .map_err(Error::Observe)?,
         None => Observed::default(),
     };
     let first = plan(&desired, &observed, SystemClock.now_millis());

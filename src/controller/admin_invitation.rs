@@ -11,11 +11,11 @@ use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 
 use super::{Context, Error, MANAGER, reconcile_object, record, requeue};
-use crate::crd::{AdminInvitation, Delivery};
+use crate::crd::{AdminInvitation, AdminInvitationPhase, Delivery};
 use crate::portal::time::{Clock, SystemClock};
 use crate::portal_client::PortalApi;
 use crate::reconcile::admin_invitation::{
-    AccountState, Desired, Observed, execute, external_ref, link_secret_name, plan,
+    AccountState, Desired, Observed, execute, link_secret_name, observe, plan,
 };
 
 pub async fn reconcile<P: PortalApi>(
@@ -32,51 +32,6 @@ pub async fn reconcile<P: PortalApi>(
     .await
 }
 
-fn desired<'a>(
-    object: &'a AdminInvitation,
-    status: &'a crate::crd::AdminInvitationStatus,
-    account: AccountState,
-    deleting: bool,
-    link_stored: bool,
-) -> Desired<'a> {
-    Desired {
-        namespace: object.metadata.namespace.as_deref().unwrap_or_default(),
-        name: object.metadata.name.as_deref().unwrap_or_default(),
-        uid: object.metadata.uid.as_deref().unwrap_or_default(),
-        generation: object.metadata.generation,
-        spec: &object.spec,
-        status,
-        deleting,
-        account_ref: &object.spec.account_ref.name,
-        account,
-        link_stored,
-    }
-}
-
-/// The portal invitation of the object's current attempt, when its account is known.
-pub async fn observe<P: PortalApi>(
-    ctx: &Context<P>,
-    object: &AdminInvitation,
-    account_portal_id: Option<&str>,
-) -> Result<Observed, Error> {
-    let Some(account) = account_portal_id else {
-        return Ok(Observed::default());
-    };
-    let attempt = object.status.as_ref().map_or(1, |s| s.attempts.max(1));
-    let reference = external_ref(
-        &object.namespace().unwrap_or_default(),
-        &object.name_any(),
-        object.metadata.uid.as_deref().unwrap_or_default(),
-        attempt,
-    );
-    let invitation = ctx
-        .portal
-        .invitation_by_ref(account, &reference)
-        .await
-        .map_err(Error::Observe)?;
-    Ok(Observed { invitation })
-}
-
 async fn apply<P: PortalApi>(
     object: Arc<AdminInvitation>,
     ctx: &Context<P>,
@@ -84,14 +39,18 @@ async fn apply<P: PortalApi>(
     let namespace = object.namespace().unwrap_or_default();
     let status = object.status.clone().unwrap_or_default();
     let account = ctx.account_state(&object.spec.account_ref.name, &namespace);
-    let account_id = match &account {
-        AccountState::Ready { portal_id } => Some(portal_id.as_str()),
-        _ => None,
+    let observed = match &account {
+        AccountState::Ready { portal_id } => observe(&ctx.portal, portal_id, &object)
+            .await
+            .map_err(Error::Observe)?,
+        _ => Observed::default(),
     };
-    let observed = observe(ctx, &object, account_id).await?;
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let secret_name = link_secret_name(&object.name_any());
-    let link_stored = object.spec.delivery != Delivery::Link
+    // Only a pending invitation's link matters; once accepted or expired, no read is needed.
+    let link_matters = object.spec.delivery == Delivery::Link
+        && matches!(status.phase, None | Some(AdminInvitationPhase::Pending));
+    let link_stored = !link_matters
         || secrets
             .get_opt(&secret_name)
             .await
@@ -99,7 +58,7 @@ async fn apply<P: PortalApi>(
             .is_some();
     let now = SystemClock.now_millis();
     let first = plan(
-        &desired(&object, &status, account.clone(), false, link_stored),
+        &Desired::of(&object, &status, account.clone(), false, link_stored),
         &observed,
         now,
     );
@@ -120,7 +79,7 @@ async fn apply<P: PortalApi>(
     }
     // Record what the portal now holds.
     let after = plan(
-        &desired(&object, &first.status, account, false, true),
+        &Desired::of(&object, &first.status, account, false, true),
         &executed.observed,
         SystemClock.now_millis(),
     );
@@ -179,14 +138,19 @@ async fn cleanup<P: PortalApi>(
     let invitation = match &status.portal_id {
         Some(id) => ctx.portal.invitation(id).await.map_err(Error::Observe)?,
         // Created, but the status was never written (a crash): find it by reference.
-        None => {
-            let account = ctx.account_portal_id(&object.spec.account_ref.name);
-            observe(ctx, &object, account.as_deref()).await?.invitation
-        }
+        None => match ctx.account_portal_id(&object.spec.account_ref.name) {
+            Some(account) => {
+                observe(&ctx.portal, &account, &object)
+                    .await
+                    .map_err(Error::Observe)?
+                    .invitation
+            }
+            None => None,
+        },
     };
     let observed = Observed { invitation };
     let plan = plan(
-        &desired(&object, &status, AccountState::Missing, true, true),
+        &Desired::of(&object, &status, AccountState::Missing, true, true),
         &observed,
         SystemClock.now_millis(),
     );

@@ -134,6 +134,7 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// Adding or removing the finalizer failed.
     #[error("finalizer")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
 }
@@ -149,12 +150,7 @@ impl Error {
             Error::Observe(_) => "PortalUnavailable",
             Error::Execute(error) if error.is_transient() => "PortalUnavailable",
             Error::Execute(_) => "PortalRefused",
-            Error::Kube { .. } => "KubernetesApi",
-            Error::Finalizer(inner) => match inner.as_ref() {
-                kube::runtime::finalizer::Error::ApplyFailed(e)
-                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.category(),
-                _ => "KubernetesApi",
-            },
+            Error::Kube { .. } | Error::Finalizer(_) => "KubernetesApi",
         }
     }
 
@@ -163,12 +159,7 @@ impl Error {
         match self {
             Error::Observe(error) => error.retry_after(),
             Error::Execute(error) => error.source.retry_after(),
-            Error::Finalizer(inner) => match inner.as_ref() {
-                kube::runtime::finalizer::Error::ApplyFailed(e)
-                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.retry_after(),
-                _ => None,
-            },
-            Error::Kube { .. } => None,
+            Error::Kube { .. } | Error::Finalizer(_) => None,
         }
     }
 }
@@ -456,7 +447,12 @@ where
         }
     })
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
+    .map_err(|error| match error {
+        // The step's own error, as it was: its category and Retry-After stay visible.
+        kube::runtime::finalizer::Error::ApplyFailed(error)
+        | kube::runtime::finalizer::Error::CleanupFailed(error) => error,
+        other => Error::Finalizer(Box::new(other)),
+    })
 }
 
 /// One reconcile of `object`: instrumented, with the finalizer added before `apply` and removed

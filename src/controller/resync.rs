@@ -81,31 +81,14 @@ pub async fn once<P: PortalApi>(ctx: &Context<P>, triggers: &Triggers) -> Result
                 .collect();
             for object in invitations {
                 let status = object.status.clone().unwrap_or_default();
-                let attempt = status.attempts.max(1);
-                let reference = admin_invitation::external_ref(
-                    &object.namespace().unwrap_or_default(),
-                    &object.name_any(),
-                    object.metadata.uid.as_deref().unwrap_or_default(),
-                    attempt,
-                );
                 let observed = admin_invitation::Observed {
-                    invitation: listed.get(&reference).cloned(),
+                    invitation: listed.get(&admin_invitation::current_ref(&object)).cloned(),
                 };
-                let desired = admin_invitation::Desired {
-                    namespace: object.metadata.namespace.as_deref().unwrap_or_default(),
-                    name: object.metadata.name.as_deref().unwrap_or_default(),
-                    uid: object.metadata.uid.as_deref().unwrap_or_default(),
-                    generation: object.metadata.generation,
-                    spec: &object.spec,
-                    status: &status,
-                    deleting: false,
-                    account_ref: &name,
-                    account: AccountState::Ready {
-                        portal_id: portal_id.clone(),
-                    },
-                    // A lost link is noticed when the Secret's deletion is watched.
-                    link_stored: true,
+                let account = AccountState::Ready {
+                    portal_id: portal_id.clone(),
                 };
+                // A lost link is noticed when the Secret's deletion is watched.
+                let desired = admin_invitation::Desired::of(&object, &status, account, false, true);
                 let plan = admin_invitation::plan(&desired, &observed, now);
                 if !plan.actions.is_empty()
                     || out_of_line(object.as_ref(), plan.status, &plan.outcome)
@@ -136,7 +119,7 @@ pub async fn once<P: PortalApi>(ctx: &Context<P>, triggers: &Triggers) -> Result
                 let desired = super::role_binding::desired(ctx, &object, &status, false);
                 let observed = role_binding::Observed {
                     grants: by_source
-                        .get(&super::role_binding::source_of(&object))
+                        .get(&role_binding::source_of(&object))
                         .cloned()
                         .unwrap_or_default(),
                 };
@@ -171,9 +154,7 @@ pub async fn once<P: PortalApi>(ctx: &Context<P>, triggers: &Triggers) -> Result
                 let status = object.status.clone().unwrap_or_default();
                 let desired = super::account_manager::desired(ctx, &object, &status, false);
                 let observed = account_manager::Observed {
-                    manager: listed
-                        .get(&super::account_manager::reference(&object))
-                        .cloned(),
+                    manager: listed.get(&account_manager::reference(&object)).cloned(),
                 };
                 let plan = account_manager::plan(&desired, &observed, now);
                 if !plan.actions.is_empty()

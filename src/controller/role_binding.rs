@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 
@@ -13,7 +12,7 @@ use super::{Context, Error, reconcile_object, record};
 use crate::crd::{AccountType, RoleBinding, RoleBindingStatus};
 use crate::portal_client::PortalApi;
 use crate::reconcile::admin_invitation::AccountState;
-use crate::reconcile::role_binding::{Desired, Observed, execute, plan, settle, source};
+use crate::reconcile::role_binding::{Desired, Observed, execute, observe, plan, settle};
 
 pub async fn reconcile<P: PortalApi>(
     object: Arc<RoleBinding>,
@@ -29,7 +28,7 @@ pub async fn reconcile<P: PortalApi>(
     .await
 }
 
-/// The binding as the pure core sees it.
+/// The binding as the pure core sees it: its Account from the shared cache.
 pub fn desired<'a, P>(
     ctx: &Context<P>,
     object: &'a RoleBinding,
@@ -42,25 +41,12 @@ pub fn desired<'a, P>(
         .accounts
         .get(&ObjectRef::new(account_name))
         .is_some_and(|a| a.spec.account_type == AccountType::Partner || a.spec.sub_contract);
-    Desired {
-        namespace,
-        name: object.metadata.name.as_deref().unwrap_or_default(),
-        uid: object.metadata.uid.as_deref().unwrap_or_default(),
-        generation: object.metadata.generation,
-        spec: &object.spec,
+    Desired::of(
+        object,
         status,
+        ctx.account_state(account_name, namespace),
+        holds_contracts,
         deleting,
-        account_ref: account_name,
-        account: ctx.account_state(account_name, namespace),
-        account_holds_contracts: holds_contracts,
-    }
-}
-
-pub fn source_of(object: &RoleBinding) -> String {
-    source(
-        &object.namespace().unwrap_or_default(),
-        &object.name_any(),
-        object.metadata.uid.as_deref().unwrap_or_default(),
     )
 }
 
@@ -68,13 +54,9 @@ async fn apply<P: PortalApi>(object: Arc<RoleBinding>, ctx: &Context<P>) -> Resu
     let status = object.status.clone().unwrap_or_default();
     let desired = desired(ctx, &object, &status, false);
     let observed = match &desired.account {
-        AccountState::Ready { portal_id } => Observed {
-            grants: ctx
-                .portal
-                .grants_by_source(portal_id, &source_of(&object))
-                .await
-                .map_err(Error::Observe)?,
-        },
+        AccountState::Ready { portal_id } => observe(&ctx.portal, portal_id, &object)
+            .await
+            .map_err(Error::Observe)?,
         _ => Observed::default(),
     };
     let plan = plan(&desired, &observed);
@@ -120,18 +102,14 @@ async fn cleanup<P: PortalApi>(
         // Never reached the portal: nothing to revoke.
         return Ok(Action::await_change());
     };
-    let grants = ctx
-        .portal
-        .grants_by_source(&account, &source_of(&object))
-        .await;
-    let grants = match grants {
-        Ok(grants) => grants,
+    let observed = match observe(&ctx.portal, &account, &object).await {
+        Ok(observed) => observed,
         // The account itself is gone, and its grants with it.
         Err(error) if error.is_not_found() => return Ok(Action::await_change()),
         Err(error) => return Err(Error::Observe(error)),
     };
     let desired = desired(ctx, &object, &status, true);
-    let plan = plan(&desired, &Observed { grants });
+    let plan = plan(&desired, &observed);
     execute(&ctx.portal, &account, &plan).await?;
     Ok(Action::await_change())
 }

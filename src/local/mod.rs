@@ -293,7 +293,6 @@ async fn owner_guard(state: &State, stale: &[String], portal: &HttpPortal) -> an
 /// Account that already exists, every role an AdminInvitation or RoleBinding asks for must be
 /// one the caller holds there (the portal's escalation rule). The platform key holds them all.
 pub async fn preflight(manifests: &[Manifest], portal: &HttpPortal) -> anyhow::Result<()> {
-    use crate::portal_client::PortalApi;
     let me = portal.whoami().await?;
     if me.platform {
         return Ok(());
@@ -316,9 +315,10 @@ pub async fn preflight(manifests: &[Manifest], portal: &HttpPortal) -> anyhow::R
         if !held.contains_key(account_name) {
             let roles = match accounts.get(account_name) {
                 Some(account) => {
-                    let external =
-                        crate::reconcile::account::external_id(account_name, &account.spec);
-                    match portal.account_by_external_id(&external).await? {
+                    match crate::reconcile::account::observe(portal, account)
+                        .await?
+                        .account
+                    {
                         Some(found) => Some(portal.roles_held(&me.id, &found.id).await?),
                         // Created by this run: the portal decides when it exists.
                         None => None,
@@ -605,28 +605,13 @@ impl Run<'_> {
         let apply = self.mode == Mode::Apply;
         match object {
             Object::Account(account) => {
-                use crate::reconcile::account::{
-                    Action, Desired, Observed, execute, external_id, plan,
-                };
+                use crate::reconcile::account::{Action, Desired, execute, observe, plan};
                 let status = account.status.clone().unwrap_or_default();
-                let name = account.name_any();
-                let observed = Observed {
-                    account: self
-                        .portal
-                        .account_by_external_id(&external_id(&name, &account.spec))
-                        .await
-                        .map_err(ExecuteError::new("find the portal account"))?,
-                };
+                let observed = observe(self.portal, account)
+                    .await
+                    .map_err(ExecuteError::new("find the portal account"))?;
                 let plan = plan(
-                    &Desired {
-                        name: &name,
-                        uid: account.metadata.uid.as_deref().unwrap_or_default(),
-                        generation: account.metadata.generation,
-                        spec: &account.spec,
-                        status: &status,
-                        deleting: true,
-                        parent: ParentState::TopLevel,
-                    },
+                    &Desired::of(account, &status, ParentState::TopLevel, true),
                     &observed,
                 );
                 if apply {
@@ -658,18 +643,7 @@ impl Run<'_> {
                 let namespace = invitation.namespace().unwrap_or_default();
                 let name = invitation.name_any();
                 let plan = plan(
-                    &Desired {
-                        namespace: &namespace,
-                        name: &name,
-                        uid: invitation.metadata.uid.as_deref().unwrap_or_default(),
-                        generation: invitation.metadata.generation,
-                        spec: &invitation.spec,
-                        status: &status,
-                        deleting: true,
-                        account_ref: &invitation.spec.account_ref.name,
-                        account: AccountState::Missing,
-                        link_stored: true,
-                    },
+                    &Desired::of(invitation, &status, AccountState::Missing, true, true),
                     &observed,
                     SystemClock.now_millis(),
                 );
@@ -692,52 +666,27 @@ impl Run<'_> {
                     .collect())
             }
             Object::RoleBinding(binding) => {
-                use crate::reconcile::role_binding::{Desired, Observed, execute, plan, source};
+                use crate::reconcile::role_binding::{Desired, Observed, execute, observe, plan};
                 let status = binding.status.clone().unwrap_or_default();
                 let Some(account) = status.account_portal_id.clone() else {
                     return Ok(Vec::new());
                 };
-                let namespace = binding.namespace().unwrap_or_default();
-                let name = binding.name_any();
-                let grants = match self
-                    .portal
-                    .grants_by_source(
-                        &account,
-                        &source(
-                            &namespace,
-                            &name,
-                            binding.metadata.uid.as_deref().unwrap_or_default(),
-                        ),
-                    )
-                    .await
-                {
-                    Ok(grants) => grants,
-                    Err(error) if error.is_not_found() => Vec::new(),
+                let observed = match observe(self.portal, &account, binding).await {
+                    Ok(observed) => observed,
+                    Err(error) if error.is_not_found() => Observed::default(),
                     Err(error) => {
                         return Err(ExecuteError::new("list the binding's grants")(error));
                     }
                 };
                 let plan = plan(
-                    &Desired {
-                        namespace: &namespace,
-                        name: &name,
-                        uid: binding.metadata.uid.as_deref().unwrap_or_default(),
-                        generation: binding.metadata.generation,
-                        spec: &binding.spec,
-                        status: &status,
-                        deleting: true,
-                        account_ref: &binding.spec.account_ref.name,
-                        account: AccountState::Missing,
-                        account_holds_contracts: false,
-                    },
-                    &Observed {
-                        grants: grants.clone(),
-                    },
+                    &Desired::of(binding, &status, AccountState::Missing, false, true),
+                    &observed,
                 );
                 if apply {
                     execute(self.portal, &account, &plan).await?;
                 }
-                Ok(grants
+                Ok(observed
+                    .grants
                     .iter()
                     .map(|g| {
                         format!(
@@ -910,7 +859,7 @@ impl Run<'_> {
         object: &crate::crd::Account,
         key: &str,
     ) -> Result<Row, ExecuteError> {
-        use crate::reconcile::account::{Desired, Observed, execute, external_id, plan};
+        use crate::reconcile::account::{Desired, execute, observe, plan};
         let name = object.name_any();
         let status = object.status.clone().unwrap_or_default();
         let parent = match &object.spec.parent_ref {
@@ -933,22 +882,10 @@ impl Run<'_> {
             .parent_ref
             .as_ref()
             .is_some_and(|p| self.account_planned(&p.name));
-        let observed = Observed {
-            account: self
-                .portal
-                .account_by_external_id(&external_id(&name, &object.spec))
-                .await
-                .map_err(ExecuteError::new("find the portal account"))?,
-        };
-        let desired = Desired {
-            name: &name,
-            uid: object.metadata.uid.as_deref().unwrap_or_default(),
-            generation: object.metadata.generation,
-            spec: &object.spec,
-            status: &status,
-            deleting: false,
-            parent,
-        };
+        let observed = observe(self.portal, object)
+            .await
+            .map_err(ExecuteError::new("find the portal account"))?;
+        let desired = Desired::of(object, &status, parent, false);
         let first = plan(&desired, &observed);
         let mut changes: Vec<String> = first
             .actions
@@ -1036,28 +973,16 @@ impl Run<'_> {
         key: &str,
     ) -> Result<Row, ExecuteError> {
         use crate::reconcile::admin_invitation::{
-            Action, Desired, Observed, execute, external_ref, plan,
+            Action, Desired, Observed, execute, observe, plan,
         };
         let namespace = object.namespace().unwrap_or_default();
         let name = object.name_any();
         let status = object.status.clone().unwrap_or_default();
         let account = self.account_state(&object.spec.account_ref.name, &namespace);
         let observed = match &account {
-            AccountState::Ready { portal_id } => Observed {
-                invitation: self
-                    .portal
-                    .invitation_by_ref(
-                        portal_id,
-                        &external_ref(
-                            &namespace,
-                            &name,
-                            object.metadata.uid.as_deref().unwrap_or_default(),
-                            status.attempts.max(1),
-                        ),
-                    )
-                    .await
-                    .map_err(ExecuteError::new("find the portal invitation"))?,
-            },
+            AccountState::Ready { portal_id } => observe(self.portal, portal_id, object)
+                .await
+                .map_err(ExecuteError::new("find the portal invitation"))?,
             _ => Observed::default(),
         };
         let link_file = self
@@ -1065,18 +990,8 @@ impl Run<'_> {
             .join("links")
             .join(&namespace)
             .join(format!("{name}.link"));
-        let desired = Desired {
-            namespace: &namespace,
-            name: &name,
-            uid: object.metadata.uid.as_deref().unwrap_or_default(),
-            generation: object.metadata.generation,
-            spec: &object.spec,
-            status: &status,
-            deleting: false,
-            account_ref: &object.spec.account_ref.name,
-            account: account.clone(),
-            link_stored: object.spec.delivery != Delivery::Link || link_file.exists(),
-        };
+        let link_stored = object.spec.delivery != Delivery::Link || link_file.exists();
+        let desired = Desired::of(object, &status, account.clone(), false, link_stored);
         let now = SystemClock.now_millis();
         let first = plan(&desired, &observed, now);
         let mut changes: Vec<String> = first
@@ -1177,42 +1092,22 @@ impl Run<'_> {
         key: &str,
     ) -> Result<Row, ExecuteError> {
         use crate::reconcile::role_binding::{
-            Action, Desired, Observed, execute, plan, settle, source,
+            Action, Desired, Observed, execute, observe, plan, settle,
         };
         let namespace = object.namespace().unwrap_or_default();
-        let name = object.name_any();
         let status = object.status.clone().unwrap_or_default();
         let account = self.account_state(&object.spec.account_ref.name, &namespace);
-        let source = source(
-            &namespace,
-            &name,
-            object.metadata.uid.as_deref().unwrap_or_default(),
-        );
         let observed = match &account {
-            AccountState::Ready { portal_id } => Observed {
-                grants: self
-                    .portal
-                    .grants_by_source(portal_id, &source)
-                    .await
-                    .map_err(ExecuteError::new("list the binding's grants"))?,
-            },
+            AccountState::Ready { portal_id } => observe(self.portal, portal_id, object)
+                .await
+                .map_err(ExecuteError::new("list the binding's grants"))?,
             _ => Observed::default(),
         };
-        let desired = Desired {
-            namespace: &namespace,
-            name: &name,
-            uid: object.metadata.uid.as_deref().unwrap_or_default(),
-            generation: object.metadata.generation,
-            spec: &object.spec,
-            status: &status,
-            deleting: false,
-            account_ref: &object.spec.account_ref.name,
-            account: account.clone(),
-            account_holds_contracts: self
-                .accounts
-                .get(&object.spec.account_ref.name)
-                .is_some_and(|a| a.holds_contracts),
-        };
+        let holds_contracts = self
+            .accounts
+            .get(&object.spec.account_ref.name)
+            .is_some_and(|a| a.holds_contracts);
+        let desired = Desired::of(object, &status, account.clone(), holds_contracts, false);
         let first = plan(&desired, &observed);
         let describe = |action: &Action| match action {
             Action::Grant {
@@ -1321,40 +1216,18 @@ impl Run<'_> {
         key: &str,
     ) -> Result<Row, ExecuteError> {
         use crate::reconcile::account_manager::{
-            Action, Desired, Observed, execute, external_ref, plan,
+            Action, Desired, Observed, execute, observe, plan,
         };
         let namespace = object.namespace().unwrap_or_default();
-        let name = object.name_any();
         let status = object.status.clone().unwrap_or_default();
         let account = self.account_state(&object.spec.account_ref.name, &namespace);
         let observed = match &account {
-            AccountState::Ready { portal_id } => Observed {
-                manager: self
-                    .portal
-                    .account_manager_by_ref(
-                        portal_id,
-                        &external_ref(
-                            &namespace,
-                            &name,
-                            object.metadata.uid.as_deref().unwrap_or_default(),
-                        ),
-                    )
-                    .await
-                    .map_err(ExecuteError::new("find the account manager"))?,
-            },
+            AccountState::Ready { portal_id } => observe(self.portal, portal_id, object)
+                .await
+                .map_err(ExecuteError::new("find the account manager"))?,
             _ => Observed::default(),
         };
-        let desired = Desired {
-            namespace: &namespace,
-            name: &name,
-            uid: object.metadata.uid.as_deref().unwrap_or_default(),
-            generation: object.metadata.generation,
-            spec: &object.spec,
-            status: &status,
-            deleting: false,
-            account_ref: &object.spec.account_ref.name,
-            account: account.clone(),
-        };
+        let desired = Desired::of(object, &status, account.clone(), false);
         let now = SystemClock.now_millis();
         let first = plan(&desired, &observed, now);
         let mut changes: Vec<String> = first

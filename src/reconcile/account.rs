@@ -6,10 +6,10 @@
 //! `Account/{name}`, so re-creating an orphaned object adopts its account again instead of
 //! making a second one.
 
-use crate::crd::{AccountSpec, AccountStatus, AccountType, DeletionPolicy};
+use crate::crd::{Account, AccountSpec, AccountStatus, AccountType, DeletionPolicy};
 use crate::domain::AccountKind;
 use crate::portal::accounts::AccountView;
-use crate::portal_client::{AccountChanges, NewAccount, PortalApi};
+use crate::portal_client::{AccountChanges, NewAccount, PortalApi, PortalResult};
 
 use super::{ExecuteError, Outcome};
 
@@ -37,6 +37,36 @@ pub struct Desired<'a> {
     pub status: &'a AccountStatus,
     pub deleting: bool,
     pub parent: ParentState,
+}
+
+impl<'a> Desired<'a> {
+    /// The object as the pure core sees it, with `status` as its recorded status.
+    pub fn of(
+        object: &'a Account,
+        status: &'a AccountStatus,
+        parent: ParentState,
+        deleting: bool,
+    ) -> Desired<'a> {
+        Desired {
+            name: object.metadata.name.as_deref().unwrap_or_default(),
+            uid: object.metadata.uid.as_deref().unwrap_or_default(),
+            generation: object.metadata.generation,
+            spec: &object.spec,
+            status,
+            deleting,
+            parent,
+        }
+    }
+}
+
+/// The portal account found by `object`'s external id.
+pub async fn observe(portal: &impl PortalApi, object: &Account) -> PortalResult<Observed> {
+    let name = object.metadata.name.as_deref().unwrap_or_default();
+    Ok(Observed {
+        account: portal
+            .account_by_external_id(&external_id(name, &object.spec))
+            .await?,
+    })
 }
 
 /// The portal account with this object's external id, if any.

@@ -7,10 +7,10 @@
 
 use std::time::Duration;
 
-use crate::crd::{AccountManagerPhase, AccountManagerSpec, AccountManagerStatus};
+use crate::crd::{AccountManager, AccountManagerPhase, AccountManagerSpec, AccountManagerStatus};
 use crate::portal::account_managers::{AccountManagerState, AccountManagerView};
 use crate::portal::time::parse_millis;
-use crate::portal_client::{NewAccountManager, PortalApi};
+use crate::portal_client::{NewAccountManager, PortalApi, PortalResult};
 
 use super::admin_invitation::AccountState;
 use super::{ExecuteError, Outcome};
@@ -26,6 +26,50 @@ pub struct Desired<'a> {
     pub deleting: bool,
     pub account_ref: &'a str,
     pub account: AccountState,
+}
+
+impl<'a> Desired<'a> {
+    /// The object as the pure core sees it, with `status` as its recorded status.
+    pub fn of(
+        object: &'a AccountManager,
+        status: &'a AccountManagerStatus,
+        account: AccountState,
+        deleting: bool,
+    ) -> Desired<'a> {
+        Desired {
+            namespace: object.metadata.namespace.as_deref().unwrap_or_default(),
+            name: object.metadata.name.as_deref().unwrap_or_default(),
+            uid: object.metadata.uid.as_deref().unwrap_or_default(),
+            generation: object.metadata.generation,
+            spec: &object.spec,
+            status,
+            deleting,
+            account_ref: &object.spec.account_ref.name,
+            account,
+        }
+    }
+}
+
+/// The externalRef of `object`'s portal account manager.
+pub fn reference(object: &AccountManager) -> String {
+    external_ref(
+        object.metadata.namespace.as_deref().unwrap_or_default(),
+        object.metadata.name.as_deref().unwrap_or_default(),
+        object.metadata.uid.as_deref().unwrap_or_default(),
+    )
+}
+
+/// The portal account manager `object` made on the portal account `account`.
+pub async fn observe(
+    portal: &impl PortalApi,
+    account: &str,
+    object: &AccountManager,
+) -> PortalResult<Observed> {
+    Ok(Observed {
+        manager: portal
+            .account_manager_by_ref(account, &reference(object))
+            .await?,
+    })
 }
 
 #[derive(Debug, Clone, Default)]

@@ -8,12 +8,13 @@
 use std::time::Duration;
 
 use crate::crd::{
-    AdminInvitationPhase, AdminInvitationSpec, AdminInvitationStatus, Delivery, Reissue, SecretRef,
+    AdminInvitation, AdminInvitationPhase, AdminInvitationSpec, AdminInvitationStatus, Delivery,
+    Reissue, SecretRef,
 };
 use crate::domain::Role;
 use crate::portal::invitations::{InvitationState, InvitationView};
 use crate::portal::time::parse_millis;
-use crate::portal_client::{NewInvitation, PortalApi};
+use crate::portal_client::{NewInvitation, PortalApi, PortalResult};
 
 use super::{ExecuteError, Outcome};
 
@@ -46,6 +47,53 @@ pub struct Desired<'a> {
     /// With Link delivery: whether the link is stored (its Secret exists). A link lost to a
     /// crash before it was stored, or to a deleted Secret, is replaced by a resend.
     pub link_stored: bool,
+}
+
+impl<'a> Desired<'a> {
+    /// The object as the pure core sees it, with `status` as its recorded status.
+    pub fn of(
+        object: &'a AdminInvitation,
+        status: &'a AdminInvitationStatus,
+        account: AccountState,
+        deleting: bool,
+        link_stored: bool,
+    ) -> Desired<'a> {
+        Desired {
+            namespace: object.metadata.namespace.as_deref().unwrap_or_default(),
+            name: object.metadata.name.as_deref().unwrap_or_default(),
+            uid: object.metadata.uid.as_deref().unwrap_or_default(),
+            generation: object.metadata.generation,
+            spec: &object.spec,
+            status,
+            deleting,
+            account_ref: &object.spec.account_ref.name,
+            account,
+            link_stored,
+        }
+    }
+}
+
+/// The externalRef of the object's current attempt.
+pub fn current_ref(object: &AdminInvitation) -> String {
+    external_ref(
+        object.metadata.namespace.as_deref().unwrap_or_default(),
+        object.metadata.name.as_deref().unwrap_or_default(),
+        object.metadata.uid.as_deref().unwrap_or_default(),
+        object.status.as_ref().map_or(1, |s| s.attempts.max(1)),
+    )
+}
+
+/// The portal invitation of the object's current attempt on the portal account `account`.
+pub async fn observe(
+    portal: &impl PortalApi,
+    account: &str,
+    object: &AdminInvitation,
+) -> PortalResult<Observed> {
+    Ok(Observed {
+        invitation: portal
+            .invitation_by_ref(account, &current_ref(object))
+            .await?,
+    })
 }
 
 /// What the portal holds for the current attempt (found by its externalRef).

@@ -10,14 +10,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::crd::{
-    EffectiveRole, GrantState, RoleBindingSpec, RoleBindingStatus, Scope, SubjectStatus,
+    EffectiveRole, GrantState, RoleBinding, RoleBindingSpec, RoleBindingStatus, Scope,
+    SubjectStatus,
 };
 use crate::domain::{Account, AccountKind, AccountTree, Grant, GrantScope, Role, effective_access};
 use crate::portal::grants::GrantView;
 
 use super::admin_invitation::AccountState;
 use super::{ExecuteError, Outcome};
-use crate::portal_client::PortalApi;
+use crate::portal_client::{PortalApi, PortalResult};
 
 /// The grants' `source` for this object.
 pub fn source(namespace: &str, name: &str, uid: &str) -> String {
@@ -36,6 +37,50 @@ pub struct Desired<'a> {
     pub account: AccountState,
     /// Whether the account holds contracts (a partner, or a client with a sub-contract).
     pub account_holds_contracts: bool,
+}
+
+impl<'a> Desired<'a> {
+    /// The binding as the pure core sees it, with `status` as its recorded status.
+    pub fn of(
+        object: &'a RoleBinding,
+        status: &'a RoleBindingStatus,
+        account: AccountState,
+        account_holds_contracts: bool,
+        deleting: bool,
+    ) -> Desired<'a> {
+        Desired {
+            namespace: object.metadata.namespace.as_deref().unwrap_or_default(),
+            name: object.metadata.name.as_deref().unwrap_or_default(),
+            uid: object.metadata.uid.as_deref().unwrap_or_default(),
+            generation: object.metadata.generation,
+            spec: &object.spec,
+            status,
+            deleting,
+            account_ref: &object.spec.account_ref.name,
+            account,
+            account_holds_contracts,
+        }
+    }
+}
+
+/// The grants' `source` for `object`.
+pub fn source_of(object: &RoleBinding) -> String {
+    source(
+        object.metadata.namespace.as_deref().unwrap_or_default(),
+        object.metadata.name.as_deref().unwrap_or_default(),
+        object.metadata.uid.as_deref().unwrap_or_default(),
+    )
+}
+
+/// The grants `object` made on the portal account `account`.
+pub async fn observe(
+    portal: &impl PortalApi,
+    account: &str,
+    object: &RoleBinding,
+) -> PortalResult<Observed> {
+    Ok(Observed {
+        grants: portal.grants_by_source(account, &source_of(object)).await?,
+    })
 }
 
 #[derive(Debug, Clone, Default)]
