@@ -551,24 +551,22 @@ async fn prune_never_leaves_an_account_without_an_owner() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn apply_works_against_a_portal_given_by_url() {
-    let dir = tempfile::tempdir().unwrap();
+/// `portal serve` on a free loopback port with SQLite in `dir`, bootstrapped with the key in
+/// `key_file`; returns the process and the URL once it answers.
+async fn serve_portal(dir: &Path, key_file: &str) -> (std::process::Child, String) {
     let port = {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         probe.local_addr().unwrap().port()
     };
-    let key = portal_operator::portal::auth::new_api_key().key;
-    std::fs::write(dir.path().join("key"), &key).unwrap();
-    let mut portal = std::process::Command::new(binary())
+    let portal = std::process::Command::new(binary())
         .args(["portal", "serve", "--listen", &format!("127.0.0.1:{port}")])
         .args([
             "--database-url",
             "sqlite://remote.db",
             "--bootstrap-api-key-file",
-            "key",
+            key_file,
         ])
-        .current_dir(dir.path())
+        .current_dir(dir)
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -581,6 +579,15 @@ async fn apply_works_against_a_portal_given_by_url() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    (portal, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_works_against_a_portal_given_by_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = portal_operator::portal::auth::new_api_key().key;
+    std::fs::write(dir.path().join("key"), &key).unwrap();
+    let (mut portal, url) = serve_portal(dir.path(), "key").await;
     let examples = repo("examples");
     let remote = |command: &'static str| {
         let dir = dir.path().to_owned();
@@ -630,33 +637,9 @@ async fn apply_works_against_a_portal_given_by_url() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_escalation_is_refused_before_anything_is_sent() {
     let dir = tempfile::tempdir().unwrap();
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
     let platform_key = portal_operator::portal::auth::new_api_key().key;
     std::fs::write(dir.path().join("platform-key"), &platform_key).unwrap();
-    let mut portal = std::process::Command::new(binary())
-        .args(["portal", "serve", "--listen", &format!("127.0.0.1:{port}")])
-        .args([
-            "--database-url",
-            "sqlite://remote.db",
-            "--bootstrap-api-key-file",
-            "platform-key",
-        ])
-        .current_dir(dir.path())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while reqwest::get(format!("{url}/healthz")).await.is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the portal did not start"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let (mut portal, url) = serve_portal(dir.path(), "platform-key").await;
     let http = reqwest::Client::new();
     let post = |path: &str, key: &str, body: Value| {
         http.post(format!("{url}{path}"))

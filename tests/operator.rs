@@ -229,6 +229,18 @@ impl World {
     }
 }
 
+/// Deletes the object and waits until it is gone (its finalizer released).
+async fn delete_and_wait<K>(api: &Api<K>, name: &str)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.delete(name, &DeleteParams::default()).await.unwrap();
+    wait_for(DEADLINE, &format!("{name} to go"), || async {
+        api.get_opt(name).await.unwrap().is_none().then_some(())
+    })
+    .await;
+}
+
 fn invitation(name: &str, email: &str, extra: Value) -> Value {
     let mut spec = json!({ "accountRef": { "name": "northwind" }, "email": email, "firstName": "Ann", "lastName": "Lee" });
     for (key, value) in extra.as_object().unwrap() {
@@ -338,19 +350,7 @@ async fn link_invitation_goes_pending_then_accepted_from_the_feed_and_delete_kee
     assert!(!all_events.contains("token="), "no link in Events");
 
     // Deleting an accepted invitation removes nothing: the admin stays.
-    w.invitations()
-        .delete("ann", &DeleteParams::default())
-        .await
-        .unwrap();
-    wait_for(DEADLINE, "the object to go", || async {
-        w.invitations()
-            .get_opt("ann")
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    delete_and_wait(&w.invitations(), "ann").await;
     let admins = w
         .portal
         .platform()
@@ -415,19 +415,7 @@ async fn deleting_a_pending_invitation_revokes_it_in_the_portal() {
         .await;
     let pending = w.invitation_in("cy", AdminInvitationPhase::Pending).await;
     let id = pending.status.unwrap().portal_id.unwrap();
-    w.invitations()
-        .delete("cy", &DeleteParams::default())
-        .await
-        .unwrap();
-    wait_for(DEADLINE, "the object to go", || async {
-        w.invitations()
-            .get_opt("cy")
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    delete_and_wait(&w.invitations(), "cy").await;
     let portal = w
         .portal
         .platform()
@@ -501,19 +489,7 @@ async fn a_role_binding_waits_for_its_subject_and_is_granted_on_acceptance() {
     assert_eq!(grants(source.clone()).await, 1);
 
     // Deleting the binding revokes exactly its own grant; the invitation's roles stay.
-    bindings
-        .delete("branding", &DeleteParams::default())
-        .await
-        .unwrap();
-    wait_for(DEADLINE, "the binding to go", || async {
-        bindings
-            .get_opt("branding")
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    delete_and_wait(&bindings, "branding").await;
     assert_eq!(grants(source).await, 0);
     let admins = w
         .portal
@@ -690,21 +666,7 @@ async fn accounts_form_the_tree_and_delete_only_when_asked() {
         ids.push(id);
     }
     for name in ["contoso", "fabrikam"] {
-        accounts
-            .delete(name, &DeleteParams::default())
-            .await
-            .unwrap();
-    }
-    for name in ["contoso", "fabrikam"] {
-        wait_for(DEADLINE, "the Account to go", || async {
-            accounts
-                .get_opt(name)
-                .await
-                .unwrap()
-                .is_none()
-                .then_some(())
-        })
-        .await;
+        delete_and_wait(&accounts, name).await;
     }
     let platform = w.portal.platform();
     platform
