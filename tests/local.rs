@@ -94,7 +94,11 @@ fn examples_apply_then_apply_again_then_diff_and_status() {
     );
     let link = dir.path().join(".portal/links/team-contoso/helpdesk.link");
     let text = std::fs::read_to_string(&link).unwrap();
-    assert!(text.starts_with("http://127.0.0.1:8080/"), "{text}");
+    // Never print a link: it is a bearer credential.
+    assert!(
+        text.starts_with("http://127.0.0.1:8080/invitations/accept#token="),
+        "the link file holds an invitation link for the default portal address"
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -359,7 +363,7 @@ async fn watch_redraws_when_an_invitation_is_accepted_on_the_development_sign_in
     let link = link.trim();
     assert!(
         link.starts_with(&format!("http://{listen}/invitations/accept#token=")),
-        "{link}"
+        "the link points at the watched portal (not printed: it is a credential)"
     );
     let page = reqwest::get(link).await.unwrap().text().await.unwrap();
     assert!(page.contains("DEVELOPMENT SIGN-IN"), "{page}");
