@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use reqwest::Method;
@@ -25,6 +26,7 @@ on_both_backends!(
     idempotency_key_replays_the_first_response,
     bad_input_is_a_problem_and_writes_nothing,
     concurrent_creates_all_succeed,
+    concurrent_writes_commit_whole_and_refused_ones_leave_nothing,
 );
 
 /// A partner with an owner "olivia", a client with a sub-contract and one without.
@@ -711,6 +713,39 @@ async fn idempotency_key_replays_the_first_response(backend: Backend) {
         1,
         "one invitation, not two"
     );
+    // An API key is a secret too: the stored response keeps no copy of it.
+    let platform = w.portal.platform();
+    let admins = owner
+        .get(&format!("/v1/accounts/{}/admins", w.partner))
+        .await
+        .expect(200);
+    let admin_id = admins.body["items"][0]["id"].as_str().unwrap().to_owned();
+    let key_request = json!({ "name": "ci", "adminId": admin_id });
+    let created = platform
+        .send(
+            Method::POST,
+            "/v1/api-keys",
+            Some(key_request.clone()),
+            &[("idempotency-key", "key-1")],
+        )
+        .await
+        .expect(201);
+    assert!(created.body["key"].is_string());
+    let replayed = platform
+        .send(
+            Method::POST,
+            "/v1/api-keys",
+            Some(key_request),
+            &[("idempotency-key", "key-1")],
+        )
+        .await
+        .expect(201);
+    assert_eq!(replayed.body["id"], created.body["id"]);
+    assert!(
+        replayed.body.get("key").is_none(),
+        "a replay never repeats the key"
+    );
+    assert!(replayed.body["keyRedacted"].is_string());
     w.portal.stop().await;
 }
 
@@ -885,5 +920,105 @@ async fn concurrent_creates_all_succeed(backend: Backend) {
         }
     }
     assert_eq!(count, 80);
+    w.portal.stop().await;
+}
+
+/// Thirty creates at once (on SQLite they share commits): the ones refused for a taken
+/// externalRef write nothing (no invitation, email or event, no gap in the feed's numbering);
+/// four with one Idempotency-Key create one invitation and all answer with it.
+async fn concurrent_writes_commit_whole_and_refused_ones_leave_nothing(backend: Backend) {
+    let w = world(backend).await;
+    let owner = w.portal.api(&w.owner_key);
+    let platform = w.portal.platform();
+    let path = format!("/v1/accounts/{}/invitations", w.client);
+    let body = |n: usize, external_ref: &str| {
+        json!({ "email": format!("c{n}@contoso.example"), "firstName": "C", "lastName": "W",
+                "externalRef": external_ref })
+    };
+    owner
+        .post(&path, body(0, "AdminInvitation/team/taken"))
+        .await
+        .expect(201);
+    let events_before = platform.all_events().await.len();
+    let outbox_before = platform.all_pages("/v1/outbox").await.len();
+
+    let shares_a_key = |n: usize| matches!(n, 1 | 2 | 4 | 5);
+    let mut tasks = Vec::new();
+    for n in 1..=30usize {
+        let owner = owner.clone();
+        let path = path.clone();
+        let (request, key) = if n % 3 == 0 {
+            (body(n, "AdminInvitation/team/taken"), format!("key-{n}"))
+        } else if shares_a_key(n) {
+            (
+                body(1, "AdminInvitation/team/shared"),
+                "shared-key".to_owned(),
+            )
+        } else {
+            (
+                body(n, &format!("AdminInvitation/team/n{n}")),
+                format!("key-{n}"),
+            )
+        };
+        tasks.push(tokio::spawn(async move {
+            let reply = owner
+                .send(
+                    Method::POST,
+                    &path,
+                    Some(request),
+                    &[("idempotency-key", &key)],
+                )
+                .await;
+            (n, reply)
+        }));
+    }
+    let mut created = BTreeSet::new();
+    let mut shared = BTreeSet::new();
+    for task in tasks {
+        let (n, reply) = task.await.unwrap();
+        if n % 3 == 0 {
+            reply.expect_problem(409, "external-ref-conflict");
+        } else {
+            let id = reply.expect(201).body["id"].as_str().unwrap().to_owned();
+            if shares_a_key(n) {
+                shared.insert(id.clone());
+            }
+            created.insert(id);
+        }
+    }
+    assert_eq!(
+        shared.len(),
+        1,
+        "one invitation for the shared key: {shared:?}"
+    );
+    assert_eq!(created.len(), 17);
+
+    let listed: BTreeSet<String> = owner
+        .all_pages(&path)
+        .await
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(listed.len(), 18, "the first invitation and the 17 created");
+    assert!(created.is_subset(&listed));
+    let events = platform.all_events().await;
+    let seqs: Vec<i64> = events.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "no numbers taken by refused writes: {seqs:?}"
+    );
+    let new: BTreeSet<String> = events[events_before..]
+        .iter()
+        .map(|e| {
+            assert_eq!(e["type"], "invitation.created");
+            e["objectId"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(new, created, "one event per created invitation");
+    assert_eq!(
+        platform.all_pages("/v1/outbox").await.len() - outbox_before,
+        17,
+        "one email per created invitation"
+    );
     w.portal.stop().await;
 }

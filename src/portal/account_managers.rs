@@ -11,6 +11,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
@@ -244,7 +245,7 @@ pub async fn create(
     principal: Principal,
     Path(account_id): Path<String>,
     JsonBody(body): JsonBody<CreateAccountManager>,
-) -> ApiResult<(StatusCode, Json<AccountManagerView>)> {
+) -> ApiResult<Response> {
     let email = Email::parse(&body.email)?;
     let first_name = person_name("firstName", &body.first_name)?;
     let last_name = person_name("lastName", &body.last_name)?;
@@ -333,24 +334,23 @@ pub async fn create(
         &access.account.display_name,
         &password,
         now,
-    )
-    .await?;
-    tx.emit(event("account_manager.created", &row), now)
-        .await
-        .map_err(db_error("record the event"))?;
-    tx.commit().await.map_err(db_error("commit"))?;
+    );
+    tx.emit(event("account_manager.created", &row), now);
+    let response = tx
+        .commit_response((StatusCode::CREATED, Json(row.view(now))).into_response())
+        .await?;
     state.mail_queued();
-    Ok((StatusCode::CREATED, Json(row.view(now))))
+    Ok(response)
 }
 
-async fn queue_activation(
+fn queue_activation(
     state: &AppState,
     tx: &mut WriteTx,
     row: &Row_,
     account_name: &str,
     password: &str,
     now: i64,
-) -> ApiResult<()> {
+) {
     let base = match &row.branding_domain {
         Some(domain) => format!("https://{domain}"),
         None => state.config.public_url.trim_end_matches('/').to_owned(),
@@ -378,7 +378,7 @@ async fn queue_activation(
             ),
         ),
     };
-    mail::queue(tx, &row.email, &subject, &body, now).await
+    mail::queue(tx, &row.email, &subject, &body, now);
 }
 
 fn event<'a>(event_type: &'a str, row: &'a Row_) -> NewEvent<'a> {
@@ -488,7 +488,7 @@ pub async fn resend(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
-) -> ApiResult<Json<AccountManagerView>> {
+) -> ApiResult<Response> {
     let now = state.now();
     let mut tx = state.begin().await?;
     let (mut row, access) =
@@ -523,14 +523,13 @@ pub async fn resend(
         &access.account.display_name,
         &password,
         now,
-    )
-    .await?;
-    tx.emit(event("account_manager.activation_resent", &row), now)
-        .await
-        .map_err(db_error("record the event"))?;
-    tx.commit().await.map_err(db_error("commit"))?;
+    );
+    tx.emit(event("account_manager.activation_resent", &row), now);
+    let response = tx
+        .commit_response(Json(row.view(now)).into_response())
+        .await?;
     state.mail_queued();
-    Ok(Json(row.view(now)))
+    Ok(response)
 }
 
 pub async fn delete(
@@ -546,9 +545,7 @@ pub async fn delete(
         .execute(&mut *tx.tx)
         .await
         .map_err(db_error("delete the account manager"))?;
-    tx.emit(event("account_manager.deleted", &row), now)
-        .await
-        .map_err(db_error("record the event"))?;
+    tx.emit(event("account_manager.deleted", &row), now);
     tx.commit().await.map_err(db_error("commit"))?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -643,9 +640,7 @@ pub async fn activate(
     .await
     .map_err(db_error("activate the account manager"))?;
     row.temp_expires_at = None;
-    tx.emit(event("account_manager.activated", &row), now)
-        .await
-        .map_err(db_error("record the event"))?;
+    tx.emit(event("account_manager.activated", &row), now);
     tx.commit().await.map_err(db_error("commit"))?;
     Ok(Json(row.view(now)))
 }
@@ -676,8 +671,7 @@ pub async fn sweep_expired(store: &Store, now: i64) -> Result<Option<i64>, sqlx:
             .await?
             .rows_affected();
             if updated > 0 {
-                tx.emit(event("account_manager.activation_expired", &row), now)
-                    .await?;
+                tx.emit(event("account_manager.activation_expired", &row), now);
             }
         }
         tx.commit().await?;

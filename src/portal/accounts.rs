@@ -282,11 +282,9 @@ pub async fn create(
     .execute(&mut *tx.tx)
     .await
     .map_err(db_error("create the account"))?;
-    tx.emit(account_event("account.created", &row), now)
+    tx.emit(account_event("account.created", &row), now);
+    tx.commit_response(account_response(StatusCode::CREATED, &row))
         .await
-        .map_err(db_error("record the event"))?;
-    tx.commit().await.map_err(db_error("commit"))?;
-    Ok(account_response(StatusCode::CREATED, &row))
 }
 
 fn account_event<'a>(event_type: &'a str, row: &'a AccountRow) -> NewEvent<'a> {
@@ -517,9 +515,7 @@ pub async fn update(
     .execute(&mut *tx.tx)
     .await
     .map_err(db_error("update the account"))?;
-    tx.emit(account_event("account.updated", &row), now)
-        .await
-        .map_err(db_error("record the event"))?;
+    tx.emit(account_event("account.updated", &row), now);
     tx.commit().await.map_err(db_error("commit"))?;
     Ok(account_response(StatusCode::OK, &row))
 }
@@ -632,9 +628,7 @@ pub async fn delete(
                 .map_err(db_error("delete the account"))?;
         }
     }
-    tx.emit(account_event("account.deleted", &access.account), now)
-        .await
-        .map_err(db_error("record the event"))?;
+    tx.emit(account_event("account.deleted", &access.account), now);
     tx.commit().await.map_err(db_error("commit"))?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use sqlx::{AnyConnection, Row};
 
@@ -240,9 +241,7 @@ pub async fn insert_grant_rows(
         .map_err(db_error("read the grant"))?;
         let view = grant_view(&row)?;
         if inserted > 0 {
-            tx.emit(grant_event("grant.created", &view), now)
-                .await
-                .map_err(db_error("record the event"))?;
+            tx.emit(grant_event("grant.created", &view), now);
         }
         created.push(view);
     }
@@ -359,7 +358,7 @@ pub async fn create(
     principal: Principal,
     Path(account_id): Path<String>,
     JsonBody(body): JsonBody<CreateGrants>,
-) -> ApiResult<(StatusCode, Json<Page<GrantView>>)> {
+) -> ApiResult<Response> {
     let roles = parse_roles(&body.roles)?;
     let source = check_source(body.source.as_deref())?;
     let now = state.now();
@@ -384,14 +383,12 @@ pub async fn create(
         now,
     )
     .await?;
-    tx.commit().await.map_err(db_error("commit"))?;
-    Ok((
-        StatusCode::CREATED,
-        Json(Page {
-            items: grants,
-            next_cursor: None,
-        }),
-    ))
+    let page = Page {
+        items: grants,
+        next_cursor: None,
+    };
+    tx.commit_response((StatusCode::CREATED, Json(page)).into_response())
+        .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -508,9 +505,7 @@ async fn revoke_where(
             .execute(&mut *tx.tx)
             .await
             .map_err(db_error("revoke the grant"))?;
-        tx.emit(grant_event("grant.revoked", &view), now)
-            .await
-            .map_err(db_error("record the event"))?;
+        tx.emit(grant_event("grant.revoked", &view), now);
     }
     Ok(removed.len())
 }
@@ -670,7 +665,7 @@ pub async fn create_admin(
     principal: Principal,
     Path(account_id): Path<String>,
     JsonBody(body): JsonBody<CreateAdmin>,
-) -> ApiResult<(StatusCode, Json<AdminView>)> {
+) -> ApiResult<Response> {
     if !principal.is_platform() {
         return Err(ApiError::forbidden(
             "only the platform principal creates admins directly; invite them with POST /v1/accounts/{id}/invitations",
@@ -703,19 +698,17 @@ pub async fn create_admin(
         now,
     )
     .await?;
-    tx.commit().await.map_err(db_error("commit"))?;
     let mut roles = roles;
     roles.sort();
-    Ok((
-        StatusCode::CREATED,
-        Json(AdminView {
-            id: admin_id,
-            email: email.to_string(),
-            first_name: Some(first_name),
-            last_name: Some(last_name),
-            roles,
-        }),
-    ))
+    let view = AdminView {
+        id: admin_id,
+        email: email.to_string(),
+        first_name: Some(first_name),
+        last_name: Some(last_name),
+        roles,
+    };
+    tx.commit_response((StatusCode::CREATED, Json(view)).into_response())
+        .await
 }
 
 /// The admin principal with this email, created if missing.
@@ -783,9 +776,7 @@ pub async fn remove_admin(
             data: serde_json::json!({ "grantsRevoked": removed }),
         },
         now,
-    )
-    .await
-    .map_err(db_error("record the event"))?;
+    );
     tx.commit().await.map_err(db_error("commit"))?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,13 +1,17 @@
 //! `Idempotency-Key` on POST: the same key with the same request returns the first response
 //! again; the same key with a different request is refused (422).
 //!
-//! A placeholder row claims the key before the handler runs, so two concurrent requests with one
-//! key never both execute; the second is told to retry (409). Only a success is recorded: a
-//! refused request (4xx) or a failure (5xx) wrote nothing, so it releases the key and a retry
-//! with the same key runs again against the current state (a grant refused because the admin
-//! did not exist yet succeeds once they do). A response
+//! The response is recorded in the request's own transaction ([`WriteTx::commit_response`]),
+//! ahead of its other writes: the write and its record commit together or not at all, so a
+//! crash can never leave one without the other. Two concurrent requests with one key may both
+//! run, but only the first commits; the other's transaction rolls back when it finds the key
+//! taken, and it answers with the first one's response. Only a success is recorded: a refused
+//! request (4xx) wrote nothing, so a retry with the same key runs again against the current
+//! state (a grant refused because the admin did not exist yet succeeds once they do). A response
 //! that carries a secret (an invitation link) is stored without it: the replay says the link
 //! was shown once, and `POST /v1/invitations/{id}/resend` issues a new one.
+
+use std::sync::{Arc, Mutex};
 
 use axum::body::{Body, Bytes, to_bytes};
 use axum::extract::{Request, State};
@@ -18,13 +22,11 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use super::auth::authenticate;
-use super::problem::{ApiError, ProblemKind};
-use super::{AppState, SecretResponse};
+use super::problem::{ApiError, ApiResult, ProblemKind};
+use super::store::{Deferred, WriteTx};
+use super::{AppState, SecretResponse, db_error};
 
 const HEADER: &str = "idempotency-key";
-/// A claim older than this whose request never finished may be taken over; so may any claim
-/// made before this process started (its request died with the previous process).
-const ABANDONED_AFTER_MILLIS: i64 = 60_000;
 const BODY_LIMIT: usize = 1024 * 1024;
 
 pub async fn layer(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -92,59 +94,187 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
             .map(|b| format!("{b:02x}"))
             .collect::<String>()
     };
-    let now = state.now();
-    match claim(&state, &principal.id, &key, &request_hash, now).await {
-        Ok(Claim::Mine) => {}
-        Ok(Claim::Replay { status, body }) => {
-            let mut response = (
-                StatusCode::from_u16(status as u16).unwrap_or(StatusCode::OK),
-                body,
-            )
-                .into_response();
-            let headers = response.headers_mut();
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(content_type(status)),
-            );
-            headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
-            return response;
-        }
-        Ok(Claim::OtherRequest) => {
-            return ApiError::new(
-                ProblemKind::IdempotencyKeyReused,
-                "this Idempotency-Key was used with a different request; use a new key for a new request",
-            )
-            .into_response();
-        }
-        Ok(Claim::InProgress) => {
-            let mut error = ApiError::new(
-                ProblemKind::TooManyRequests,
-                "a request with this Idempotency-Key is still being processed; retry shortly",
-            );
-            error.retry_after_seconds = Some(1);
-            return error.into_response();
-        }
+    match recorded(&state, &principal.id, &key, &request_hash).await {
+        Ok(Some(earlier)) => return earlier,
+        Ok(None) => {}
         Err(error) => {
-            return ApiError::internal("record the Idempotency-Key", error).into_response();
+            return ApiError::internal("look up the Idempotency-Key", error).into_response();
         }
     }
     parts.extensions.insert(principal.clone());
-    let response = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
+    let keyed = Arc::new(KeyedRequest {
+        principal_id: principal.id.clone(),
+        key: key.clone(),
+        request_hash: request_hash.clone(),
+        created_at: state.now(),
+        outcome: Mutex::new(Outcome::NotRecorded),
+    });
+    let response = REQUEST
+        .scope(
+            keyed.clone(),
+            next.run(Request::from_parts(parts, Body::from(bytes))),
+        )
         .await;
+    let outcome = *keyed.outcome.lock().expect("not poisoned");
+    match outcome {
+        Outcome::Recorded => response,
+        Outcome::KeyTaken => match recorded(&state, &principal.id, &key, &request_hash).await {
+            Ok(Some(earlier)) => earlier,
+            // Records are never removed, so this is not expected: answer with our own refusal.
+            _ => response,
+        },
+        Outcome::NotRecorded if response.status().is_success() => {
+            // A handler that answered without committing through `commit_response`: record the
+            // response after the fact.
+            record_after(&state, &keyed, response).await
+        }
+        Outcome::NotRecorded => response,
+    }
+}
+
+tokio::task_local! {
+    /// The Idempotency-Key of the request this task is serving.
+    static REQUEST: Arc<KeyedRequest>;
+}
+
+struct KeyedRequest {
+    principal_id: String,
+    key: String,
+    request_hash: String,
+    created_at: i64,
+    outcome: Mutex<Outcome>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    NotRecorded,
+    Recorded,
+    /// Another request with this key committed first; this one rolled back.
+    KeyTaken,
+}
+
+impl KeyedRequest {
+    fn set(&self, outcome: Outcome) {
+        *self.outcome.lock().expect("not poisoned") = outcome;
+    }
+
+    fn record(&self, status: StatusCode, body: &Bytes) -> Deferred {
+        Deferred::new(
+            "INSERT INTO idempotency_keys (principal_id, idem_key, request_hash, status, response_body, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(self.principal_id.as_str())
+        .bind(self.key.as_str())
+        .bind(self.request_hash.as_str())
+        .bind(i64::from(status.as_u16()))
+        .bind(String::from_utf8_lossy(body).into_owned())
+        .bind(self.created_at)
+    }
+}
+
+impl WriteTx {
+    /// Commits, and records `response` as the answer to the request's Idempotency-Key (when it
+    /// has one and the response is a success) in the same transaction, ahead of its other
+    /// writes. When another request with the key committed first, nothing is written and the
+    /// caller's answer is replaced by that request's response.
+    pub async fn commit_response(mut self, response: Response) -> ApiResult<Response> {
+        let keyed = REQUEST.try_with(Arc::clone).ok();
+        let Some(keyed) = keyed.filter(|_| response.status().is_success()) else {
+            self.commit().await.map_err(db_error("commit"))?;
+            return Ok(response);
+        };
+        let (parts, body) = response.into_parts();
+        let body = to_bytes(body, usize::MAX)
+            .await
+            .map_err(|e| ApiError::internal("read the response", e))?;
+        let stored = if parts.extensions.get::<SecretResponse>().is_some() {
+            redact(&body)
+        } else {
+            body.clone()
+        };
+        self.defer_first(keyed.record(parts.status, &stored));
+        match self.commit().await {
+            Ok(()) => {
+                keyed.set(Outcome::Recorded);
+                Ok(Response::from_parts(parts, Body::from(body)))
+            }
+            Err(sqlx::Error::Database(error))
+                if error.is_unique_violation()
+                    && (error
+                        .constraint()
+                        .is_some_and(|c| c.contains("idempotency_keys"))
+                        || error.message().contains("idempotency_keys")) =>
+            {
+                keyed.set(Outcome::KeyTaken);
+                Err(ApiError::new(
+                    ProblemKind::IdempotencyKeyReused,
+                    "another request with this Idempotency-Key finished first",
+                ))
+            }
+            Err(error) => Err(db_error("commit")(error)),
+        }
+    }
+}
+
+/// The recorded answer to `key`, as a response: the first response again, or 422 when the key
+/// was used with another request.
+async fn recorded(
+    state: &AppState,
+    principal: &str,
+    key: &str,
+    request_hash: &str,
+) -> Result<Option<Response>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT request_hash, status, response_body FROM idempotency_keys WHERE principal_id = $1 AND idem_key = $2",
+    )
+    .bind(principal)
+    .bind(key)
+    .fetch_optional(&state.store.pool)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let stored_hash: String = row.try_get(0)?;
+    if stored_hash != request_hash {
+        return Ok(Some(
+            ApiError::new(
+                ProblemKind::IdempotencyKeyReused,
+                "this Idempotency-Key was used with a different request; use a new key for a new request",
+            )
+            .into_response(),
+        ));
+    }
+    let status: i64 = row.try_get(1)?;
+    let body: String = row.try_get(2)?;
+    let mut response = (
+        StatusCode::from_u16(u16::try_from(status).unwrap_or(200)).unwrap_or(StatusCode::OK),
+        body,
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type(status)),
+    );
+    headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    Ok(Some(response))
+}
+
+/// Records a success that was committed without its record.
+async fn record_after(state: &AppState, keyed: &KeyedRequest, response: Response) -> Response {
     let (parts, body) = response.into_parts();
     let body = to_bytes(body, usize::MAX).await.unwrap_or_default();
-    let status = parts.status.as_u16();
     let stored = if parts.extensions.get::<SecretResponse>().is_some() {
         redact(&body)
     } else {
         body.clone()
     };
-    let outcome = if !parts.status.is_success() {
-        release(&state, &principal.id, &key).await
-    } else {
-        record(&state, &principal.id, &key, status, &stored).await
-    };
+    let outcome = async {
+        let mut tx = state.store.write().await?;
+        tx.defer(keyed.record(parts.status, &stored));
+        tx.commit().await
+    }
+    .await;
     if let Err(error) = outcome {
         tracing::warn!(%error, "could not record the idempotent response; a retry will run the request again");
     }
@@ -159,19 +289,29 @@ fn content_type(status: i64) -> &'static str {
     }
 }
 
-/// The stored copy of a secret-bearing response: the link replaced by a note.
+/// The stored copy of a secret-bearing response: each secret replaced by a note on how to get a
+/// new one.
 fn redact(body: &Bytes) -> Bytes {
+    const SECRETS: [(&str, &str, &str); 2] = [
+        (
+            "link",
+            "linkRedacted",
+            "the link was shown once, in the first response; POST /v1/invitations/{id}/resend issues a new one",
+        ),
+        (
+            "key",
+            "keyRedacted",
+            "the API key was shown once, in the first response; POST /v1/api-keys creates a new one",
+        ),
+    ];
     match serde_json::from_slice::<serde_json::Value>(body) {
         Ok(mut value) => {
-            if let Some(object) = value.as_object_mut()
-                && object.remove("link").is_some()
-            {
-                object.insert(
-                    "linkRedacted".into(),
-                    serde_json::Value::String(
-                        "the link was shown once, in the first response; POST /v1/invitations/{id}/resend issues a new one".into(),
-                    ),
-                );
+            if let Some(object) = value.as_object_mut() {
+                for (field, note_field, note) in SECRETS {
+                    if object.remove(field).is_some() {
+                        object.insert(note_field.into(), serde_json::Value::String(note.into()));
+                    }
+                }
             }
             Bytes::from(value.to_string())
         }
@@ -179,103 +319,22 @@ fn redact(body: &Bytes) -> Bytes {
     }
 }
 
-enum Claim {
-    Mine,
-    Replay { status: i64, body: Bytes },
-    OtherRequest,
-    InProgress,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-async fn claim(
-    state: &AppState,
-    principal: &str,
-    key: &str,
-    hash: &str,
-    now: i64,
-) -> Result<Claim, sqlx::Error> {
-    // One statement in the common case: the key is new and this insert claims it.
-    let _writer = state.store.lock_writer().await;
-    let inserted = sqlx::query(
-        "INSERT INTO idempotency_keys (principal_id, idem_key, request_hash, status, response_body, created_at) \
-         VALUES ($1, $2, $3, 0, '', $4) ON CONFLICT (principal_id, idem_key) DO NOTHING",
-    )
-    .bind(principal)
-    .bind(key)
-    .bind(hash)
-    .bind(now)
-    .execute(&state.store.pool)
-    .await?
-    .rows_affected();
-    if inserted > 0 {
-        return Ok(Claim::Mine);
+    #[test]
+    fn stored_responses_keep_no_link_and_no_api_key() {
+        let stored = redact(&Bytes::from_static(
+            br#"{"id":"k1","key":"pk_0123_secret","link":"https://portal/accept#token=t"}"#,
+        ));
+        let text = String::from_utf8(stored.to_vec()).unwrap();
+        assert!(
+            !text.contains("secret") && !text.contains("token=t"),
+            "{text}"
+        );
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["id"], "k1");
+        assert!(value["keyRedacted"].is_string() && value["linkRedacted"].is_string());
     }
-    let row = sqlx::query(
-        "SELECT request_hash, status, response_body, created_at FROM idempotency_keys WHERE principal_id = $1 AND idem_key = $2",
-    )
-    .bind(principal)
-    .bind(key)
-    .fetch_one(&state.store.pool)
-    .await?;
-    let stored_hash: String = row.get(0);
-    let status: i64 = row.get(1);
-    let created_at: i64 = row.get(3);
-    if stored_hash != hash {
-        return Ok(Claim::OtherRequest);
-    }
-    if status != 0 {
-        let body: String = row.get(2);
-        return Ok(Claim::Replay {
-            status,
-            body: Bytes::from(body),
-        });
-    }
-    if created_at >= state.started_at && now - created_at < ABANDONED_AFTER_MILLIS {
-        // Claimed by a request still running (in this process, or another replica that started
-        // before us); a claim older than this process is from a crash.
-        return Ok(Claim::InProgress);
-    }
-    // Take the abandoned claim over, unless another request just did.
-    let taken = sqlx::query(
-        "UPDATE idempotency_keys SET created_at = $1 WHERE principal_id = $2 AND idem_key = $3 AND status = 0 AND created_at = $4",
-    )
-    .bind(now)
-    .bind(principal)
-    .bind(key)
-    .bind(created_at)
-    .execute(&state.store.pool)
-    .await?
-    .rows_affected();
-    Ok(if taken > 0 {
-        Claim::Mine
-    } else {
-        Claim::InProgress
-    })
-}
-
-async fn record(
-    state: &AppState,
-    principal: &str,
-    key: &str,
-    status: u16,
-    body: &Bytes,
-) -> Result<(), sqlx::Error> {
-    let _writer = state.store.lock_writer().await;
-    sqlx::query("UPDATE idempotency_keys SET status = $1, response_body = $2 WHERE principal_id = $3 AND idem_key = $4")
-        .bind(i64::from(status))
-        .bind(String::from_utf8_lossy(body).into_owned())
-        .bind(principal)
-        .bind(key)
-        .execute(&state.store.pool)
-        .await?;
-    Ok(())
-}
-
-async fn release(state: &AppState, principal: &str, key: &str) -> Result<(), sqlx::Error> {
-    let _writer = state.store.lock_writer().await;
-    sqlx::query("DELETE FROM idempotency_keys WHERE principal_id = $1 AND idem_key = $2")
-        .bind(principal)
-        .bind(key)
-        .execute(&state.store.pool)
-        .await?;
-    Ok(())
 }

@@ -19,7 +19,7 @@ use super::auth::{Principal, authorize, authorize_for, hash_secret, random_token
 use super::grants::{check_may_grant_at, parse_roles};
 use super::json::{JsonBody, Page, PageQuery};
 use super::problem::{ApiError, ApiResult, ProblemKind};
-use super::store::{NewEvent, Store, WriteTx};
+use super::store::{Deferred, NewEvent, Store, WriteTx};
 use super::time::format_millis;
 use super::{AppState, SecretResponse, db_error};
 use crate::domain::{
@@ -294,69 +294,74 @@ pub async fn create(
         sends: 1,
         version: 1,
     };
-    let inserted = sqlx::query(
-        "INSERT INTO invitations (id, account_id, email, email_canonical, first_name, last_name, roles, delivery, state, \
-         token_hash, external_ref, created_by, created_at, expires_at, sends, version) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'Pending', $9, $10, $11, $12, $13, $14, $15)",
-    )
-    .bind(&row.id)
-    .bind(&row.account_id)
-    .bind(&row.email)
-    .bind(email.canonical())
-    .bind(&row.first_name)
-    .bind(&row.last_name)
-    .bind(roles_text(&row.roles))
-    .bind(match delivery {
-        Delivery::Email => "Email",
-        Delivery::Link => "Link",
-    })
-    .bind(hash_secret(&token))
-    .bind(&row.external_ref)
-    .bind(&principal.id)
-    .bind(row.created_at)
-    .bind(row.expires_at)
-    .bind(row.sends)
-    .bind(row.version)
-    .execute(&mut *tx.tx)
-    .await
-    .map_err(db_error("create the invitation"));
-    if let Err(error) = inserted {
-        // The unique index on externalRef is the check (no read before the write); name the
-        // invitation that holds the reference.
-        if error.kind == ProblemKind::ExternalRefConflict
-            && let Some(external_ref) = &row.external_ref
-        {
-            drop(tx);
-            let mut connection = state.connection().await?;
-            let existing: Option<String> =
-                sqlx::query("SELECT id FROM invitations WHERE external_ref = $1")
-                    .bind(external_ref)
-                    .fetch_optional(&mut *connection)
-                    .await
-                    .map_err(|e| ApiError::internal("find the invitation", e))?
-                    .map(|row| row.get(0));
-            return Err(ApiError::new(
-                ProblemKind::ExternalRefConflict,
-                format!(
-                    "externalRef {external_ref:?} already belongs to invitation {}",
-                    existing.as_deref().unwrap_or("(just deleted)")
-                ),
-            )
-            .at("/externalRef"));
-        }
-        return Err(error);
-    }
+    tx.defer(
+        Deferred::new(
+            "INSERT INTO invitations (id, account_id, email, email_canonical, first_name, last_name, roles, delivery, state, \
+             token_hash, external_ref, created_by, created_at, expires_at, sends, version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'Pending', $9, $10, $11, $12, $13, $14, $15)",
+        )
+        .bind(&row.id)
+        .bind(&row.account_id)
+        .bind(&row.email)
+        .bind(email.canonical())
+        .bind(&row.first_name)
+        .bind(&row.last_name)
+        .bind(roles_text(&row.roles))
+        .bind(match delivery {
+            Delivery::Email => "Email",
+            Delivery::Link => "Link",
+        })
+        .bind(hash_secret(&token))
+        .bind(&row.external_ref)
+        .bind(&principal.id)
+        .bind(row.created_at)
+        .bind(row.expires_at)
+        .bind(row.sends)
+        .bind(row.version),
+    );
     let link = state.invitation_link(&token);
     if delivery == Delivery::Email {
-        queue_invitation_email(&mut tx, &row, &access.account.display_name, &link, now).await?;
+        queue_invitation_email(&mut tx, &row, &access.account.display_name, &link, now);
     }
-    tx.emit(invitation_event("invitation.created", &row), now)
+    tx.emit(invitation_event("invitation.created", &row), now);
+    let response = match tx
+        .commit_response(with_link(StatusCode::CREATED, &row, now, delivery, link))
         .await
-        .map_err(db_error("record the event"))?;
-    tx.commit().await.map_err(db_error("commit"))?;
+    {
+        Ok(response) => response,
+        Err(error) => {
+            // The unique index on externalRef is the check (no read before the write); name the
+            // invitation that holds the reference.
+            return Err(match (&error.kind, &row.external_ref) {
+                (ProblemKind::ExternalRefConflict, Some(external_ref)) => {
+                    external_ref_conflict(&state, external_ref).await?
+                }
+                _ => error,
+            });
+        }
+    };
     state.expiry_changed();
     state.mail_queued();
-    Ok(with_link(StatusCode::CREATED, &row, now, delivery, link))
+    Ok(response)
+}
+
+async fn external_ref_conflict(state: &AppState, external_ref: &str) -> ApiResult<ApiError> {
+    let mut connection = state.connection().await?;
+    let existing: Option<String> =
+        sqlx::query("SELECT id FROM invitations WHERE external_ref = $1")
+            .bind(external_ref)
+            .fetch_optional(&mut *connection)
+            .await
+            .map_err(|e| ApiError::internal("find the invitation", e))?
+            .map(|row| row.get(0));
+    Ok(ApiError::new(
+        ProblemKind::ExternalRefConflict,
+        format!(
+            "externalRef {external_ref:?} already belongs to invitation {}",
+            existing.as_deref().unwrap_or("(just deleted)")
+        ),
+    )
+    .at("/externalRef"))
 }
 
 fn with_link(
@@ -385,13 +390,13 @@ fn etag(version: i64) -> header::HeaderValue {
     header::HeaderValue::from_str(&format!("\"{version}\"")).expect("digits are a valid header")
 }
 
-async fn queue_invitation_email(
+fn queue_invitation_email(
     tx: &mut WriteTx,
     row: &InvitationRow,
     account_name: &str,
     link: &str,
     now: i64,
-) -> ApiResult<()> {
+) {
     let roles = row
         .roles
         .iter()
@@ -414,8 +419,7 @@ async fn queue_invitation_email(
         &format!("You are invited to administer {account_name}"),
         &body,
         now,
-    )
-    .await
+    );
 }
 
 fn invitation_event<'a>(event_type: &'a str, row: &'a InvitationRow) -> NewEvent<'a> {
@@ -638,9 +642,7 @@ pub async fn update(
             .execute(&mut *tx.tx)
             .await
             .map_err(db_error("update the invitation"))?;
-        tx.emit(invitation_event("invitation.updated", &row), now)
-            .await
-            .map_err(db_error("record the event"))?;
+        tx.emit(invitation_event("invitation.updated", &row), now);
         tx.commit().await.map_err(db_error("commit"))?;
     }
     let mut response = Json(row.view(now)).into_response();
@@ -690,9 +692,7 @@ pub async fn revoke(
     .execute(&mut *tx.tx)
     .await
     .map_err(db_error("revoke the invitation"))?;
-    tx.emit(invitation_event("invitation.revoked", &row), now)
-        .await
-        .map_err(db_error("record the event"))?;
+    tx.emit(invitation_event("invitation.revoked", &row), now);
     tx.commit().await.map_err(db_error("commit"))?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -727,15 +727,15 @@ pub async fn resend(
         .map_err(db_error("resend the invitation"))?;
     let link = state.invitation_link(&token);
     if row.delivery == Delivery::Email {
-        queue_invitation_email(&mut tx, &row, &access.account.display_name, &link, now).await?;
+        queue_invitation_email(&mut tx, &row, &access.account.display_name, &link, now);
     }
-    tx.emit(invitation_event("invitation.resent", &row), now)
-        .await
-        .map_err(db_error("record the event"))?;
-    tx.commit().await.map_err(db_error("commit"))?;
-    state.mail_queued();
+    tx.emit(invitation_event("invitation.resent", &row), now);
     let delivery = row.delivery;
-    Ok(with_link(StatusCode::OK, &row, now, delivery, link))
+    let response = tx
+        .commit_response(with_link(StatusCode::OK, &row, now, delivery, link))
+        .await?;
+    state.mail_queued();
+    Ok(response)
 }
 
 /// Marks every Pending invitation past its expiry as Expired and emits `invitation.expired`
@@ -764,8 +764,7 @@ pub async fn sweep_expired(store: &Store, now: i64) -> Result<Option<i64>, sqlx:
             .rows_affected();
             if updated > 0 {
                 row.stored_state = InvitationState::Expired;
-                tx.emit(invitation_event("invitation.expired", &row), now)
-                    .await?;
+                tx.emit(invitation_event("invitation.expired", &row), now);
             }
         }
         tx.commit().await?;
@@ -1003,9 +1002,7 @@ async fn complete_accept(
         .execute(&mut *tx.tx)
         .await
         .map_err(db_error("accept the invitation"))?;
-    tx.emit(invitation_event("invitation.accepted", &row), now)
-        .await
-        .map_err(db_error("record the event"))?;
+    tx.emit(invitation_event("invitation.accepted", &row), now);
     tx.commit().await.map_err(db_error("commit"))?;
     Ok(Json(Accepted {
         invitation: row.view(now),
@@ -1059,9 +1056,7 @@ async fn record_failure(
     .map_err(db_error("record the failed attempt"))?;
     let mut event = invitation_event("invitation.acceptance_failed", row);
     event.data = serde_json::json!({ "reason": reason, "message": message });
-    tx.emit(event, now)
-        .await
-        .map_err(db_error("record the event"))?;
+    tx.emit(event, now);
     tx.commit().await.map_err(db_error("commit"))
 }
 

@@ -99,7 +99,6 @@ pub async fn create(
         .execute(&mut *tx.tx)
         .await
         .map_err(db_error("create the API key"))?;
-    tx.commit().await.map_err(db_error("commit"))?;
     let view = KeyView {
         id: key.id,
         name: name.to_owned(),
@@ -109,7 +108,7 @@ pub async fn create(
     };
     let mut response = (StatusCode::CREATED, Json(view)).into_response();
     response.extensions_mut().insert(SecretResponse);
-    Ok(response)
+    tx.commit_response(response).await
 }
 
 pub async fn list(

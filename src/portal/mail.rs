@@ -14,12 +14,12 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
+use super::AppState;
 use super::auth::Principal;
 use super::json::{Page, PageQuery};
 use super::problem::{ApiError, ApiResult};
-use super::store::WriteTx;
+use super::store::{Deferred, WriteTx};
 use super::time::format_millis;
-use super::{AppState, db_error};
 
 #[derive(Debug, Clone)]
 pub struct MailConfig {
@@ -28,27 +28,19 @@ pub struct MailConfig {
     pub from: String,
 }
 
-/// Queues a message in the caller's transaction.
-pub async fn queue(
-    tx: &mut WriteTx,
-    to: &str,
-    subject: &str,
-    body: &str,
-    now: i64,
-) -> ApiResult<()> {
-    sqlx::query(
-        "INSERT INTO outbox (id, to_address, subject, body, created_at, attempts, next_attempt_at) \
-         VALUES ($1, $2, $3, $4, $5, 0, $5)",
-    )
-    .bind(uuid::Uuid::now_v7().to_string())
-    .bind(to)
-    .bind(subject)
-    .bind(body)
-    .bind(now)
-    .execute(&mut *tx.tx)
-    .await
-    .map_err(db_error("queue the email"))?;
-    Ok(())
+/// Queues a message in the caller's transaction (written when it commits).
+pub fn queue(tx: &mut WriteTx, to: &str, subject: &str, body: &str, now: i64) {
+    tx.defer(
+        Deferred::new(
+            "INSERT INTO outbox (id, to_address, subject, body, created_at, attempts, next_attempt_at) \
+             VALUES ($1, $2, $3, $4, $5, 0, $5)",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(to)
+        .bind(subject)
+        .bind(body)
+        .bind(now),
+    );
 }
 
 #[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]

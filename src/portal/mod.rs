@@ -21,6 +21,7 @@ pub mod oidc;
 pub mod openapi;
 pub mod problem;
 pub mod ratelimit;
+pub mod sqlite_writer;
 pub mod store;
 pub mod time;
 
@@ -85,8 +86,6 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// Set when the server shuts down, so long-lived change-feed streams end with it.
     pub closing: tokio::sync::watch::Sender<bool>,
-    /// When this process opened the portal (clock milliseconds).
-    pub started_at: i64,
     expiry: Arc<Notify>,
     mail_wake: Arc<Notify>,
 }
@@ -201,7 +200,6 @@ impl Portal {
         if let Some(key) = &config.bootstrap_api_key {
             bootstrap(&store, key, clock.now_millis()).await?;
         }
-        let started_at = clock.now_millis();
         let accept_attempts_per_minute = config.accept_attempts_per_minute;
         Ok(Portal {
             state: AppState {
@@ -222,7 +220,6 @@ impl Portal {
                 mail_wake: Arc::new(Notify::new()),
                 metrics: Arc::new(metrics::Metrics::default()),
                 closing: tokio::sync::watch::channel(false).0,
-                started_at,
             },
         })
     }

@@ -41,7 +41,7 @@ pub struct Operation {
 
 const IDEMPOTENCY: (&str, &str, bool) = (
     "Idempotency-Key",
-    "Replays the first successful response for the same key and body; 422 for the same key with another body. A refused request is not recorded and may be retried with the same key.",
+    "Replays the first successful response for the same key and body; 422 for the same key with another body. The response is recorded in the same transaction as the write, so a request that committed replays even if its first response was lost. Of concurrent requests with one key, the first to commit wins and the others answer with its response. A refused request is not recorded and may be retried with the same key.",
     false,
 );
 const IF_MATCH: (&str, &str, bool) = ("If-Match", "The ETag of the version read; required.", true);

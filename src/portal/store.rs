@@ -2,20 +2,26 @@
 //! `Any` driver with one set of portable migrations.
 //!
 //! Every request that writes runs in one [`WriteTx`]: it either commits whole or leaves nothing
-//! behind. A write transaction first bumps the event counter and holds that row until it commits,
-//! which (a) numbers the change feed in commit order, so a reader resuming after sequence N never
-//! misses an event committed later with a smaller number, and (b) serialises writers, so
-//! tree-wide checks such as "the account keeps an owner" cannot race. On SQLite, writers also queue on an in-process
-//! lock so that a deferred transaction never meets SQLITE_BUSY when it upgrades to writing.
+//! behind, and its writers are serialised, so tree-wide checks such as "the account keeps an
+//! owner" cannot race and the change feed is numbered in commit order (a reader resuming after
+//! sequence N never misses an event committed later with a smaller number).
+//!
+//! - On PostgreSQL a write transaction starts by locking the event counter's row, held until it
+//!   commits.
+//! - On SQLite all writes go through one dedicated connection behind an in-process lock, with
+//!   group commit (see [`super::sqlite_writer`]). A request's tail writes (rows it never reads
+//!   back: the new row, its email, its events, its idempotent response) are
+//!   [deferred](WriteTx::defer) and sent in one round trip with the end of its savepoint.
 
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{Any, AnyPool, Executor, Row, Transaction};
-use tokio::sync::{Mutex, OwnedMutexGuard, broadcast};
+use sqlx::{Any, AnyConnection, AnyPool, Executor, Row, Transaction};
+use tokio::sync::broadcast;
+
+use super::sqlite_writer::{SqliteWriter, WriterGuard};
 
 /// Which database is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +72,8 @@ pub struct NewEvent<'a> {
 pub struct Store {
     pub pool: AnyPool,
     pub backend: Backend,
-    sqlite_writer: Option<Arc<Mutex<()>>>,
+    /// SQLite only: the one connection that writes.
+    sqlite_writer: Option<SqliteWriter>,
     /// Wakes change-feed readers after a commit that appended events.
     pub feed: broadcast::Sender<i64>,
 }
@@ -101,58 +108,48 @@ impl Store {
             .after_connect(move |connection, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        // WAL: readers never block the writer; NORMAL sync is durable against a
-                        // process crash (a commit is in the WAL before it returns).
-                        connection
-                            .execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
-                            )
-                            .await?;
+                        connection.execute(super::sqlite_writer::PRAGMAS).await?;
                     }
                     Ok(())
                 })
             })
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(StoreError::Connect)?;
         MIGRATOR.run(&pool).await.map_err(StoreError::Migrate)?;
         let (feed, _) = broadcast::channel(1024);
+        let sqlite_writer = match backend {
+            Backend::Sqlite => Some(
+                SqliteWriter::open(options, pool.clone(), feed.clone())
+                    .await
+                    .map_err(StoreError::Connect)?,
+            ),
+            Backend::Postgres => None,
+        };
         Ok(Store {
             pool,
             backend,
-            sqlite_writer: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
+            sqlite_writer,
             feed,
         })
     }
 
-    /// Takes the SQLite writer lock (nothing on PostgreSQL) for a single-statement write that
-    /// needs no transaction and no change-feed number.
-    pub async fn lock_writer(&self) -> Option<OwnedMutexGuard<()>> {
-        match &self.sqlite_writer {
-            Some(lock) => Some(lock.clone().lock_owned().await),
-            None => None,
-        }
-    }
-
     /// Starts a write transaction (see the module doc).
     pub async fn write(&self) -> Result<WriteTx, sqlx::Error> {
-        let guard = match &self.sqlite_writer {
-            Some(lock) => Some(lock.clone().lock_owned().await),
-            None => None,
+        let connection = match &self.sqlite_writer {
+            Some(writer) => WriteConnection(Some(Connection::Sqlite(writer.begin().await?))),
+            None => {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("SELECT value FROM counters WHERE name = 'events' FOR UPDATE")
+                    .execute(&mut *tx)
+                    .await?;
+                WriteConnection(Some(Connection::Postgres(tx)))
+            }
         };
-        let mut tx = self.pool.begin().await?;
-        let seq: i64 = sqlx::query(
-            "UPDATE counters SET value = value + 1 WHERE name = 'events' RETURNING value",
-        )
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get(0)?;
         Ok(WriteTx {
-            tx,
-            _writer: guard,
-            counter: seq,
-            last_event: None,
+            tx: connection,
+            deferred: Vec::new(),
+            first: None,
             feed: self.feed.clone(),
         })
     }
@@ -194,56 +191,299 @@ impl Store {
     }
 }
 
-/// One request's writes. Dropped without [`commit`](WriteTx::commit), it rolls back.
+/// A value bound to a [`Deferred`] statement. Nulls are typed, as PostgreSQL needs them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Int(Option<i64>),
+    Text(Option<String>),
+}
+
+impl From<i64> for Value {
+    fn from(value: i64) -> Self {
+        Value::Int(Some(value))
+    }
+}
+
+impl From<Option<i64>> for Value {
+    fn from(value: Option<i64>) -> Self {
+        Value::Int(value)
+    }
+}
+
+impl From<String> for Value {
+    fn from(value: String) -> Self {
+        Value::Text(Some(value))
+    }
+}
+
+impl From<&str> for Value {
+    fn from(value: &str) -> Self {
+        Value::Text(Some(value.to_owned()))
+    }
+}
+
+impl From<&String> for Value {
+    fn from(value: &String) -> Self {
+        Value::Text(Some(value.clone()))
+    }
+}
+
+impl From<Option<String>> for Value {
+    fn from(value: Option<String>) -> Self {
+        Value::Text(value)
+    }
+}
+
+impl From<Option<&str>> for Value {
+    fn from(value: Option<&str>) -> Self {
+        Value::Text(value.map(str::to_owned))
+    }
+}
+
+impl From<&Option<String>> for Value {
+    fn from(value: &Option<String>) -> Self {
+        Value::Text(value.clone())
+    }
+}
+
+/// A write statement that returns no rows, queued with [`WriteTx::defer`]. Its placeholders are
+/// `$1`, `$2`, … in the order of the values bound.
+#[derive(Debug, Clone)]
+pub struct Deferred {
+    sql: &'static str,
+    values: Vec<Value>,
+    /// An event insert, which returns the event's sequence number.
+    event: bool,
+}
+
+impl Deferred {
+    pub fn new(sql: &'static str) -> Deferred {
+        Deferred {
+            sql,
+            values: Vec::new(),
+            event: false,
+        }
+    }
+
+    pub fn bind(mut self, value: impl Into<Value>) -> Deferred {
+        self.values.push(value.into());
+        self
+    }
+}
+
+pub(super) fn bind_all<'q>(
+    mut query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
+    values: impl IntoIterator<Item = Value>,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments> {
+    for value in values {
+        query = match value {
+            Value::Int(value) => query.bind(value),
+            Value::Text(value) => query.bind(value),
+        };
+    }
+    query
+}
+
+/// Appends `sql` to `out` with each placeholder `$n` renumbered `$(n + offset)`, so statements
+/// with their own numbering can share one argument list.
+fn append_renumbered(out: &mut String, sql: &str, offset: usize) {
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        match after[..digits].parse::<usize>() {
+            Ok(n) => {
+                out.push('$');
+                out.push_str(&(n + offset).to_string());
+            }
+            Err(_) => out.push('$'),
+        }
+        rest = &after[digits..];
+    }
+    out.push_str(rest);
+}
+
+/// The highest placeholder number in `sql` (0 when it has none).
+fn placeholders(sql: &str) -> usize {
+    sql.match_indices('$')
+        .filter_map(|(at, _)| {
+            let after = &sql[at + 1..];
+            let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+            after[..digits].parse::<usize>().ok()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+enum Connection {
+    Sqlite(WriterGuard),
+    Postgres(Transaction<'static, Any>),
+}
+
+/// The connection a write transaction runs its statements on; use it as `&mut *tx.tx`.
+pub struct WriteConnection(Option<Connection>);
+
+impl std::ops::Deref for WriteConnection {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        match self
+            .0
+            .as_ref()
+            .expect("a finished transaction is not used again")
+        {
+            Connection::Sqlite(writer) => writer.connection(),
+            Connection::Postgres(tx) => tx,
+        }
+    }
+}
+
+impl std::ops::DerefMut for WriteConnection {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self
+            .0
+            .as_mut()
+            .expect("a finished transaction is not used again")
+        {
+            Connection::Sqlite(writer) => writer.connection_mut(),
+            Connection::Postgres(tx) => tx,
+        }
+    }
+}
+
+/// One request's writes. Dropped without [`commit`](WriteTx::commit), they are rolled back.
 pub struct WriteTx {
-    pub tx: Transaction<'static, Any>,
-    _writer: Option<OwnedMutexGuard<()>>,
-    /// The counter value this transaction holds; events take numbers from it.
-    counter: i64,
-    last_event: Option<i64>,
+    pub tx: WriteConnection,
+    /// Writes queued to run at commit, in order.
+    deferred: Vec<Deferred>,
+    /// A write queued to run before all the others (the idempotent response: when its key is
+    /// taken, nothing else runs).
+    first: Option<Deferred>,
     feed: broadcast::Sender<i64>,
 }
 
 impl WriteTx {
-    /// Appends a change-feed event, visible to readers once the transaction commits.
-    pub async fn emit(&mut self, event: NewEvent<'_>, now_millis: i64) -> Result<i64, sqlx::Error> {
-        let seq = match self.last_event {
-            None => self.counter,
-            Some(last) => {
-                // A second event in one transaction takes the next number.
-                sqlx::query(
-                    "UPDATE counters SET value = value + 1 WHERE name = 'events' RETURNING value",
-                )
-                .fetch_one(&mut *self.tx)
-                .await?
-                .try_get::<i64, _>(0)
-                .map(|next| next.max(last + 1))?
-            }
-        };
-        sqlx::query(
-            "INSERT INTO events (seq, type, object_kind, object_id, account_id, external_ref, data, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(seq)
-        .bind(event.event_type)
-        .bind(event.object_kind)
-        .bind(event.object_id)
-        .bind(event.account_id)
-        .bind(event.external_ref)
-        .bind(event.data.to_string())
-        .bind(now_millis)
-        .execute(&mut *self.tx)
-        .await?;
-        self.last_event = Some(seq);
-        Ok(seq)
+    fn backend(&self) -> Backend {
+        match self.tx.0 {
+            Some(Connection::Postgres(_)) => Backend::Postgres,
+            _ => Backend::Sqlite,
+        }
     }
 
-    pub async fn commit(self) -> Result<(), sqlx::Error> {
-        self.tx.commit().await?;
-        if let Some(last) = self.last_event {
-            // Nobody listening is fine.
-            let _ = self.feed.send(last);
+    /// Queues a write to run at commit, after every statement run directly on `tx` and in the
+    /// order queued. Only for rows this request does not read back; its errors are
+    /// [`commit`](WriteTx::commit)'s.
+    pub fn defer(&mut self, statement: Deferred) {
+        debug_assert_eq!(
+            placeholders(statement.sql),
+            statement.values.len(),
+            "placeholders and values of {:?}",
+            statement.sql
+        );
+        self.deferred.push(statement);
+    }
+
+    /// Queues `statement` ahead of every other deferred write.
+    pub fn defer_first(&mut self, statement: Deferred) {
+        debug_assert!(self.first.is_none(), "one write goes first");
+        self.first = Some(statement);
+    }
+
+    /// Queues a change-feed event, visible to readers once the transaction commits. It is
+    /// numbered when the transaction commits, after the events queued before it.
+    pub fn emit(&mut self, event: NewEvent<'_>, now_millis: i64) {
+        let sql = match self.backend() {
+            Backend::Postgres => {
+                "WITH next AS (UPDATE counters SET value = value + 1 WHERE name = 'events' RETURNING value) \
+                 INSERT INTO events (seq, type, object_kind, object_id, account_id, external_ref, data, created_at) \
+                 SELECT value, $1, $2, $3, $4, $5, $6, $7 FROM next RETURNING seq"
+            }
+            Backend::Sqlite => {
+                "UPDATE counters SET value = value + 1 WHERE name = 'events'; \
+                 INSERT INTO events (seq, type, object_kind, object_id, account_id, external_ref, data, created_at) \
+                 SELECT value, $1, $2, $3, $4, $5, $6, $7 FROM counters WHERE name = 'events' RETURNING seq"
+            }
+        };
+        let mut statement = Deferred::new(sql)
+            .bind(event.event_type)
+            .bind(event.object_kind)
+            .bind(event.object_id)
+            .bind(event.account_id)
+            .bind(event.external_ref)
+            .bind(event.data.to_string())
+            .bind(now_millis);
+        statement.event = true;
+        self.deferred.push(statement);
+    }
+
+    /// Runs the deferred writes and commits; on SQLite in one round trip.
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        let statements: Vec<Deferred> = self
+            .first
+            .take()
+            .into_iter()
+            .chain(self.deferred.drain(..))
+            .collect();
+        match self.tx.0.take().expect("committed once") {
+            Connection::Sqlite(writer) => {
+                let mut sql = String::new();
+                let mut values = Vec::new();
+                for statement in statements {
+                    append_renumbered(&mut sql, statement.sql, values.len());
+                    sql.push_str(";\n");
+                    values.extend(statement.values);
+                }
+                // Broadcasts its events once they are committed.
+                writer.commit(sql, values).await
+            }
+            Connection::Postgres(mut tx) => {
+                let mut last_event = None;
+                for statement in statements {
+                    let query = bind_all(sqlx::query(statement.sql), statement.values);
+                    if statement.event {
+                        last_event = Some(query.fetch_one(&mut *tx).await?.try_get::<i64, _>(0)?);
+                    } else {
+                        query.execute(&mut *tx).await?;
+                    }
+                }
+                tx.commit().await?;
+                if let Some(last) = last_event {
+                    // Nobody listening is fine.
+                    let _ = self.feed.send(last);
+                }
+                Ok(())
+            }
         }
-        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_renumbered_after_the_statements_before() {
+        let mut out = String::new();
+        append_renumbered(&mut out, "INSERT INTO t (a, b) VALUES ($1, $2)", 0);
+        out.push(';');
+        append_renumbered(&mut out, "UPDATE t SET a = $2 WHERE b = $1 AND c = $10", 2);
+        assert_eq!(
+            out,
+            "INSERT INTO t (a, b) VALUES ($1, $2);UPDATE t SET a = $4 WHERE b = $3 AND c = $12"
+        );
+    }
+
+    #[test]
+    fn a_dollar_without_digits_is_kept() {
+        let mut out = String::new();
+        append_renumbered(&mut out, "SELECT '$' || $1", 3);
+        assert_eq!(out, "SELECT '$' || $4");
+    }
+
+    #[test]
+    fn placeholders_counts_the_highest_number() {
+        assert_eq!(placeholders("SELECT 1"), 0);
+        assert_eq!(placeholders("VALUES ($1, $3, $2, $3)"), 3);
     }
 }

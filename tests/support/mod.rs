@@ -441,6 +441,44 @@ impl Api {
         self.send(Method::DELETE, path, None, &[]).await
     }
 
+    /// Every item of a cursor-paginated list, following `nextCursor`.
+    pub async fn all_pages(&self, path: &str) -> Vec<Value> {
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let mut items = Vec::new();
+        let mut next = format!("{path}{separator}limit=500");
+        loop {
+            let page = self.get(&next).await.expect(200);
+            items.extend(page.body["items"].as_array().unwrap().iter().cloned());
+            match page.body["nextCursor"].as_str() {
+                Some(cursor) => next = format!("{path}{separator}limit=500&cursor={cursor}"),
+                None => return items,
+            }
+        }
+    }
+
+    /// Every change-feed event so far, read as JSON pages (not as a stream).
+    pub async fn all_events(&self) -> Vec<Value> {
+        let mut events = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = self
+                .send(
+                    Method::GET,
+                    &format!("/v1/events?after={after}&limit=500"),
+                    None,
+                    &[("accept", "application/json")],
+                )
+                .await
+                .expect(200);
+            let items = page.body["items"].as_array().unwrap().clone();
+            if items.is_empty() {
+                return events;
+            }
+            after = page.body["next"].as_i64().unwrap();
+            events.extend(items);
+        }
+    }
+
     // --- fixtures ---
 
     /// Creates an account and returns its id.
