@@ -197,21 +197,30 @@ async fn account_manager_activates_with_the_emailed_temporary_password(backend: 
         )
         .await
         .expect_problem(422, "validation-failed");
-    let active = anonymous
-        .post(
-            "/v1/account-managers/activate",
-            json!({ "username": "INES@contoso.example", "temporaryPassword": password, "newPassword": "a-long-new-password" }),
-        )
-        .await
-        .expect(200);
+    // Two activations at once (the password checks run outside the write): one wins, the other
+    // is told the account is already active.
+    let activate = |new_password: &'static str| {
+        let anonymous = anonymous.clone();
+        let password = password.clone();
+        tokio::spawn(async move {
+            anonymous
+                .post(
+                    "/v1/account-managers/activate",
+                    json!({ "username": "INES@contoso.example", "temporaryPassword": password, "newPassword": new_password }),
+                )
+                .await
+        })
+    };
+    let (one, other) = (
+        activate("a-long-new-password"),
+        activate("another-long-password"),
+    );
+    let mut replies = vec![one.await.unwrap(), other.await.unwrap()];
+    replies.sort_by_key(|reply| reply.status.as_u16());
+    let conflict = replies.pop().unwrap();
+    let active = replies.pop().unwrap().expect(200);
     assert_eq!(active.body["state"], "Active");
-    anonymous
-        .post(
-            "/v1/account-managers/activate",
-            json!({ "username": "ines@contoso.example", "temporaryPassword": password, "newPassword": "another-long-password" }),
-        )
-        .await
-        .expect_problem(409, "already-active");
+    conflict.expect_problem(409, "already-active");
     let id = created.body["id"].as_str().unwrap();
     assert_eq!(
         platform

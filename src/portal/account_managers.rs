@@ -147,25 +147,38 @@ pub struct CreateAccountManager {
     pub external_ref: Option<String>,
 }
 
-fn hash_password(password: &str) -> ApiResult<String> {
-    let mut salt = [0u8; 16];
-    rand::rng().fill_bytes(&mut salt);
-    let salt =
-        SaltString::encode_b64(&salt).map_err(|e| ApiError::internal("salt the password", e))?;
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|hash| hash.to_string())
-        .map_err(|e| ApiError::internal("hash the password", e))
+// Argon2 is deliberately slow (tens of milliseconds): it runs on the blocking pool, never on
+// the async workers, and never while a write transaction holds the writer.
+
+async fn hash_password(password: &str) -> ApiResult<String> {
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut salt = [0u8; 16];
+        rand::rng().fill_bytes(&mut salt);
+        let salt = SaltString::encode_b64(&salt)
+            .map_err(|e| ApiError::internal("salt the password", e))?;
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|hash| hash.to_string())
+            .map_err(|e| ApiError::internal("hash the password", e))
+    })
+    .await
+    .map_err(|e| ApiError::internal("hash the password", e))?
 }
 
-fn verify_password(password: &str, stored: &str) -> bool {
-    PasswordHash::new(stored)
-        .map(|hash| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &hash)
-                .is_ok()
-        })
-        .unwrap_or(false)
+async fn verify_password(password: &str, stored: &str) -> bool {
+    let (password, stored) = (password.to_owned(), stored.to_owned());
+    tokio::task::spawn_blocking(move || {
+        PasswordHash::new(&stored)
+            .map(|hash| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &hash)
+                    .is_ok()
+            })
+            .unwrap_or(false)
+    })
+    .await
+    .unwrap_or(false)
 }
 
 /// A temporary password a person can type: 16 characters from an alphabet without look-alikes
@@ -262,6 +275,8 @@ pub async fn create(
             "externalRef must hold 1 to 512 printable characters",
         ));
     }
+    let password = temporary_password();
+    let password_hash = hash_password(&password).await?;
     let now = state.now();
     let mut tx = state.begin().await?;
     let access = authorize(
@@ -305,7 +320,6 @@ pub async fn create(
         activation_sends: 1,
         version: 1,
     };
-    let password = temporary_password();
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO account_managers ({COLUMNS}, email_canonical, temp_password_hash) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, 'ActivationPending', $8, $9, $10, NULL, $11, $12, $13, $14)"
@@ -323,7 +337,7 @@ pub async fn create(
     .bind(row.activation_sends)
     .bind(row.version)
     .bind(email.canonical())
-    .bind(hash_password(&password)?)
+    .bind(&password_hash)
     .execute(&mut *tx.tx)
     .await
     .map_err(db_error("create the account manager"))?;
@@ -489,6 +503,8 @@ pub async fn resend(
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
+    let password = temporary_password();
+    let password_hash = hash_password(&password).await?;
     let now = state.now();
     let mut tx = state.begin().await?;
     let (mut row, access) =
@@ -499,7 +515,6 @@ pub async fn resend(
             format!("account manager {id} is already active; they reset their password themselves"),
         ));
     }
-    let password = temporary_password();
     row.stored_state = AccountManagerState::ActivationPending;
     row.temp_expires_at = Some(now + ACTIVATION_LIFETIME_MILLIS);
     row.activation_sends += 1;
@@ -508,7 +523,7 @@ pub async fn resend(
         "UPDATE account_managers SET state = 'ActivationPending', temp_password_hash = $1, temp_expires_at = $2, \
          activation_sends = $3, version = $4 WHERE id = $5",
     )
-    .bind(hash_password(&password)?)
+    .bind(&password_hash)
     .bind(row.temp_expires_at)
     .bind(row.activation_sends)
     .bind(row.version)
@@ -589,60 +604,93 @@ pub async fn activate(
     let canonical = Email::parse(&body.username)
         .map_err(|_| refused())?
         .canonical();
-    let mut tx = state.begin().await?;
-    let found = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS}, temp_password_hash FROM account_managers WHERE email_canonical = $1"
-    )))
-    .bind(&canonical)
-    .fetch_optional(&mut *tx.tx)
-    .await
-    .map_err(db_error("find the account manager"))?;
+    // Checked outside the write transaction (the hashes are slow); the update then applies only
+    // if nothing changed since (a resend replaces the temporary password).
+    let found = {
+        let mut connection = state.connection().await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS}, temp_password_hash FROM account_managers WHERE email_canonical = $1"
+        )))
+        .bind(&canonical)
+        .fetch_optional(&mut *connection)
+        .await
+        .map_err(db_error("find the account manager"))?
+    };
     let Some(found) = found else {
         // Spend the same effort as a real check, so timing does not reveal who exists.
-        let _ = verify_password(
-            &body.temporary_password,
-            DUMMY_HASH.get_or_init(|| hash_password("x").unwrap_or_default()),
-        );
+        let dummy = match DUMMY_HASH.get() {
+            Some(hash) => hash.clone(),
+            None => {
+                let hash = hash_password("x").await.unwrap_or_default();
+                DUMMY_HASH.get_or_init(|| hash).clone()
+            }
+        };
+        let _ = verify_password(&body.temporary_password, &dummy).await;
         return Err(refused());
     };
     let mut row = Row_::from_row(&found);
     let stored: Option<String> = found.get("temp_password_hash");
-    match row.state(now) {
-        AccountManagerState::Active => {
-            return Err(ApiError::new(
-                ProblemKind::AlreadyActive,
-                "this account manager is already active; sign in with your password",
-            ));
-        }
-        AccountManagerState::ActivationExpired => {
-            return Err(ApiError::new(
-                ProblemKind::ActivationExpired,
-                "the temporary password expired; ask an administrator to resend the activation email",
-            ));
-        }
-        AccountManagerState::ActivationPending => {}
-    }
-    if !stored.is_some_and(|hash| verify_password(&body.temporary_password, &hash)) {
+    check_activatable(&row, now)?;
+    let Some(stored) = stored else {
+        return Err(refused());
+    };
+    if !verify_password(&body.temporary_password, &stored).await {
         return Err(refused());
     }
+    let new_hash = hash_password(&body.new_password).await?;
+    let mut tx = state.begin().await?;
+    let read_version = row.version;
     row.stored_state = AccountManagerState::Active;
     row.activated_at = Some(now);
     row.version += 1;
-    sqlx::query(
+    let updated = sqlx::query(
         "UPDATE account_managers SET state = 'Active', password_hash = $1, temp_password_hash = NULL, \
-         temp_expires_at = NULL, activated_at = $2, version = $3 WHERE id = $4",
+         temp_expires_at = NULL, activated_at = $2, version = $3 WHERE id = $4 AND version = $5",
     )
-    .bind(hash_password(&body.new_password)?)
+    .bind(&new_hash)
     .bind(now)
     .bind(row.version)
     .bind(&row.id)
+    .bind(read_version)
     .execute(&mut *tx.tx)
     .await
-    .map_err(db_error("activate the account manager"))?;
+    .map_err(db_error("activate the account manager"))?
+    .rows_affected();
+    if updated == 0 {
+        // Activated, resent or expired meanwhile: say which, from the current row.
+        drop(tx);
+        let mut connection = state.connection().await?;
+        let current = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM account_managers WHERE id = $1"
+        )))
+        .bind(&row.id)
+        .fetch_optional(&mut *connection)
+        .await
+        .map_err(db_error("find the account manager"))?;
+        if let Some(current) = current {
+            check_activatable(&Row_::from_row(&current), now)?;
+        }
+        return Err(refused());
+    }
     row.temp_expires_at = None;
     tx.emit(event("account_manager.activated", &row), now);
     tx.commit().await.map_err(db_error("commit"))?;
     Ok(Json(row.view(now)))
+}
+
+/// Refuses activation of an account manager that is not waiting for it.
+fn check_activatable(row: &Row_, now: i64) -> ApiResult<()> {
+    match row.state(now) {
+        AccountManagerState::Active => Err(ApiError::new(
+            ProblemKind::AlreadyActive,
+            "this account manager is already active; sign in with your password",
+        )),
+        AccountManagerState::ActivationExpired => Err(ApiError::new(
+            ProblemKind::ActivationExpired,
+            "the temporary password expired; ask an administrator to resend the activation email",
+        )),
+        AccountManagerState::ActivationPending => Ok(()),
+    }
 }
 
 static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
