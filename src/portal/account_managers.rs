@@ -658,13 +658,11 @@ pub async fn activate(
     .rows_affected();
     if updated == 0 {
         // Activated, resent or expired meanwhile: say which, from the current row.
-        drop(tx);
-        let mut connection = state.connection().await?;
         let current = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM account_managers WHERE id = $1"
         )))
         .bind(&row.id)
-        .fetch_optional(&mut *connection)
+        .fetch_optional(&mut *tx.tx)
         .await
         .map_err(db_error("find the account manager"))?;
         if let Some(current) = current {

@@ -404,6 +404,10 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             state.clone(),
             idempotency::layer,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            settle_refusals,
         ));
     let dev_login = state.config.dev_login;
     let mut router = Router::new();
@@ -425,6 +429,25 @@ pub fn router(state: AppState) -> Router {
             metrics::layer,
         ))
         .with_state(state)
+}
+
+/// A write refused on SQLite may have read other requests' writes that are not committed yet
+/// (they wait to commit as a group): answer once they are, so that a client told "already
+/// exists" or "already active" can read what it ran into.
+async fn settle_refusals(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let writes = !matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    let response = next.run(request).await;
+    if writes && !response.status().is_success() {
+        state.store.settled().await;
+    }
+    response
 }
 
 async fn healthz(State(state): State<AppState>) -> ApiResult<&'static str> {

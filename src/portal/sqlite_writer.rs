@@ -14,9 +14,11 @@
 //!    lock behind the requests already waiting, and commits all of them with one `COMMIT`, one
 //!    log write. No request is answered before the transaction holding its writes commits.
 //!
-//! A request that fails rolls back to its savepoint, leaving the others' writes in place, and
-//! answers once the group's writes it may have run into are committed. If the shared `COMMIT`
-//! fails, every request in it fails. Automatic checkpoints are off on this
+//! A request that fails rolls back to its savepoint, leaving the others' writes in place. What
+//! it read on the writer connection may include the group's uncommitted writes, so a refusal
+//! waits for the group to commit before it is answered ([`SqliteWriter::settled`]): a client told
+//! "already exists" can then read what it ran into. If the shared `COMMIT` fails, every request
+//! in it fails. Automatic checkpoints are off on this
 //! connection (they would run inside a commit, under the lock); a background task checkpoints
 //! the log from another connection without blocking writers.
 
@@ -26,7 +28,7 @@ use std::time::Duration;
 
 use sqlx::any::AnyConnectOptions;
 use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, ConnectOptions, Executor, Row};
-use tokio::sync::{Mutex, Notify, OwnedMutexGuard, broadcast, oneshot};
+use tokio::sync::{Mutex, Notify, OwnedMutexGuard, broadcast, oneshot, watch};
 
 use super::store::{Value, bind_all};
 
@@ -53,7 +55,16 @@ struct Shared {
     group_waiting: Arc<Notify>,
     /// Commits so far; the checkpointer runs only when this moves.
     commits: AtomicU64,
+    marks: Arc<GroupMarks>,
     feed: broadcast::Sender<i64>,
+}
+
+/// Where groups stand, readable without the lock.
+struct GroupMarks {
+    /// The number of the group waiting to commit (0 when none is).
+    pending: AtomicU64,
+    /// The number of the last group that committed or failed.
+    settled: watch::Sender<u64>,
 }
 
 struct State {
@@ -65,10 +76,53 @@ struct State {
     /// A request's savepoint is open: its request holds the lock, or was dropped where nothing
     /// could roll it back, and then the next holder does.
     in_request: bool,
-    /// Requests whose writes are in the open transaction, waiting for it to commit.
-    group: Vec<oneshot::Sender<Result<(), String>>>,
-    /// The newest change-feed event written by the group.
-    group_last_event: Option<i64>,
+    group: Group,
+}
+
+/// The requests whose writes are in the open transaction, waiting for it to commit.
+struct Group {
+    members: Vec<oneshot::Sender<Result<(), String>>>,
+    /// The newest change-feed event the members wrote.
+    last_event: Option<i64>,
+    /// Groups formed so far: the current one's number.
+    number: u64,
+    marks: Arc<GroupMarks>,
+}
+
+impl Group {
+    fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Adds a member; true when it is the first (the committer needs waking).
+    fn join(
+        &mut self,
+        member: oneshot::Sender<Result<(), String>>,
+        last_event: Option<i64>,
+    ) -> bool {
+        let first = self.members.is_empty();
+        if first {
+            self.number += 1;
+            self.marks.pending.store(self.number, Ordering::Release);
+        }
+        self.members.push(member);
+        if last_event.is_some() {
+            self.last_event = last_event;
+        }
+        first
+    }
+
+    /// Answers every member with `outcome` and returns the newest event they wrote, if it
+    /// committed.
+    fn finish(&mut self, outcome: Result<(), String>) -> Option<i64> {
+        let last_event = self.last_event.take().filter(|_| outcome.is_ok());
+        for member in self.members.drain(..) {
+            let _ = member.send(outcome.clone());
+        }
+        self.marks.pending.store(0, Ordering::Release);
+        self.marks.settled.send_replace(self.number);
+        last_event
+    }
 }
 
 impl SqliteWriter {
@@ -80,18 +134,27 @@ impl SqliteWriter {
         feed: broadcast::Sender<i64>,
     ) -> Result<SqliteWriter, sqlx::Error> {
         let connection = connect(&options).await?;
+        let marks = Arc::new(GroupMarks {
+            pending: AtomicU64::new(0),
+            settled: watch::channel(0).0,
+        });
         let shared = Arc::new(Shared {
             state: Arc::new(Mutex::new(State {
                 options,
                 connection: Some(connection),
                 open: false,
                 in_request: false,
-                group: Vec::new(),
-                group_last_event: None,
+                group: Group {
+                    members: Vec::new(),
+                    last_event: None,
+                    number: 0,
+                    marks: marks.clone(),
+                },
             })),
             waiting: AtomicUsize::new(0),
             group_waiting: Arc::new(Notify::new()),
             commits: AtomicU64::new(0),
+            marks,
             feed,
         });
         tokio::spawn(run_committer(
@@ -100,6 +163,12 @@ impl SqliteWriter {
         ));
         tokio::spawn(run_checkpointer(Arc::downgrade(&shared), pool));
         Ok(SqliteWriter { shared })
+    }
+
+    /// Returns once the group waiting to commit now, if any, has committed or failed. A request
+    /// refused after reading on the writer connection waits for this before it answers.
+    pub async fn settled(&self) {
+        self.shared.settled().await;
     }
 
     /// Takes the lock and opens a savepoint for one request's writes.
@@ -125,6 +194,17 @@ impl SqliteWriter {
             state: Some(state),
             shared: self.shared.clone(),
         })
+    }
+}
+
+impl Shared {
+    async fn settled(&self) {
+        let pending = self.marks.pending.load(Ordering::Acquire);
+        if pending == 0 {
+            return;
+        }
+        let mut settled = self.marks.settled.subscribe();
+        let _ = settled.wait_for(|group| *group >= pending).await;
     }
 }
 
@@ -186,10 +266,7 @@ fn abandon(state: &mut State, reason: &str) {
     state.connection = None;
     state.open = false;
     state.in_request = false;
-    state.group_last_event = None;
-    for member in state.group.drain(..) {
-        let _ = member.send(Err(reason.to_owned()));
-    }
+    state.group.finish(Err(reason.to_owned()));
 }
 
 /// The lock, held by one request between [`SqliteWriter::begin`] and
@@ -235,14 +312,9 @@ impl WriterGuard {
             Err(error) => {
                 // The statements after the failing one did not run, RELEASE and COMMIT included.
                 rollback_request(&mut state).await;
-                if !state.group.is_empty() {
-                    // It may have failed on a write of the group (a key or reference taken): answer
-                    // once that write is committed, so that the caller can read what it met.
-                    let (done, committed) = oneshot::channel();
-                    state.group.push(done);
-                    drop(state);
-                    let _ = committed.await;
-                }
+                drop(state);
+                // It may have failed on a write of the group (a key or reference taken).
+                self.shared.settled().await;
                 return Err(error);
             }
         };
@@ -261,11 +333,7 @@ impl WriterGuard {
             return Ok(());
         }
         let (done, committed) = oneshot::channel();
-        if last_event.is_some() {
-            state.group_last_event = last_event;
-        }
-        state.group.push(done);
-        if state.group.len() == 1 {
+        if state.group.join(done, last_event) {
             self.shared.group_waiting.notify_one();
         }
         drop(state);
@@ -324,11 +392,8 @@ async fn run_committer(shared: Weak<Shared>, group_waiting: Arc<Notify>) {
             Ok(()) => {
                 state.open = false;
                 shared.commits.fetch_add(1, Ordering::Relaxed);
-                if let Some(last) = state.group_last_event.take() {
+                if let Some(last) = state.group.finish(Ok(())) {
                     let _ = shared.feed.send(last);
-                }
-                for member in state.group.drain(..) {
-                    let _ = member.send(Ok(()));
                 }
             }
             Err(error) => {
@@ -337,10 +402,7 @@ async fn run_committer(shared: Weak<Shared>, group_waiting: Arc<Notify>) {
                     && connection.execute("ROLLBACK").await.is_ok()
                 {
                     state.open = false;
-                    state.group_last_event = None;
-                    for member in state.group.drain(..) {
-                        let _ = member.send(Err(reason.clone()));
-                    }
+                    state.group.finish(Err(reason));
                 } else {
                     abandon(&mut state, &reason);
                 }

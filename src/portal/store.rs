@@ -154,6 +154,14 @@ impl Store {
         })
     }
 
+    /// Returns once the writes other requests have made and not yet committed, if any, are
+    /// committed or have failed (SQLite's group commit; nothing to wait for on PostgreSQL).
+    pub async fn settled(&self) {
+        if let Some(writer) = &self.sqlite_writer {
+            writer.settled().await;
+        }
+    }
+
     /// The id of the newest committed event (0 when there is none): where a reader that wants
     /// only what happens from now on resumes.
     pub async fn latest_event(&self) -> Result<i64, sqlx::Error> {
