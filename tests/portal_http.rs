@@ -27,6 +27,7 @@ on_both_backends!(
     bad_input_is_a_problem_and_writes_nothing,
     concurrent_creates_all_succeed,
     concurrent_writes_commit_whole_and_refused_ones_leave_nothing,
+    a_refusal_is_answered_once_what_it_ran_into_can_be_read,
 );
 
 /// A partner with an owner "olivia", a client with a sub-contract and one without.
@@ -1020,5 +1021,49 @@ async fn concurrent_writes_commit_whole_and_refused_ones_leave_nothing(backend: 
         17,
         "one email per created invitation"
     );
+    w.portal.stop().await;
+}
+
+/// Eight creates of one externalId at once: one wins, and each of the others, refused with
+/// `external-id-conflict`, can at once find the account it ran into (on SQLite the winner may
+/// still be waiting to commit with its group when the others are refused).
+async fn a_refusal_is_answered_once_what_it_ran_into_can_be_read(backend: Backend) {
+    let w = world(backend).await;
+    let platform = w.portal.platform();
+    let mut tasks = Vec::new();
+    for n in 0..8 {
+        let platform = platform.clone();
+        let partner = w.partner.clone();
+        tasks.push(tokio::spawn(async move {
+            let reply = platform
+                .post(
+                    "/v1/accounts",
+                    json!({ "type": "Client", "parentId": partner, "displayName": format!("Tailspin {n}"),
+                            "externalId": "tailspin" }),
+                )
+                .await;
+            if reply.status.as_u16() == 201 {
+                return (reply, None);
+            }
+            let found = platform.get("/v1/accounts?externalId=tailspin").await;
+            (reply, Some(found))
+        }));
+    }
+    let mut winners = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            (_, None) => winners += 1,
+            (refused, Some(found)) => {
+                refused.expect_problem(409, "external-id-conflict");
+                let found = found.expect(200);
+                assert_eq!(
+                    found.body["items"].as_array().unwrap().len(),
+                    1,
+                    "the account a refusal names is readable when the refusal arrives"
+                );
+            }
+        }
+    }
+    assert_eq!(winners, 1);
     w.portal.stop().await;
 }
