@@ -25,7 +25,7 @@ pub async fn reconcile<P: PortalApi>(
     .await
 }
 
-fn parent_state<P>(ctx: &Context<P>, object: &Account) -> ParentState {
+pub(super) fn parent_state<P>(ctx: &Context<P>, object: &Account) -> ParentState {
     let Some(parent_ref) = &object.spec.parent_ref else {
         return ParentState::TopLevel;
     };

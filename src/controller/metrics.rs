@@ -141,6 +141,11 @@ impl Metrics {
         self.resyncs.get()
     }
 
+    /// Objects resyncs have found out of line so far.
+    pub fn resync_triggers(&self) -> u64 {
+        self.resync_triggers.get()
+    }
+
     pub fn render(&self) -> String {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)

@@ -1,5 +1,6 @@
-//! The periodic resync, the safety net under the change feed: per portal account, one paged
-//! list each of invitations, grants and account managers (never one GET per object); each
+//! The periodic resync, the safety net under the change feed: one paged list of accounts per
+//! parent, and per portal account one paged list each of invitations, grants and account
+//! managers (never one GET per object); each
 //! object is planned against that observation with the same pure core, and only the objects
 //! whose plan has work or whose status would change are reconciled. A resync of converged
 //! objects writes nothing to the portal and nothing to Kubernetes.
@@ -15,8 +16,10 @@ use tokio::sync::Notify;
 use super::feed::Triggers;
 use super::{Context, Managed, error_chain, with_conditions};
 use crate::crd::Account;
+use crate::portal::accounts::AccountView;
 use crate::portal::time::{Clock, SystemClock};
 use crate::portal_client::{PortalApi, PortalError};
+use crate::reconcile::account::{self, ParentState};
 use crate::reconcile::admin_invitation::{self, AccountState};
 use crate::reconcile::{account_manager, role_binding};
 
@@ -52,7 +55,7 @@ fn out_of_line<K: Managed>(
 
 /// One resync; how many objects it found out of line (and reconciled).
 pub async fn once<P: PortalApi>(ctx: &Context<P>, triggers: &Triggers) -> Result<u64, PortalError> {
-    let mut triggered = 0u64;
+    let mut triggered = accounts(ctx, triggers).await?;
     let now = SystemClock.now_millis();
     for account in ctx.accounts.state() {
         let Some(portal_id) = portal_id(&account) else {
@@ -165,6 +168,53 @@ pub async fn once<P: PortalApi>(ctx: &Context<P>, triggers: &Triggers) -> Result
                         .account_managers
                         .unbounded_send(ObjectRef::from_obj(object.as_ref()));
                 }
+            }
+        }
+    }
+    Ok(triggered)
+}
+
+/// Accounts whose portal account drifted from the spec (a display name changed in the portal,
+/// say), or went missing, listed under each parent once.
+async fn accounts<P: PortalApi>(ctx: &Context<P>, triggers: &Triggers) -> Result<u64, PortalError> {
+    let mut by_parent: HashMap<Option<String>, Vec<(Arc<Account>, ParentState)>> = HashMap::new();
+    for object in ctx.accounts.state() {
+        if portal_id(&object).is_none() {
+            // Not created yet, or being deleted: its own reconcile is under way.
+            continue;
+        }
+        let parent = super::account::parent_state(ctx, &object);
+        let key = match &parent {
+            ParentState::TopLevel => None,
+            ParentState::Ready { portal_id, .. } => Some(portal_id.clone()),
+            ParentState::Missing | ParentState::NotReady => continue,
+        };
+        by_parent.entry(key).or_default().push((object, parent));
+    }
+    let mut triggered = 0;
+    for (parent, objects) in by_parent {
+        let listed: HashMap<String, AccountView> = ctx
+            .portal
+            .accounts_under(parent.as_deref())
+            .await?
+            .into_iter()
+            .filter_map(|a| a.external_id.clone().map(|id| (id, a)))
+            .collect();
+        for (object, parent) in objects {
+            let status = object.status.clone().unwrap_or_default();
+            let observed = account::Observed {
+                account: listed
+                    .get(&account::external_id(&object.name_any(), &object.spec))
+                    .cloned(),
+            };
+            let desired = account::Desired::of(&object, &status, parent, false);
+            let plan = account::plan(&desired, &observed);
+            if !plan.actions.is_empty() || out_of_line(object.as_ref(), plan.status, &plan.outcome)
+            {
+                triggered += 1;
+                let _ = triggers
+                    .accounts
+                    .unbounded_send(ObjectRef::from_obj(object.as_ref()));
             }
         }
     }

@@ -171,6 +171,11 @@ pub trait PortalApi: Send + Sync {
         external_id: &str,
     ) -> impl Future<Output = PortalResult<Option<AccountView>>> + Send;
     fn account(&self, id: &str) -> impl Future<Output = PortalResult<Option<AccountView>>> + Send;
+    /// The children of `parent`, or with `None` the caller's top-level accounts; all pages.
+    fn accounts_under(
+        &self,
+        parent: Option<&str>,
+    ) -> impl Future<Output = PortalResult<Vec<AccountView>>> + Send;
     fn create_account(
         &self,
         account: &NewAccount,
@@ -517,6 +522,16 @@ impl PortalApi for HttpPortal {
 
     async fn account(&self, id: &str) -> PortalResult<Option<AccountView>> {
         self.find(&format!("/v1/accounts/{}", encode(id))).await
+    }
+
+    async fn accounts_under(&self, parent: Option<&str>) -> PortalResult<Vec<AccountView>> {
+        match parent {
+            Some(parent) => {
+                self.all_pages(&format!("/v1/accounts?parentId={}", encode(parent)))
+                    .await
+            }
+            None => self.all_pages("/v1/accounts").await,
+        }
     }
 
     async fn create_account(
