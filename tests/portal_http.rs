@@ -1021,6 +1021,31 @@ async fn concurrent_writes_commit_whole_and_refused_ones_leave_nothing(backend: 
         17,
         "one email per created invitation"
     );
+    let metrics = reqwest::get(format!("{}/metrics", w.portal.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counter = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{name} ")))
+            .and_then(|value| value.parse::<u64>().ok())
+    };
+    match backend {
+        Backend::Sqlite => {
+            let writes = counter("portal_sqlite_writes_total").expect("the writer's counters");
+            let commits = counter("portal_sqlite_commits_total").expect("the writer's counters");
+            // The world's set-up, the first invitation and the 17 created here, at least.
+            assert!(writes >= 18, "{writes} writes");
+            assert!(
+                commits >= 1 && commits <= writes,
+                "{commits} commits for {writes} writes"
+            );
+        }
+        Backend::Postgres => assert_eq!(counter("portal_sqlite_writes_total"), None),
+    }
     w.portal.stop().await;
 }
 

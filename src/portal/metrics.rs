@@ -1,5 +1,5 @@
 //! Prometheus metrics at `GET /metrics`: requests by method, route template and status, and
-//! their durations.
+//! their durations; on SQLite, commits and the writes they carried.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -57,6 +57,22 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Adds the SQLite writer's counters: with group commit, one commit carries the writes of
+    /// several requests.
+    pub fn with_sqlite_writer(mut self, commits: Counter, writes: Counter) -> Self {
+        self.registry.register(
+            "sqlite_commits",
+            "SQLite transactions committed; one may carry several requests' writes",
+            commits,
+        );
+        self.registry.register(
+            "sqlite_writes",
+            "Requests whose writes the SQLite writer committed",
+            writes,
+        );
+        self
+    }
+
     pub fn render(&self) -> String {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)

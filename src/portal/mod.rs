@@ -197,6 +197,12 @@ impl Portal {
         clock: Arc<dyn Clock>,
     ) -> Result<Portal, PortalError> {
         let store = Store::connect(&config.database_url).await?;
+        let metrics = match store.sqlite_counters() {
+            Some((commits, writes)) => {
+                metrics::Metrics::default().with_sqlite_writer(commits, writes)
+            }
+            None => metrics::Metrics::default(),
+        };
         if let Some(key) = &config.bootstrap_api_key {
             bootstrap(&store, key, clock.now_millis()).await?;
         }
@@ -218,7 +224,7 @@ impl Portal {
                 )),
                 expiry: Arc::new(Notify::new()),
                 mail_wake: Arc::new(Notify::new()),
-                metrics: Arc::new(metrics::Metrics::default()),
+                metrics: Arc::new(metrics),
                 closing: tokio::sync::watch::channel(false).0,
             },
         })

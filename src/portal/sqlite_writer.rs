@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
 use sqlx::any::AnyConnectOptions;
 use sqlx::{AnyConnection, AnyPool, AssertSqlSafe, ConnectOptions, Executor, Row};
 use tokio::sync::{Mutex, Notify, OwnedMutexGuard, broadcast, oneshot, watch};
@@ -53,8 +54,10 @@ struct Shared {
     waiting: AtomicUsize,
     /// Wakes the committer: a request joined an empty group.
     group_waiting: Arc<Notify>,
-    /// Commits so far; the checkpointer runs only when this moves.
-    commits: AtomicU64,
+    /// Commits so far (the checkpointer runs only when this moves), and the requests whose
+    /// writes they carried.
+    commits: Counter,
+    writes: Counter,
     marks: Arc<GroupMarks>,
     feed: broadcast::Sender<i64>,
 }
@@ -153,7 +156,8 @@ impl SqliteWriter {
             })),
             waiting: AtomicUsize::new(0),
             group_waiting: Arc::new(Notify::new()),
-            commits: AtomicU64::new(0),
+            commits: Counter::default(),
+            writes: Counter::default(),
             marks,
             feed,
         });
@@ -169,6 +173,11 @@ impl SqliteWriter {
     /// refused after reading on the writer connection waits for this before it answers.
     pub async fn settled(&self) {
         self.shared.settled().await;
+    }
+
+    /// Transactions committed, and the requests whose writes they carried (for `/metrics`).
+    pub fn counters(&self) -> (Counter, Counter) {
+        (self.shared.commits.clone(), self.shared.writes.clone())
     }
 
     /// Takes the lock and opens a savepoint for one request's writes.
@@ -325,7 +334,8 @@ impl WriterGuard {
             .transpose()?;
         if alone {
             state.open = false;
-            self.shared.commits.fetch_add(1, Ordering::Relaxed);
+            self.shared.commits.inc();
+            self.shared.writes.inc();
             drop(state);
             if let Some(last) = last_event {
                 let _ = self.shared.feed.send(last);
@@ -391,7 +401,8 @@ async fn run_committer(shared: Weak<Shared>, group_waiting: Arc<Notify>) {
         match outcome {
             Ok(()) => {
                 state.open = false;
-                shared.commits.fetch_add(1, Ordering::Relaxed);
+                shared.commits.inc();
+                shared.writes.inc_by(state.group.members.len() as u64);
                 if let Some(last) = state.group.finish(Ok(())) {
                     let _ = shared.feed.send(last);
                 }
@@ -423,7 +434,7 @@ async fn run_checkpointer(shared: Weak<Shared>, pool: AnyPool) {
         let Some(strong) = shared.upgrade() else {
             return;
         };
-        let commits = strong.commits.load(Ordering::Relaxed);
+        let commits = strong.commits.get();
         drop(strong);
         if commits == checkpointed || pool.is_closed() {
             continue;
@@ -497,7 +508,7 @@ mod tests {
     }
 
     fn commits(fixture: &Fixture) -> u64 {
-        fixture.writer.shared.commits.load(Ordering::Relaxed)
+        fixture.writer.shared.commits.get()
     }
 
     #[tokio::test]
@@ -529,6 +540,7 @@ mod tests {
         }
         assert_eq!(names(&f.pool).await, ["a", "b", "c"]);
         assert_eq!(commits(&f), 1, "three writes, one commit");
+        assert_eq!(f.writer.counters().1.get(), 3);
     }
 
     #[tokio::test]

@@ -154,6 +154,16 @@ impl Store {
         })
     }
 
+    /// SQLite only: transactions committed, and the requests whose writes they carried.
+    pub fn sqlite_counters(
+        &self,
+    ) -> Option<(
+        prometheus_client::metrics::counter::Counter,
+        prometheus_client::metrics::counter::Counter,
+    )> {
+        self.sqlite_writer.as_ref().map(SqliteWriter::counters)
+    }
+
     /// Returns once the writes other requests have made and not yet committed, if any, are
     /// committed or have failed (SQLite's group commit; nothing to wait for on PostgreSQL).
     pub async fn settled(&self) {
