@@ -32,3 +32,4 @@ api() { curl -fs -H "Authorization: Bearer $key" -H 'content-type: application/j
 partner=$(api -d '{"type":"Partner","displayName":"Northwind"}' "http://127.0.0.1:$port/v1/accounts" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 client=$(api -d "{\"type\":\"Client\",\"parentId\":\"$partner\",\"displayName\":\"Contoso\"}" "http://127.0.0.1:$port/v1/accounts" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 wrk -t1 -c"$connections" -d"${seconds}s" --latency -s "$here/create-invitations.lua" "http://127.0.0.1:$port" -- "$client" "$key"
+curl -fs "http://127.0.0.1:$port/metrics" | grep "^portal_sqlite_" || true
