@@ -18,9 +18,11 @@
 //! it read on the writer connection may include the group's uncommitted writes, so a refusal
 //! waits for the group to commit before it is answered ([`SqliteWriter::settled`]): a client told
 //! "already exists" can then read what it ran into. If the shared `COMMIT` fails, every request
-//! in it fails. Automatic checkpoints are off on this
-//! connection (they would run inside a commit, under the lock); a background task checkpoints
-//! the log from another connection without blocking writers.
+//! in it fails.
+//!
+//! Automatic checkpoints are off on this connection (they would run inside a commit, under the
+//! lock); a background task checkpoints the log from another connection without blocking
+//! writers.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
@@ -328,10 +330,8 @@ impl WriterGuard {
             }
         };
         state.in_request = false;
-        let last_event = rows
-            .last()
-            .map(|row| row.try_get::<i64, _>(0))
-            .transpose()?;
+        // Written, and committed if alone: nothing from here may fail the request.
+        let last_event = rows.last().and_then(|row| row.try_get::<i64, _>(0).ok());
         if alone {
             state.open = false;
             self.shared.commits.inc();
