@@ -28,6 +28,7 @@ on_both_backends!(
     concurrent_creates_all_succeed,
     concurrent_writes_commit_whole_and_refused_ones_leave_nothing,
     a_refusal_is_answered_once_what_it_ran_into_can_be_read,
+    one_create_sent_eight_times_at_once_with_one_key_makes_one_account,
 );
 
 /// A partner with an owner "olivia", a client with a sub-contract and one without.
@@ -1090,5 +1091,37 @@ async fn a_refusal_is_answered_once_what_it_ran_into_can_be_read(backend: Backen
         }
     }
     assert_eq!(winners, 1);
+    w.portal.stop().await;
+}
+
+/// The same create sent eight times at once with one Idempotency-Key: all get the one account,
+/// none is told its externalId is taken (by its own twin).
+async fn one_create_sent_eight_times_at_once_with_one_key_makes_one_account(backend: Backend) {
+    let w = world(backend).await;
+    let platform = w.portal.platform();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let platform = platform.clone();
+        let partner = w.partner.clone();
+        tasks.push(tokio::spawn(async move {
+            platform
+                .send(
+                    Method::POST,
+                    "/v1/accounts",
+                    Some(
+                        json!({ "type": "Client", "parentId": partner, "displayName": "Wingtip",
+                                 "externalId": "wingtip" }),
+                    ),
+                    &[("idempotency-key", "Account/wingtip/uid-7")],
+                )
+                .await
+        }));
+    }
+    let mut ids = BTreeSet::new();
+    for task in tasks {
+        let reply = task.await.unwrap().expect(201);
+        ids.insert(reply.body["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids.len(), 1, "one account: {ids:?}");
     w.portal.stop().await;
 }

@@ -5,7 +5,8 @@
 //! ahead of its other writes: the write and its record commit together or not at all, so a
 //! crash can never leave one without the other. Two concurrent requests with one key may both
 //! run, but only the first commits; the other's transaction rolls back when it finds the key
-//! taken, and it answers with the first one's response. Only a success is recorded: a refused
+//! taken, and it answers with the first one's response (as does one refused because of what
+//! the first wrote, such as the same externalId). Only a success is recorded: a refused
 //! request (4xx) wrote nothing, so a retry with the same key runs again against the current
 //! state (a grant refused because the admin did not exist yet succeeds once they do). A response
 //! that carries a secret (an invitation link) is stored without it: the replay says the link
@@ -128,7 +129,16 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
             // response after the fact.
             record_after(&state, &keyed, response).await
         }
-        Outcome::NotRecorded => response,
+        Outcome::NotRecorded => {
+            // A request with this key running at the same time may have committed first, and
+            // this one been refused because of what that one wrote (the same externalId, say):
+            // answer as the first did.
+            state.store.settled().await;
+            match recorded(&state, &principal.id, &key, &request_hash).await {
+                Ok(Some(earlier)) => earlier,
+                _ => response,
+            }
+        }
     }
 }
 
