@@ -5,15 +5,20 @@
 //! next to the embedded portal (`.portal/` by default), so a second `apply` plans against what
 //! the first one recorded and changes nothing. Invitation links are written to files with mode
 //! 0600 under `.portal/links/`, never to the terminal unless asked.
+//!
+//! Layout: [`manifests`] (load and admit the files), [`state`] (the state file), [`guards`]
+//! (refusals before anything is sent or removed), [`output`] (rows, the table, the plan); this
+//! file holds the target portal and the run, one step per kind.
 
+mod guards;
 pub mod manifests;
+mod output;
+mod state;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use kube::ResourceExt;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::Digest;
 
@@ -25,7 +30,11 @@ use crate::reconcile::account::ParentState;
 use crate::reconcile::admin_invitation::AccountState;
 use crate::reconcile::{self, ExecuteError, Outcome};
 
+use guards::owner_guard;
+pub use guards::{Prune, Refusal, preflight};
 use manifests::{Manifest, Object};
+pub use output::{Report, Row, is_stalled, plan_text, table};
+use state::{Entry, State, create_private_dir, write_private};
 
 /// What the command does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,243 +130,7 @@ impl Target {
     }
 }
 
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    }
-    Ok(())
-}
-
-/// Writes a file only its owner can read (links and keys are bearer credentials).
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(contents.as_bytes())?;
-    file.write_all(b"\n")
-}
-
-/// What a cluster would keep for each object.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct State {
-    objects: BTreeMap<String, Entry>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct Entry {
-    uid: String,
-    generation: i64,
-    spec: Value,
-    #[serde(default)]
-    status: Value,
-}
-
-impl State {
-    fn load(path: &Path) -> anyhow::Result<State> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => Ok(serde_json::from_str(&text).map_err(|e| {
-                anyhow::anyhow!(
-                    "{} is damaged ({e}); move it away to start over",
-                    path.display()
-                )
-            })?),
-            Err(_) => Ok(State::default()),
-        }
-    }
-
-    fn save(&self, path: &Path) -> anyhow::Result<()> {
-        let text = serde_json::to_string_pretty(self)?;
-        let staging = path.with_extension("json.tmp");
-        write_private(&staging, &text)?;
-        std::fs::rename(staging, path)?;
-        Ok(())
-    }
-}
-
-/// One row of the result.
-#[derive(Debug, Clone, Serialize)]
-pub struct Row {
-    pub kind: String,
-    pub name: String,
-    pub phase: String,
-    pub ready: String,
-    pub message: String,
-    /// What was (or would be) done in the portal.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub changes: Vec<String>,
-    /// What waits on something outside the manifests (e.g. an invitee accepting).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub waiting: Vec<String>,
-    /// The object as the operator would record it, status included.
-    #[serde(skip)]
-    pub object: Value,
-}
-
-/// The outcome of a run.
-pub struct Report {
-    pub rows: Vec<Row>,
-    /// Where links were written this run.
-    pub links: Vec<(String, PathBuf, String)>,
-    pub failures: usize,
-}
-
-impl Report {
-    pub fn changed(&self) -> usize {
-        self.rows.iter().filter(|r| !r.changes.is_empty()).count()
-    }
-}
-
 /// Runs `mode` over `manifests` against `target`; `state_dir` holds the state file and links.
-/// Objects this tool made that are no longer in the manifests: removed only when asked, and no
-/// more than a cap at once.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Prune {
-    pub enabled: bool,
-    /// The most objects one run may remove; by default 10 % of the managed objects (at least 1).
-    pub max_removals: Option<usize>,
-}
-
-/// Why a run refused to start.
-#[derive(Debug, thiserror::Error)]
-pub enum Refusal {
-    #[error(
-        "{removals} object(s) are no longer in the manifests and would be removed, more than the cap of {cap} (10% of the {managed} managed object(s)); check that no manifests are missing, then pass --max-removals {removals} to allow it"
-    )]
-    TooManyRemovals {
-        removals: usize,
-        cap: usize,
-        managed: usize,
-    },
-    #[error(
-        "removing RoleBinding {binding} would leave its account (portal id {account}) without an AccountOwner; grant AccountOwner to someone else first, or keep the binding. Nothing was removed"
-    )]
-    LastOwner { binding: String, account: String },
-}
-
-/// Refuses a prune that would leave an account without an AccountOwner: every AccountOwner
-/// grant on it would be revoked by the RoleBindings being removed.
-async fn owner_guard(state: &State, stale: &[String], portal: &HttpPortal) -> anyhow::Result<()> {
-    let mut removed_sources: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
-    for key in stale.iter().filter(|k| k.starts_with("RoleBinding/")) {
-        let entry = &state.objects[key];
-        let Some(account) = entry.status["accountPortalId"].as_str() else {
-            continue;
-        };
-        let parts: Vec<&str> = key.split('/').collect();
-        let [_, namespace, name] = parts[..] else {
-            continue;
-        };
-        let source = crate::reconcile::role_binding::source(namespace, name, &entry.uid);
-        removed_sources
-            .entry(account.to_owned())
-            .or_default()
-            .push((source, format!("{namespace}/{name}")));
-    }
-    for (account, sources) in removed_sources {
-        let grants = match portal.grants(&account).await {
-            Ok(grants) => grants,
-            Err(error) if error.is_not_found() => continue,
-            Err(error) => return Err(error.into()),
-        };
-        let owners: Vec<_> = grants
-            .iter()
-            .filter(|g| g.role == crate::domain::Role::AccountOwner)
-            .collect();
-        if owners.is_empty() {
-            continue;
-        }
-        let kept = owners
-            .iter()
-            .any(|g| !sources.iter().any(|(source, _)| *source == g.source));
-        if !kept {
-            let binding = owners
-                .iter()
-                .find_map(|g| sources.iter().find(|(source, _)| *source == g.source))
-                .map(|(_, name)| name.clone())
-                .unwrap_or_default();
-            return Err(Refusal::LastOwner { binding, account }.into());
-        }
-    }
-    Ok(())
-}
-
-/// Refuses, before anything is sent, roles the API key's admin could not grant: on each
-/// Account that already exists, every role an AdminInvitation or RoleBinding asks for must be
-/// one the caller holds there (the portal's escalation rule). The platform key holds them all.
-pub async fn preflight(manifests: &[Manifest], portal: &HttpPortal) -> anyhow::Result<()> {
-    let me = portal.whoami().await?;
-    if me.platform {
-        return Ok(());
-    }
-    let accounts: BTreeMap<String, &crate::crd::Account> = manifests
-        .iter()
-        .filter_map(|m| match &m.object {
-            Object::Account(a) => Some((a.name_any(), a)),
-            _ => None,
-        })
-        .collect();
-    let mut held: BTreeMap<String, Option<Vec<crate::domain::Role>>> = BTreeMap::new();
-    let mut problems = Vec::new();
-    for manifest in manifests {
-        let (account_name, roles, field) = match &manifest.object {
-            Object::AdminInvitation(o) => (&o.spec.account_ref.name, &o.spec.roles, "spec.roles"),
-            Object::RoleBinding(o) => (&o.spec.account_ref.name, &o.spec.roles, "spec.roles"),
-            _ => continue,
-        };
-        if !held.contains_key(account_name) {
-            let roles = match accounts.get(account_name) {
-                Some(account) => {
-                    match crate::reconcile::account::observe(portal, account)
-                        .await?
-                        .account
-                    {
-                        Some(found) => Some(portal.roles_held(&me.id, &found.id).await?),
-                        // Created by this run: the portal decides when it exists.
-                        None => None,
-                    }
-                }
-                None => None,
-            };
-            held.insert(account_name.clone(), roles);
-        }
-        let Some(Some(holding)) = held.get(account_name) else {
-            continue;
-        };
-        let missing: Vec<&str> = roles
-            .iter()
-            .filter(|r| !holding.contains(r))
-            .map(|r| r.as_str())
-            .collect();
-        if !missing.is_empty() {
-            problems.push(format!(
-                "{}: {}/{}: {field}: Forbidden: the portal API key's admin cannot grant {} on Account {account_name:?}: it holds {} there, and granting a role you do not hold is an escalation",
-                manifest.source(),
-                manifest.object.kind(),
-                manifest.object.display_name(),
-                missing.join(", "),
-                if holding.is_empty() {
-                    "no roles".to_owned()
-                } else {
-                    holding.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
-                }
-            ));
-        }
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(manifests::Problems(problems).into())
-    }
-}
-
 pub async fn run(
     mode: Mode,
     manifests: &[Manifest],
@@ -1277,76 +1050,4 @@ impl Run<'_> {
         };
         Ok(self.finish(object, key, status, &outcome, phase, changes))
     }
-}
-
-/// The table: KIND, NAME, PHASE, READY, MESSAGE.
-pub fn table(rows: &[Row]) -> String {
-    let headers = ["KIND", "NAME", "PHASE", "READY", "MESSAGE"];
-    let cells: Vec<[String; 5]> = rows
-        .iter()
-        .map(|r| {
-            let mut message = r.message.replace('\n', " ");
-            if message.chars().count() > 100 {
-                message = message.chars().take(99).collect::<String>() + "…";
-            }
-            [
-                r.kind.clone(),
-                r.name.clone(),
-                r.phase.clone(),
-                r.ready.clone(),
-                message,
-            ]
-        })
-        .collect();
-    let mut widths = headers.map(str::len);
-    for row in &cells {
-        for (i, cell) in row.iter().enumerate() {
-            widths[i] = widths[i].max(cell.chars().count());
-        }
-    }
-    let line = |cells: [&str; 5]| {
-        let mut text = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            if i == 4 {
-                text.push_str(cell);
-            } else {
-                text.push_str(&format!("{cell:<width$}  ", width = widths[i]));
-            }
-        }
-        text.trim_end().to_owned() + "\n"
-    };
-    let mut text = line(headers);
-    for row in &cells {
-        text.push_str(&line([&row[0], &row[1], &row[2], &row[3], &row[4]]));
-    }
-    text
-}
-
-/// The plan, object by object: what `diff` prints.
-pub fn plan_text(rows: &[Row]) -> String {
-    let mut text = String::new();
-    for row in rows
-        .iter()
-        .filter(|r| !r.changes.is_empty() || !r.waiting.is_empty())
-    {
-        text.push_str(&format!("{} {}\n", row.kind, row.name));
-        for change in &row.changes {
-            text.push_str(&format!("  + {change}\n"));
-        }
-        for waiting in &row.waiting {
-            text.push_str(&format!("  ~ {waiting} (no change until then)\n"));
-        }
-    }
-    text
-}
-
-/// Whether an object (as recorded) is Stalled: a spec the portal refused.
-pub fn is_stalled(object: &Value) -> bool {
-    object["status"]["conditions"]
-        .as_array()
-        .is_some_and(|conditions| {
-            conditions
-                .iter()
-                .any(|c| c["type"] == reconcile::STALLED && c["status"] == "True")
-        })
 }

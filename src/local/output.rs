@@ -1,0 +1,113 @@
+//! What a run reports: a row per object, printed as a table or as the plan.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::reconcile;
+
+/// One row of the result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub kind: String,
+    pub name: String,
+    pub phase: String,
+    pub ready: String,
+    pub message: String,
+    /// What was (or would be) done in the portal.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<String>,
+    /// What waits on something outside the manifests (e.g. an invitee accepting).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waiting: Vec<String>,
+    /// The object as the operator would record it, status included.
+    #[serde(skip)]
+    pub object: Value,
+}
+
+/// The outcome of a run.
+pub struct Report {
+    pub rows: Vec<Row>,
+    /// Where links were written this run.
+    pub links: Vec<(String, PathBuf, String)>,
+    pub failures: usize,
+}
+
+impl Report {
+    pub fn changed(&self) -> usize {
+        self.rows.iter().filter(|r| !r.changes.is_empty()).count()
+    }
+}
+
+/// The table: KIND, NAME, PHASE, READY, MESSAGE.
+pub fn table(rows: &[Row]) -> String {
+    let headers = ["KIND", "NAME", "PHASE", "READY", "MESSAGE"];
+    let cells: Vec<[String; 5]> = rows
+        .iter()
+        .map(|r| {
+            let mut message = r.message.replace('\n', " ");
+            if message.chars().count() > 100 {
+                message = message.chars().take(99).collect::<String>() + "…";
+            }
+            [
+                r.kind.clone(),
+                r.name.clone(),
+                r.phase.clone(),
+                r.ready.clone(),
+                message,
+            ]
+        })
+        .collect();
+    let mut widths = headers.map(str::len);
+    for row in &cells {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 5]| {
+        let mut text = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i == 4 {
+                text.push_str(cell);
+            } else {
+                text.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+            }
+        }
+        text.trim_end().to_owned() + "\n"
+    };
+    let mut text = line(headers);
+    for row in &cells {
+        text.push_str(&line([&row[0], &row[1], &row[2], &row[3], &row[4]]));
+    }
+    text
+}
+
+/// The plan, object by object: what `diff` prints.
+pub fn plan_text(rows: &[Row]) -> String {
+    let mut text = String::new();
+    for row in rows
+        .iter()
+        .filter(|r| !r.changes.is_empty() || !r.waiting.is_empty())
+    {
+        text.push_str(&format!("{} {}\n", row.kind, row.name));
+        for change in &row.changes {
+            text.push_str(&format!("  + {change}\n"));
+        }
+        for waiting in &row.waiting {
+            text.push_str(&format!("  ~ {waiting} (no change until then)\n"));
+        }
+    }
+    text
+}
+
+/// Whether an object (as recorded) is Stalled: a spec the portal refused.
+pub fn is_stalled(object: &Value) -> bool {
+    object["status"]["conditions"]
+        .as_array()
+        .is_some_and(|conditions| {
+            conditions
+                .iter()
+                .any(|c| c["type"] == reconcile::STALLED && c["status"] == "True")
+        })
+}

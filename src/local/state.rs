@@ -1,0 +1,70 @@
+//! What a cluster would keep for each object (uid, generation, spec, status), in a state file,
+//! and files only their owner can read.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub(super) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Writes a file only its owner can read (links and keys are bearer credentials).
+pub(super) fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.write_all(b"\n")
+}
+
+/// What a cluster would keep for each object.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(super) struct State {
+    pub(super) objects: BTreeMap<String, Entry>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct Entry {
+    pub(super) uid: String,
+    pub(super) generation: i64,
+    pub(super) spec: Value,
+    #[serde(default)]
+    pub(super) status: Value,
+}
+
+impl State {
+    pub(super) fn load(path: &Path) -> anyhow::Result<State> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Ok(serde_json::from_str(&text).map_err(|e| {
+                anyhow::anyhow!(
+                    "{} is damaged ({e}); move it away to start over",
+                    path.display()
+                )
+            })?),
+            Err(_) => Ok(State::default()),
+        }
+    }
+
+    pub(super) fn save(&self, path: &Path) -> anyhow::Result<()> {
+        let text = serde_json::to_string_pretty(self)?;
+        let staging = path.with_extension("json.tmp");
+        write_private(&staging, &text)?;
+        std::fs::rename(staging, path)?;
+        Ok(())
+    }
+}
