@@ -6,8 +6,8 @@
 //! the first one recorded and changes nothing. Invitation links are written to files with mode
 //! 0600 under `.portal/links/`, never to the terminal unless asked.
 //!
-//! Layout: [`manifests`] (load and admit the files), [`state`] (the state file), [`guards`]
-//! (refusals before anything is sent or removed), [`output`] (rows, the table, the plan); this
+//! Layout: [`manifests`] (load and admit the files), `state` (the state file), `guards`
+//! (refusals before anything is sent or removed), `output` (rows, the table, the plan); this
 //! file holds the target portal and the run, one step per kind.
 
 mod guards;
