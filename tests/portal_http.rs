@@ -911,17 +911,7 @@ async fn concurrent_creates_all_succeed(backend: Backend) {
     for task in tasks {
         assert_eq!(task.await.unwrap(), [201; 5]);
     }
-    let mut count = 0;
-    let mut next = format!("{path}?limit=500");
-    loop {
-        let page = owner.get(&next).await.expect(200);
-        count += page.body["items"].as_array().unwrap().len();
-        match page.body["nextCursor"].as_str() {
-            Some(cursor) => next = format!("{path}?limit=500&cursor={cursor}"),
-            None => break,
-        }
-    }
-    assert_eq!(count, 80);
+    assert_eq!(owner.all_pages(&path).await.len(), 80);
     w.portal.stop().await;
 }
 

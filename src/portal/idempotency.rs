@@ -12,7 +12,8 @@
 //! that carries a secret (an invitation link) is stored without it: the replay says the link
 //! was shown once, and `POST /v1/invitations/{id}/resend` issues a new one.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::body::{Body, Bytes, to_bytes};
 use axum::extract::{Request, State};
@@ -108,7 +109,7 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
         key: key.clone(),
         request_hash: request_hash.clone(),
         created_at: state.now(),
-        outcome: Mutex::new(Outcome::NotRecorded),
+        recorded: AtomicBool::new(false),
     });
     let response = REQUEST
         .scope(
@@ -116,29 +117,21 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
             next.run(Request::from_parts(parts, Body::from(bytes))),
         )
         .await;
-    let outcome = *keyed.outcome.lock().expect("not poisoned");
-    match outcome {
-        Outcome::Recorded => response,
-        Outcome::KeyTaken => match recorded(&state, &principal.id, &key, &request_hash).await {
-            Ok(Some(earlier)) => earlier,
-            // Records are never removed, so this is not expected: answer with our own refusal.
-            _ => response,
-        },
-        Outcome::NotRecorded if response.status().is_success() => {
-            // A handler that answered without committing through `commit_response`: record the
-            // response after the fact.
-            record_after(&state, &keyed, response).await
-        }
-        Outcome::NotRecorded => {
-            // A request with this key running at the same time may have committed first, and
-            // this one been refused because of what that one wrote (the same externalId, say):
-            // answer as the first did.
-            state.store.settled().await;
-            match recorded(&state, &principal.id, &key, &request_hash).await {
-                Ok(Some(earlier)) => earlier,
-                _ => response,
-            }
-        }
+    if keyed.recorded.load(Ordering::Acquire) {
+        return response;
+    }
+    if response.status().is_success() {
+        // A handler that answered without committing through `commit_response`: record the
+        // response after the fact.
+        return record_after(&state, &keyed, response).await;
+    }
+    // A request with this key running at the same time may have committed first, and this one
+    // been refused because of what that one wrote (its key, or the same externalId): answer as
+    // the first did. (A refusal is answered only once what it read is committed; see
+    // `settle_refusals`, inside this layer.)
+    match recorded(&state, &principal.id, &key, &request_hash).await {
+        Ok(Some(earlier)) => earlier,
+        _ => response,
     }
 }
 
@@ -152,23 +145,18 @@ struct KeyedRequest {
     key: String,
     request_hash: String,
     created_at: i64,
-    outcome: Mutex<Outcome>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
-    NotRecorded,
-    Recorded,
-    /// Another request with this key committed first; this one rolled back.
-    KeyTaken,
+    /// The response was recorded in the request's transaction.
+    recorded: AtomicBool,
 }
 
 impl KeyedRequest {
-    fn set(&self, outcome: Outcome) {
-        *self.outcome.lock().expect("not poisoned") = outcome;
-    }
-
-    fn record(&self, status: StatusCode, body: &Bytes) -> Deferred {
+    /// The write that records `body` as the answer to the key; a secret in it is not kept.
+    fn record(&self, response: &axum::http::response::Parts, body: &Bytes) -> Deferred {
+        let stored = if response.extensions.get::<SecretResponse>().is_some() {
+            redact(body)
+        } else {
+            body.clone()
+        };
         Deferred::new(
             "INSERT INTO idempotency_keys (principal_id, idem_key, request_hash, status, response_body, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -176,8 +164,8 @@ impl KeyedRequest {
         .bind(self.principal_id.as_str())
         .bind(self.key.as_str())
         .bind(self.request_hash.as_str())
-        .bind(i64::from(status.as_u16()))
-        .bind(String::from_utf8_lossy(body).into_owned())
+        .bind(i64::from(response.status.as_u16()))
+        .bind(String::from_utf8_lossy(&stored).into_owned())
         .bind(self.created_at)
     }
 }
@@ -186,7 +174,7 @@ impl WriteTx {
     /// Commits, and records `response` as the answer to the request's Idempotency-Key (when it
     /// has one and the response is a success) in the same transaction, ahead of its other
     /// writes. When another request with the key committed first, nothing is written and the
-    /// caller's answer is replaced by that request's response.
+    /// Idempotency-Key layer answers with that request's response instead.
     pub async fn commit_response(mut self, response: Response) -> ApiResult<Response> {
         let keyed = REQUEST.try_with(Arc::clone).ok();
         let Some(keyed) = keyed.filter(|_| response.status().is_success()) else {
@@ -197,32 +185,10 @@ impl WriteTx {
         let body = to_bytes(body, usize::MAX)
             .await
             .map_err(|e| ApiError::internal("read the response", e))?;
-        let stored = if parts.extensions.get::<SecretResponse>().is_some() {
-            redact(&body)
-        } else {
-            body.clone()
-        };
-        self.defer_first(keyed.record(parts.status, &stored));
-        match self.commit().await {
-            Ok(()) => {
-                keyed.set(Outcome::Recorded);
-                Ok(Response::from_parts(parts, Body::from(body)))
-            }
-            Err(sqlx::Error::Database(error))
-                if error.is_unique_violation()
-                    && (error
-                        .constraint()
-                        .is_some_and(|c| c.contains("idempotency_keys"))
-                        || error.message().contains("idempotency_keys")) =>
-            {
-                keyed.set(Outcome::KeyTaken);
-                Err(ApiError::new(
-                    ProblemKind::IdempotencyKeyReused,
-                    "another request with this Idempotency-Key finished first",
-                ))
-            }
-            Err(error) => Err(db_error("commit")(error)),
-        }
+        self.defer_first(keyed.record(&parts, &body));
+        self.commit().await.map_err(db_error("commit"))?;
+        keyed.recorded.store(true, Ordering::Release);
+        Ok(Response::from_parts(parts, Body::from(body)))
     }
 }
 
@@ -274,14 +240,9 @@ async fn recorded(
 async fn record_after(state: &AppState, keyed: &KeyedRequest, response: Response) -> Response {
     let (parts, body) = response.into_parts();
     let body = to_bytes(body, usize::MAX).await.unwrap_or_default();
-    let stored = if parts.extensions.get::<SecretResponse>().is_some() {
-        redact(&body)
-    } else {
-        body.clone()
-    };
     let outcome = async {
         let mut tx = state.store.write().await?;
-        tx.defer(keyed.record(parts.status, &stored));
+        tx.defer(keyed.record(&parts, &body));
         tx.commit().await
     }
     .await;

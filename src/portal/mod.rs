@@ -407,13 +407,15 @@ pub fn router(state: AppState) -> Router {
         .route("/events", get(feed::events))
         .route("/api-keys", post(keys::create).get(keys::list))
         .route("/api-keys/{id}", delete(keys::revoke))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            idempotency::layer,
-        ))
+        // Inside the Idempotency-Key layer, so that a refusal has settled before that layer
+        // looks for a concurrent request's recorded answer.
         .layer(middleware::from_fn_with_state(
             state.clone(),
             settle_refusals,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::layer,
         ));
     let dev_login = state.config.dev_login;
     let mut router = Router::new();

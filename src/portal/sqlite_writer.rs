@@ -188,7 +188,7 @@ impl SqliteWriter {
             let _queued = Queued::new(&self.shared.waiting);
             self.shared.state.clone().lock_owned().await
         };
-        settle(&mut state).await;
+        roll_back_leftover(&mut state).await;
         if state.connection.is_none() {
             state.connection = Some(connect(&state.options).await?);
         }
@@ -243,7 +243,7 @@ async fn connect(options: &AnyConnectOptions) -> Result<AnyConnection, sqlx::Err
 }
 
 /// Rolls back a savepoint left open by a request that could not roll it back itself.
-async fn settle(state: &mut State) {
+async fn roll_back_leftover(state: &mut State) {
     if state.in_request {
         rollback_request(state).await;
     }
@@ -390,7 +390,7 @@ async fn run_committer(shared: Weak<Shared>, group_waiting: Arc<Notify>) {
             continue;
         }
         let mut state = shared.state.clone().lock_owned().await;
-        settle(&mut state).await;
+        roll_back_leftover(&mut state).await;
         if state.group.is_empty() {
             continue;
         }

@@ -302,22 +302,24 @@ pub(super) fn bind_all<'q>(
     query
 }
 
+/// The number of the placeholder that `text` (what follows a `$`) starts with, and how many
+/// digits it takes.
+fn placeholder(text: &str) -> Option<(usize, usize)> {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    text[..digits].parse().ok().map(|n| (n, digits))
+}
+
 /// Appends `sql` to `out` with each placeholder `$n` renumbered `$(n + offset)`, so statements
 /// with their own numbering can share one argument list.
 fn append_renumbered(out: &mut String, sql: &str, offset: usize) {
     let mut rest = sql;
     while let Some(at) = rest.find('$') {
-        out.push_str(&rest[..at]);
-        let after = &rest[at + 1..];
-        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
-        match after[..digits].parse::<usize>() {
-            Ok(n) => {
-                out.push('$');
-                out.push_str(&(n + offset).to_string());
-            }
-            Err(_) => out.push('$'),
+        out.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        if let Some((n, digits)) = placeholder(rest) {
+            out.push_str(&(n + offset).to_string());
+            rest = &rest[digits..];
         }
-        rest = &after[digits..];
     }
     out.push_str(rest);
 }
@@ -325,11 +327,7 @@ fn append_renumbered(out: &mut String, sql: &str, offset: usize) {
 /// The highest placeholder number in `sql` (0 when it has none).
 fn placeholders(sql: &str) -> usize {
     sql.match_indices('$')
-        .filter_map(|(at, _)| {
-            let after = &sql[at + 1..];
-            let digits = after.bytes().take_while(u8::is_ascii_digit).count();
-            after[..digits].parse::<usize>().ok()
-        })
+        .filter_map(|(at, _)| placeholder(&sql[at + 1..]).map(|(n, _)| n))
         .max()
         .unwrap_or(0)
 }
