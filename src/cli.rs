@@ -264,12 +264,12 @@ impl Cli {
                 Ok(())
             }
             Command::Portal(PortalCommand::Openapi) => {
-                serde_json::to_writer_pretty(&mut *out, &crate::portal::openapi::document())?;
+                serde_json::to_writer_pretty(&mut *out, &crate::portal::openapi_document())?;
                 writeln!(out)?;
                 Ok(())
             }
             Command::Portal(PortalCommand::NewApiKey) => {
-                writeln!(out, "{}", crate::portal::auth::new_api_key().key)?;
+                writeln!(out, "{}", crate::portal::new_api_key())?;
                 Ok(())
             }
             Command::Portal(PortalCommand::Serve(args)) => serve(*args),
@@ -310,7 +310,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         mail: args
             .smtp_url
             .clone()
-            .map(|smtp_url| crate::portal::mail::MailConfig {
+            .map(|smtp_url| crate::portal::MailConfig {
                 smtp_url,
                 from: args.mail_from.clone(),
             }),
@@ -454,12 +454,12 @@ async fn watch(
                 _ = tokio::signal::ctrl_c() => return Ok(()),
             };
             let Some(Ok(event)) = event else { break };
-            cursor = Some(event.seq);
+            cursor = event.seq().or(cursor);
             // Let a burst of events settle, then look once.
             while let Ok(Some(Ok(more))) =
                 tokio::time::timeout(std::time::Duration::from_millis(100), events.next()).await
             {
-                cursor = Some(more.seq);
+                cursor = more.seq().or(cursor);
             }
             let report = crate::local::run(
                 crate::local::Mode::Apply,
@@ -474,8 +474,8 @@ async fn watch(
                 writeln!(
                     out,
                     "\n--- {} ---",
-                    crate::portal::time::format_millis(crate::portal::time::Clock::now_millis(
-                        &crate::portal::time::SystemClock
+                    crate::api::time::format_millis(crate::api::time::Clock::now_millis(
+                        &crate::api::time::SystemClock
                     ))
                 )?;
                 write!(out, "{table}")?;

@@ -1,12 +1,21 @@
 //! portal-operator: admin access to multi-tenant telephony admin portals, as code.
 //!
 //! - [`domain`]: the seeds' role model, access evaluation and validation (pure).
-//! - [`portal`]: the reference portal server.
+//! - [`api`]: the portal API contract: request and response bodies, problem and change-feed
+//!   types, external references, timestamps. Depends on `domain` only.
+//! - [`portal`]: the reference portal server, a black box behind a small facade.
+//! - [`portal_client`]: the operator's view of a portal: the `PortalApi` trait and its HTTP client.
+//! - [`crd`]: the custom resource types (and their admission rules).
+//! - [`reconcile`]: the pure plan of each kind and the executors that carry plans out.
+//! - [`controller`]: the operator (`portal-operator run`): one controller per kind, the change
+//!   feed, the resync, metrics, leader election.
+//! - [`local`]: `apply` / `diff` / `status` from a folder of manifests.
 //! - [`cli`]: the command line of the `portal-operator` binary.
 //! - `testing` (feature `testing`, tests only): the Kubernetes API server double.
 
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod crd;

@@ -5,7 +5,7 @@ mod support;
 
 use std::path::Path;
 
-use portal_operator::portal::openapi::{OPERATIONS, document};
+use portal_operator::portal::{OPERATIONS, openapi_document as document};
 use reqwest::Method;
 
 /// Compares `generated` with the committed file, or rewrites the file when asked to.

@@ -589,7 +589,7 @@ async fn serve_portal(dir: &Path, key_file: &str) -> (std::process::Child, Strin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_works_against_a_portal_given_by_url() {
     let dir = tempfile::tempdir().unwrap();
-    let key = portal_operator::portal::auth::new_api_key().key;
+    let key = portal_operator::portal::new_api_key();
     std::fs::write(dir.path().join("key"), &key).unwrap();
     let (mut portal, url) = serve_portal(dir.path(), "key").await;
     let examples = repo("examples");
@@ -641,7 +641,7 @@ async fn apply_works_against_a_portal_given_by_url() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_escalation_is_refused_before_anything_is_sent() {
     let dir = tempfile::tempdir().unwrap();
-    let platform_key = portal_operator::portal::auth::new_api_key().key;
+    let platform_key = portal_operator::portal::new_api_key();
     std::fs::write(dir.path().join("platform-key"), &platform_key).unwrap();
     let (mut portal, url) = serve_portal(dir.path(), "platform-key").await;
     let http = reqwest::Client::new();

@@ -5,10 +5,13 @@ mod support;
 use std::time::Duration;
 
 use futures::StreamExt;
-use portal_operator::domain::{GrantScope, Role};
-use portal_operator::portal_client::{
-    HttpPortal, NewAccount, NewAccountManager, NewInvitation, PortalApi,
+use portal_operator::api::{
+    CreateAccount, CreateAccountManager, CreateInvitation, Delivery, Event, EventType,
+    InvitationState, ProblemType,
 };
+use portal_operator::domain::{AccountKind, Language};
+use portal_operator::domain::{GrantScope, Role};
+use portal_operator::portal_client::{FeedItem, HttpPortal, PortalApi};
 use support::{Backend, TestPortal};
 
 on_both_backends!(
@@ -17,15 +20,22 @@ on_both_backends!(
     client_follows_the_change_feed
 );
 
-fn invitation(reference: &str, email: &str, roles: Vec<Role>) -> NewInvitation {
-    NewInvitation {
+fn invitation(reference: &str, email: &str, roles: Vec<Role>) -> CreateInvitation {
+    CreateInvitation {
         email: email.into(),
         first_name: "Ann".into(),
         last_name: "Lee".into(),
-        roles,
-        delivery: "Link".into(),
-        expires_after: "48h".into(),
-        external_ref: reference.into(),
+        roles: Some(roles),
+        delivery: Some(Delivery::Link),
+        expires_after: Some("48h".into()),
+        external_ref: Some(reference.into()),
+    }
+}
+
+fn event(item: Option<Result<FeedItem, portal_operator::portal_client::PortalError>>) -> Event {
+    match item {
+        Some(Ok(FeedItem::Event(event))) => event,
+        other => panic!("expected a readable event, got {other:?}"),
     }
 }
 
@@ -33,9 +43,9 @@ async fn setup(portal: &TestPortal) -> (HttpPortal, String) {
     let client = HttpPortal::new(&portal.base, &portal.platform_key).unwrap();
     let partner = client
         .create_account(
-            &NewAccount {
+            &CreateAccount {
                 parent_id: None,
-                account_type: "Partner".into(),
+                account_type: AccountKind::Partner,
                 display_name: "Northwind".into(),
                 tenant_id: None,
                 sub_contract: false,
@@ -100,19 +110,23 @@ async fn client_creates_idempotently_and_finds_by_reference(backend: Backend) {
     client.revoke_invitation(&first.id).await.unwrap();
     client.revoke_invitation("gone-already").await.unwrap();
     assert_eq!(
-        client.invitations(&partner, "Revoked").await.unwrap().len(),
+        client
+            .invitations(&partner, &[InvitationState::Revoked])
+            .await
+            .unwrap()
+            .len(),
         1
     );
     let manager = client
         .create_account_manager(
             &partner,
-            &NewAccountManager {
+            &CreateAccountManager {
                 first_name: "Jo".into(),
                 last_name: "Kim".into(),
                 email: "jo@northwind.example".into(),
-                language: "fr".into(),
+                language: Some(Language::Fr),
                 branding_domain: None,
-                external_ref: "AccountManager/team-a/jo/uid-2".into(),
+                external_ref: Some("AccountManager/team-a/jo/uid-2".into()),
             },
             "uid-2/0",
         )
@@ -188,7 +202,7 @@ async fn client_classifies_refusals_once(backend: Backend) {
         )
         .await
         .unwrap_err();
-    assert_eq!(refused.problem_type(), Some("subject-not-found"));
+    assert_eq!(refused.problem_type(), Some(ProblemType::SubjectNotFound));
     assert!(!refused.is_transient());
     let bad = client
         .create_invitation(
@@ -204,7 +218,7 @@ async fn client_classifies_refusals_once(backend: Backend) {
         .unwrap_err();
     assert_eq!(
         (bad.problem_type(), bad.is_transient()),
-        (Some("validation-failed"), false)
+        (Some(ProblemType::ValidationFailed), false)
     );
     assert!(
         bad.detail().contains("not a valid email"),
@@ -237,8 +251,8 @@ async fn client_follows_the_change_feed(backend: Backend) {
     let portal = TestPortal::start(backend).await;
     let (client, partner) = setup(&portal).await;
     let mut events = client.events(Some(0)).await.unwrap();
-    let first = events.next().await.unwrap().unwrap();
-    assert_eq!(first.event_type, "account.created");
+    let first = event(events.next().await);
+    assert_eq!(first.event_type, EventType::AccountCreated);
     client
         .create_invitation(
             &partner,
@@ -251,12 +265,12 @@ async fn client_follows_the_change_feed(backend: Backend) {
         )
         .await
         .unwrap();
-    let next = tokio::time::timeout(Duration::from_secs(10), events.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(next.event_type, "invitation.created");
+    let next = event(
+        tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .unwrap(),
+    );
+    assert_eq!(next.event_type, EventType::InvitationCreated);
     assert_eq!(
         next.external_ref.as_deref(),
         Some("AdminInvitation/a/feed/uid-5")

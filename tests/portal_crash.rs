@@ -89,7 +89,7 @@ async fn acknowledged_writes_survive_sigkill_and_retries_do_not_duplicate(backen
         Backend::Sqlite => format!("sqlite://{}", dir.path().join("portal.db").display()),
         Backend::Postgres => pg_database().await,
     };
-    let key = portal_operator::portal::auth::new_api_key().key;
+    let key = portal_operator::portal::new_api_key();
     let mut server = start_server(&database_url, &key).await;
     let platform = api(&server.base, &key);
     let partner = platform

@@ -7,7 +7,6 @@ use kube::runtime::controller::Action;
 
 use super::{Context, Error, reconcile_object, record, requeue};
 use crate::crd::{AccountManager, AccountManagerStatus};
-use crate::portal::time::{Clock, SystemClock};
 use crate::portal_client::PortalApi;
 use crate::reconcile::account_manager::{Desired, Observed, execute, observe, plan};
 use crate::reconcile::admin_invitation::AccountState;
@@ -57,7 +56,7 @@ async fn apply<P: PortalApi>(
             .map_err(Error::Observe)?,
         None => Observed::default(),
     };
-    let first = plan(&desired, &observed, SystemClock.now_millis());
+    let first = plan(&desired, &observed, ctx.clock.now_millis());
     if deleting {
         execute(&ctx.portal, &first, observed).await?;
         return Ok(Action::await_change());
@@ -80,7 +79,7 @@ async fn apply<P: PortalApi>(
             ..desired
         },
         &observed,
-        SystemClock.now_millis(),
+        ctx.clock.now_millis(),
     );
     record(ctx, object.as_ref(), after.status, &after.outcome).await?;
     Ok(requeue(after.requeue_after))

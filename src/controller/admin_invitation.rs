@@ -12,7 +12,6 @@ use kube::{Api, Resource, ResourceExt};
 
 use super::{Context, Error, MANAGER, reconcile_object, record, requeue};
 use crate::crd::{AdminInvitation, AdminInvitationPhase, Delivery};
-use crate::portal::time::{Clock, SystemClock};
 use crate::portal_client::PortalApi;
 use crate::reconcile::admin_invitation::{
     AccountState, Desired, Observed, execute, link_secret_name, observe, plan,
@@ -56,7 +55,7 @@ async fn apply<P: PortalApi>(
             .await
             .map_err(Error::kube("read the link Secret"))?
             .is_some();
-    let now = SystemClock.now_millis();
+    let now = ctx.clock.now_millis();
     let first = plan(
         &Desired::of(&object, &status, account.clone(), false, link_stored),
         &observed,
@@ -81,7 +80,7 @@ async fn apply<P: PortalApi>(
     let after = plan(
         &Desired::of(&object, &first.status, account, false, true),
         &executed.observed,
-        SystemClock.now_millis(),
+        ctx.clock.now_millis(),
     );
     record(ctx, object.as_ref(), after.status, &after.outcome).await?;
     Ok(if after.actions.is_empty() {
@@ -152,7 +151,7 @@ async fn cleanup<P: PortalApi>(
     let plan = plan(
         &Desired::of(&object, &status, AccountState::Missing, true, true),
         &observed,
-        SystemClock.now_millis(),
+        ctx.clock.now_millis(),
     );
     match execute(&ctx.portal, &plan, observed).await {
         Ok(_) => Ok(Action::await_change()),

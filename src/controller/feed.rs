@@ -12,10 +12,10 @@ use kube::runtime::reflector::ObjectRef;
 use tokio::sync::{Notify, watch};
 
 use super::Context;
+use crate::api::time::parse_millis;
+use crate::api::{Event, EventType, ExternalRef};
 use crate::crd::{Account, AccountManager, AdminInvitation, GrantState, RoleBinding};
-use crate::portal::store::Event;
-use crate::portal::time::{Clock, SystemClock, parse_millis};
-use crate::portal_client::PortalApi;
+use crate::portal_client::{FeedItem, PortalApi};
 
 /// What one feed event asks to reconcile.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,38 +43,30 @@ pub enum Target {
 /// The objects an event concerns. Pure, so the mapping is tested on its own.
 pub fn targets(event: &Event) -> Vec<Target> {
     let mut targets = Vec::new();
-    let reference: Vec<&str> = event
+    let reference = event
         .external_ref
         .as_deref()
-        .map(|r| r.split('/').collect())
-        .unwrap_or_default();
-    match reference[..] {
-        ["AdminInvitation", namespace, name, ..] => targets.push(Target::Invitation {
-            namespace: namespace.into(),
-            name: name.into(),
-        }),
-        ["AccountManager", namespace, name, ..] => targets.push(Target::AccountManager {
-            namespace: namespace.into(),
-            name: name.into(),
-        }),
-        ["RoleBinding", namespace, name, ..] => targets.push(Target::RoleBinding {
-            namespace: namespace.into(),
-            name: name.into(),
-        }),
-        _ => {}
+        .and_then(|r| r.parse::<ExternalRef>().ok());
+    match reference {
+        Some(ExternalRef::AdminInvitation {
+            namespace, name, ..
+        }) => targets.push(Target::Invitation { namespace, name }),
+        Some(ExternalRef::AccountManager {
+            namespace, name, ..
+        }) => targets.push(Target::AccountManager { namespace, name }),
+        Some(ExternalRef::RoleBinding {
+            namespace, name, ..
+        }) => targets.push(Target::RoleBinding { namespace, name }),
+        Some(ExternalRef::Account { .. }) | None => {}
     }
-    let account = event.account_id.clone();
-    match event.event_type.as_str() {
-        "invitation.accepted" => targets.push(Target::WaitingRoleBindings),
-        "admin.removed" | "grant.revoked" | "grant.created" => {
-            if let Some(account) = account {
-                targets.push(Target::RoleBindingsOn(account));
-            }
+    if event.event_type == EventType::InvitationAccepted {
+        targets.push(Target::WaitingRoleBindings);
+    } else if event.event_type.changes_grants() {
+        if let Some(account) = &event.account_id {
+            targets.push(Target::RoleBindingsOn(account.clone()));
         }
-        kind if kind.starts_with("account.") => {
-            targets.push(Target::Account(event.object_id.clone()))
-        }
-        _ => {}
+    } else if event.event_type.is_account() {
+        targets.push(Target::Account(event.object_id.clone()));
     }
     targets
 }
@@ -187,18 +179,39 @@ pub async fn follow<P: PortalApi>(
     loop {
         match ctx.portal.events(cursor).await {
             Ok(mut events) => {
-                failures = 0;
                 connected.send_replace(true);
-                while let Some(event) = events.next().await {
-                    let Ok(event) = event else { break };
-                    cursor = Some(event.seq);
-                    let lag = parse_millis(&event.created_at)
-                        .map(|at| (SystemClock.now_millis() - at).max(0) as u64)
-                        .unwrap_or(0);
-                    ctx.metrics.feed_event(Duration::from_millis(lag));
-                    for target in targets(&event) {
-                        triggers.fire(&ctx, &target);
+                let mut progressed = false;
+                while let Some(item) = events.next().await {
+                    let Ok(item) = item else { break };
+                    // Only a connection that delivered something resets the backoff: one that
+                    // ends at once, again and again, must not reconnect in a tight loop.
+                    progressed = true;
+                    cursor = item.seq().or(cursor);
+                    match item {
+                        FeedItem::Event(event) => {
+                            let lag = parse_millis(&event.created_at)
+                                .map(|at| (ctx.clock.now_millis() - at).max(0) as u64)
+                                .unwrap_or(0);
+                            ctx.metrics.feed_event(Duration::from_millis(lag));
+                            for target in targets(&event) {
+                                triggers.fire(&ctx, &target);
+                            }
+                        }
+                        FeedItem::Unreadable { id, error } => {
+                            let skipped = ctx.metrics.feed_event_unreadable();
+                            // The first one says what happened; the rest are counted.
+                            if skipped == 1 {
+                                tracing::warn!(event = ?id, %error, "skipped a change-feed event that could not be read (counted in portal_operator_feed_events_unreadable_total); the resync covers what it announced");
+                            } else {
+                                tracing::debug!(event = ?id, %error, "skipped an unreadable change-feed event");
+                            }
+                        }
                     }
+                }
+                if progressed {
+                    failures = 0;
+                } else {
+                    failures += 1;
                 }
                 tracing::info!("the portal's change feed ended; reconnecting");
             }
@@ -225,7 +238,7 @@ mod tests {
     fn event(event_type: &str, external_ref: Option<&str>) -> Event {
         Event {
             seq: 1,
-            event_type: event_type.into(),
+            event_type: EventType::parse(event_type),
             object_kind: "X".into(),
             object_id: "obj-1".into(),
             account_id: Some("acc-1".into()),

@@ -35,6 +35,7 @@ pub struct Metrics {
     durations: Family<KindLabels, Histogram>,
     portal_requests: Family<RequestLabels, Counter>,
     feed_events: Counter,
+    feed_events_unreadable: Counter,
     feed_lag: Gauge<f64, AtomicU64>,
     resyncs: Counter,
     resync_triggers: Counter,
@@ -50,6 +51,7 @@ impl Default for Metrics {
         });
         let portal_requests = Family::<RequestLabels, Counter>::default();
         let feed_events = Counter::default();
+        let feed_events_unreadable = Counter::default();
         let feed_lag = Gauge::<f64, AtomicU64>::default();
         let resyncs = Counter::default();
         let resync_triggers = Counter::default();
@@ -75,6 +77,11 @@ impl Default for Metrics {
             feed_events.clone(),
         );
         registry.register(
+            "feed_events_unreadable",
+            "Change-feed events skipped because they could not be read",
+            feed_events_unreadable.clone(),
+        );
+        registry.register(
             "feed_lag_seconds",
             "Age of the last change-feed event when it arrived",
             feed_lag.clone(),
@@ -92,6 +99,7 @@ impl Default for Metrics {
             durations,
             portal_requests,
             feed_events,
+            feed_events_unreadable,
             feed_lag,
             resyncs,
             resync_triggers,
@@ -129,6 +137,11 @@ impl Metrics {
     pub fn feed_event(&self, lag: Duration) {
         self.feed_events.inc();
         self.feed_lag.set(lag.as_secs_f64());
+    }
+
+    /// Counts a skipped event; how many have been skipped so far.
+    pub fn feed_event_unreadable(&self) -> u64 {
+        self.feed_events_unreadable.inc() + 1
     }
 
     pub fn resynced(&self, triggered: u64) {

@@ -33,6 +33,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::api::time::{Clock, SystemClock};
 use crate::crd::{Account, AccountManager, AdminInvitation, RoleBinding};
 use crate::portal_client::PortalError;
 use crate::reconcile::admin_invitation::AccountState;
@@ -53,6 +54,8 @@ pub struct Context<P> {
     pub invitations: Store<AdminInvitation>,
     pub role_bindings: Store<RoleBinding>,
     pub account_managers: Store<AccountManager>,
+    /// Where "now" comes from (expiry, feed lag); tests move it instead of waiting.
+    pub clock: Arc<dyn Clock>,
     /// Consecutive transient failures per object, for its backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -74,8 +77,15 @@ impl<P> Context<P> {
             invitations: stores.invitations,
             role_bindings: stores.role_bindings,
             account_managers: stores.account_managers,
+            clock: Arc::new(SystemClock),
             failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same context reading `clock` for "now".
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Context<P> {
+        self.clock = clock;
+        self
     }
 
     /// Where the Account named `name` stands for an object in `namespace`.

@@ -15,9 +15,8 @@ use tokio::sync::Notify;
 
 use super::feed::Triggers;
 use super::{Context, Managed, error_chain, with_conditions};
+use crate::api::{AccountView, InvitationState};
 use crate::crd::Account;
-use crate::portal::accounts::AccountView;
-use crate::portal::time::{Clock, SystemClock};
 use crate::portal_client::{PortalApi, PortalError};
 use crate::reconcile::account::{self, ParentState};
 use crate::reconcile::admin_invitation::{self, AccountState};
@@ -56,7 +55,7 @@ fn out_of_line<K: Managed>(
 /// One resync; how many objects it found out of line (and reconciled).
 pub async fn once<P: PortalApi>(ctx: &Context<P>, triggers: &Triggers) -> Result<u64, PortalError> {
     let mut triggered = accounts(ctx, triggers).await?;
-    let now = SystemClock.now_millis();
+    let now = ctx.clock.now_millis();
     for account in ctx.accounts.state() {
         let Some(portal_id) = portal_id(&account) else {
             continue;
@@ -77,7 +76,15 @@ pub async fn once<P: PortalApi>(ctx: &Context<P>, triggers: &Triggers) -> Result
         if !invitations.is_empty() {
             let listed: HashMap<String, _> = ctx
                 .portal
-                .invitations(&portal_id, "Pending,Expired,Accepted,Revoked")
+                .invitations(
+                    &portal_id,
+                    &[
+                        InvitationState::Pending,
+                        InvitationState::Expired,
+                        InvitationState::Accepted,
+                        InvitationState::Revoked,
+                    ],
+                )
                 .await?
                 .into_iter()
                 .filter_map(|i| i.external_ref.clone().map(|r| (r, i)))

@@ -187,14 +187,8 @@ pub struct AdminInvitationSpec {
     pub max_reissues: i32,
 }
 
-#[derive(
-    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
-)]
-pub enum Delivery {
-    #[default]
-    Email,
-    Link,
-}
+/// The portal API's delivery type, so a spec's choice goes on the wire as it is.
+pub use crate::api::Delivery;
 
 #[derive(
     Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,

@@ -22,9 +22,9 @@ use kube::ResourceExt;
 use serde_json::Value;
 use sha2::Digest;
 
+use crate::api::time::{Clock, SystemClock};
 use crate::controller::{Managed, with_conditions};
 use crate::crd::{AccountType, AdminInvitationPhase, Delivery};
-use crate::portal::time::{Clock, SystemClock};
 use crate::portal_client::{HttpPortal, PortalApi};
 use crate::reconcile::account::ParentState;
 use crate::reconcile::admin_invitation::AccountState;
@@ -59,7 +59,7 @@ pub struct Target {
 
 impl Target {
     /// A portal at `url`, acting with `api_key`.
-    pub fn remote(url: &str, api_key: &str) -> Result<Target, reqwest::Error> {
+    pub fn remote(url: &str, api_key: &str) -> Result<Target, crate::portal_client::ClientError> {
         Ok(Target {
             portal: HttpPortal::new(url, api_key)?,
             description: url.to_owned(),
@@ -79,7 +79,7 @@ impl Target {
         let key = match std::fs::read_to_string(&key_file) {
             Ok(key) => key.trim().to_owned(),
             Err(_) => {
-                let key = crate::portal::auth::new_api_key().key;
+                let key = crate::portal::new_api_key();
                 write_private(&key_file, &key)?;
                 key
             }
@@ -353,7 +353,7 @@ impl Run<'_> {
             Err(error) => {
                 self.report.failures += 1;
                 let mut message = crate::controller::error_chain(&error);
-                if error.source.problem_type() == Some("last-owner") {
+                if error.source.problem_type() == Some(crate::api::ProblemType::LastOwner) {
                     message.push_str(
                         " (the account must keep an AccountOwner: grant AccountOwner to someone else first)",
                     );
@@ -781,11 +781,12 @@ impl Run<'_> {
                     invitation
                         .roles
                         .iter()
+                        .flatten()
                         .map(|r| r.as_str())
                         .collect::<Vec<_>>()
                         .join(", "),
-                    invitation.delivery,
-                    invitation.expires_after,
+                    invitation.delivery.unwrap_or_default(),
+                    invitation.expires_after.as_deref().unwrap_or_default(),
                     if *attempt > 1 {
                         format!(", attempt {attempt}")
                     } else {

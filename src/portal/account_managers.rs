@@ -13,27 +13,24 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use rand::RngCore;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sqlx::{AnyConnection, Row};
 
 use super::auth::{Principal, authorize, authorize_for};
-use super::json::{JsonBody, Page, PageQuery};
-use super::problem::{ApiError, ApiResult, ProblemKind};
+use super::json::{JsonBody, PageQuery};
+use super::problem::{ApiError, ApiResult, ProblemType};
 use super::store::{NewEvent, Store, WriteTx};
-use super::time::format_millis;
 use super::{AppState, db_error, mail};
+use crate::api::EventType;
+use crate::api::time::format_millis;
+pub use crate::api::{
+    AccountManagerState, AccountManagerView, Activate, CreateAccountManager, Page,
+};
 use crate::domain::{Email, Language, Permission, person_name};
 
 /// How long a temporary password works.
 pub const ACTIVATION_LIFETIME_MILLIS: i64 = 72 * 3_600_000;
 pub const MIN_PASSWORD_LENGTH: usize = 12;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-pub enum AccountManagerState {
-    ActivationPending,
-    Active,
-    ActivationExpired,
-}
 
 #[derive(Debug, Clone)]
 struct Row_ {
@@ -111,40 +108,6 @@ impl Row_ {
             version: self.version,
         }
     }
-}
-
-/// An account manager on the wire. No password, temporary or not, ever appears here.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct AccountManagerView {
-    pub id: String,
-    pub account_id: String,
-    pub email: String,
-    pub first_name: String,
-    pub last_name: String,
-    pub language: Language,
-    pub branding_domain: Option<String>,
-    pub state: AccountManagerState,
-    pub activation_expires_at: Option<String>,
-    pub external_ref: Option<String>,
-    pub created_at: String,
-    pub activated_at: Option<String>,
-    pub activation_sends: i64,
-    pub version: i64,
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CreateAccountManager {
-    pub first_name: String,
-    pub last_name: String,
-    pub email: String,
-    #[serde(default)]
-    pub language: Option<String>,
-    #[serde(default)]
-    pub branding_domain: Option<String>,
-    #[serde(default)]
-    pub external_ref: Option<String>,
 }
 
 // Argon2 is deliberately slow (tens of milliseconds): it runs on the blocking pool, never on
@@ -247,7 +210,7 @@ async fn ensure_email_free(connection: &mut AnyConnection, email: &Email) -> Api
         (None, None) => return Ok(()),
     };
     Err(ApiError::new(
-        ProblemKind::EmailConflict,
+        ProblemType::EmailConflict,
         format!("{email} is already used by {taken_by}; an account manager's email must be unique across account managers, admins and end users"),
     )
     .at("/email"))
@@ -262,10 +225,7 @@ pub async fn create(
     let email = Email::parse(&body.email)?;
     let first_name = person_name("firstName", &body.first_name)?;
     let last_name = person_name("lastName", &body.last_name)?;
-    let language = match &body.language {
-        None => Language::default(),
-        Some(text) => text.parse()?,
-    };
+    let language = body.language.unwrap_or_default();
     let branding_domain = check_branding(&state, body.branding_domain.as_deref())?;
     if let Some(r) = &body.external_ref
         && (r.is_empty() || r.len() > 512 || r.chars().any(char::is_control))
@@ -296,7 +256,7 @@ pub async fn create(
                 .map_err(db_error("check the external reference"))?
     {
         return Err(ApiError::new(
-            ProblemKind::ExternalRefConflict,
+            ProblemType::ExternalRefConflict,
             format!(
                 "externalRef {external_ref:?} already belongs to account manager {}",
                 existing.get::<String, _>(0)
@@ -349,7 +309,7 @@ pub async fn create(
         &password,
         now,
     );
-    tx.emit(event("account_manager.created", &row), now);
+    tx.emit(event(EventType::AccountManagerCreated, &row), now);
     let response = tx
         .commit_response((StatusCode::CREATED, Json(row.view(now))).into_response())
         .await?;
@@ -395,7 +355,7 @@ fn queue_activation(
     mail::queue(tx, &row.email, &subject, &body, now);
 }
 
-fn event<'a>(event_type: &'a str, row: &'a Row_) -> NewEvent<'a> {
+fn event<'a>(event_type: EventType, row: &'a Row_) -> NewEvent<'a> {
     NewEvent {
         event_type,
         object_kind: "AccountManager",
@@ -511,7 +471,7 @@ pub async fn resend(
         authorized(&mut tx.tx, &principal, &id, Permission::AdminUsersWrite).await?;
     if row.state(now) == AccountManagerState::Active {
         return Err(ApiError::new(
-            ProblemKind::AlreadyActive,
+            ProblemType::AlreadyActive,
             format!("account manager {id} is already active; they reset their password themselves"),
         ));
     }
@@ -539,7 +499,7 @@ pub async fn resend(
         &password,
         now,
     );
-    tx.emit(event("account_manager.activation_resent", &row), now);
+    tx.emit(event(EventType::AccountManagerActivationResent, &row), now);
     let response = tx
         .commit_response(Json(row.view(now)).into_response())
         .await?;
@@ -560,17 +520,9 @@ pub async fn delete(
         .execute(&mut *tx.tx)
         .await
         .map_err(db_error("delete the account manager"))?;
-    tx.emit(event("account_manager.deleted", &row), now);
+    tx.emit(event(EventType::AccountManagerDeleted, &row), now);
     tx.commit().await.map_err(db_error("commit"))?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Activate {
-    pub username: String,
-    pub temporary_password: String,
-    pub new_password: String,
 }
 
 /// `POST /v1/account-managers/activate`: the first sign-in, which trades the temporary password
@@ -597,7 +549,7 @@ pub async fn activate(
     }
     let refused = || {
         ApiError::new(
-            ProblemKind::InvalidCredentials,
+            ProblemType::InvalidCredentials,
             "the username or temporary password is not right",
         )
     };
@@ -671,7 +623,7 @@ pub async fn activate(
         return Err(refused());
     }
     row.temp_expires_at = None;
-    tx.emit(event("account_manager.activated", &row), now);
+    tx.emit(event(EventType::AccountManagerActivated, &row), now);
     tx.commit().await.map_err(db_error("commit"))?;
     Ok(Json(row.view(now)))
 }
@@ -680,11 +632,11 @@ pub async fn activate(
 fn check_activatable(row: &Row_, now: i64) -> ApiResult<()> {
     match row.state(now) {
         AccountManagerState::Active => Err(ApiError::new(
-            ProblemKind::AlreadyActive,
+            ProblemType::AlreadyActive,
             "this account manager is already active; sign in with your password",
         )),
         AccountManagerState::ActivationExpired => Err(ApiError::new(
-            ProblemKind::ActivationExpired,
+            ProblemType::ActivationExpired,
             "the temporary password expired; ask an administrator to resend the activation email",
         )),
         AccountManagerState::ActivationPending => Ok(()),
@@ -717,7 +669,7 @@ pub async fn sweep_expired(store: &Store, now: i64) -> Result<Option<i64>, sqlx:
             .await?
             .rows_affected();
             if updated > 0 {
-                tx.emit(event("account_manager.activation_expired", &row), now);
+                tx.emit(event(EventType::AccountManagerActivationExpired, &row), now);
             }
         }
         tx.commit().await?;

@@ -4,16 +4,18 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sqlx::{AnyConnection, Row};
 
-use super::auth::{Principal, authorize, grants_of};
-use super::json::{JsonBody, Page, PageQuery, Patch};
-use super::problem::{ApiError, ApiResult, ProblemKind};
+use super::auth::{Principal, authorize};
+use super::json::{JsonBody, PageQuery};
+use super::problem::{ApiError, ApiResult, ProblemType};
 use super::store::NewEvent;
-use super::time::format_millis;
 use super::{AppState, db_error};
-use crate::domain::{Account, AccountKind, AccountTree, Permission, effective_access};
+use crate::api::EventType;
+use crate::api::time::format_millis;
+pub use crate::api::{AccountView, CreateAccount, Page, Patch, UpdateAccount};
+use crate::domain::{Account, AccountKind, AccountTree, Permission};
 
 /// An account as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,23 +85,6 @@ impl AccountRow {
     }
 }
 
-/// An account on the wire.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct AccountView {
-    pub id: String,
-    pub parent_id: Option<String>,
-    #[serde(rename = "type")]
-    pub account_type: AccountKind,
-    pub display_name: String,
-    pub tenant_id: Option<String>,
-    pub sub_contract: bool,
-    pub external_id: Option<String>,
-    pub version: i64,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
 /// The account and its ancestors, nearest first. Empty when the account does not exist.
 pub async fn load_chain(
     connection: &mut AnyConnection,
@@ -160,22 +145,6 @@ pub async fn find_account(
     .await
     .map_err(|e| ApiError::internal("read the account", e))?;
     Ok(row.as_ref().map(AccountRow::from_row))
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CreateAccount {
-    #[serde(default)]
-    pub parent_id: Option<String>,
-    #[serde(rename = "type")]
-    pub account_type: AccountKind,
-    pub display_name: String,
-    #[serde(default)]
-    pub tenant_id: Option<String>,
-    #[serde(default)]
-    pub sub_contract: bool,
-    #[serde(default)]
-    pub external_id: Option<String>,
 }
 
 fn check_display_name(name: &str) -> ApiResult<String> {
@@ -282,12 +251,12 @@ pub async fn create(
     .execute(&mut *tx.tx)
     .await
     .map_err(db_error("create the account"))?;
-    tx.emit(account_event("account.created", &row), now);
+    tx.emit(account_event(EventType::AccountCreated, &row), now);
     tx.commit_response(account_response(StatusCode::CREATED, &row))
         .await
 }
 
-fn account_event<'a>(event_type: &'a str, row: &'a AccountRow) -> NewEvent<'a> {
+fn account_event<'a>(event_type: EventType, row: &'a AccountRow) -> NewEvent<'a> {
     NewEvent {
         event_type,
         object_kind: "Account",
@@ -311,7 +280,7 @@ async fn ensure_external_id_free(
         .map(|row| row.get::<String, _>(0));
     match taken {
         Some(id) if Some(id.as_str()) != except => Err(ApiError::new(
-            ProblemKind::ExternalIdConflict,
+            ProblemType::ExternalIdConflict,
             format!("externalId {external_id:?} already belongs to another account"),
         )
         .at("/externalId")),
@@ -422,19 +391,6 @@ pub async fn list(
     Ok(Json(Page::new(views, limit, |a| a.id.clone())))
 }
 
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct UpdateAccount {
-    #[serde(default)]
-    pub display_name: Option<String>,
-    #[serde(default)]
-    pub tenant_id: Patch<String>,
-    #[serde(default)]
-    pub sub_contract: Option<bool>,
-    #[serde(default)]
-    pub external_id: Patch<String>,
-}
-
 /// Merge-patch of the mutable fields, guarded by `If-Match`. Changing `subContract` is a
 /// contractual change: it needs `accounts.write` on the parent account, not on the account.
 pub async fn update(
@@ -451,7 +407,7 @@ pub async fn update(
     let mut row = access.account.clone();
     if row.version != expected {
         return Err(ApiError::new(
-            ProblemKind::PreconditionFailed,
+            ProblemType::PreconditionFailed,
             format!(
                 "account {id} is at version {} but If-Match named {expected}; read it again and retry",
                 row.version
@@ -515,7 +471,7 @@ pub async fn update(
     .execute(&mut *tx.tx)
     .await
     .map_err(db_error("update the account"))?;
-    tx.emit(account_event("account.updated", &row), now);
+    tx.emit(account_event(EventType::AccountUpdated, &row), now);
     tx.commit().await.map_err(db_error("commit"))?;
     Ok(account_response(StatusCode::OK, &row))
 }
@@ -524,7 +480,7 @@ pub async fn update(
 pub fn if_match(headers: &HeaderMap) -> ApiResult<i64> {
     let value = headers.get(header::IF_MATCH).ok_or_else(|| {
         ApiError::new(
-            ProblemKind::PreconditionRequired,
+            ProblemType::PreconditionRequired,
             "updates need an If-Match header with the ETag of the version you read",
         )
     })?;
@@ -535,7 +491,7 @@ pub fn if_match(headers: &HeaderMap) -> ApiResult<i64> {
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| {
             ApiError::new(
-                ProblemKind::PreconditionFailed,
+                ProblemType::PreconditionFailed,
                 "If-Match must be an ETag such as \"3\"",
             )
         })
@@ -598,7 +554,7 @@ pub async fn delete(
         .get(0);
     if !query.cascade && query.remove_admins && !below.is_empty() {
         return Err(ApiError::new(
-            ProblemKind::AccountNotEmpty,
+            ProblemType::AccountNotEmpty,
             format!(
                 "account {id} still has {} child account(s); delete them first",
                 below.len()
@@ -607,7 +563,7 @@ pub async fn delete(
     }
     if !query.cascade && !query.remove_admins && (!below.is_empty() || admins > 0) {
         return Err(ApiError::new(
-            ProblemKind::AccountNotEmpty,
+            ProblemType::AccountNotEmpty,
             format!(
                 "account {id} still has {} child account(s) and {admins} role grant(s); remove them first or delete with ?cascade=true",
                 below.len()
@@ -628,30 +584,10 @@ pub async fn delete(
                 .map_err(db_error("delete the account"))?;
         }
     }
-    tx.emit(account_event("account.deleted", &access.account), now);
+    tx.emit(
+        account_event(EventType::AccountDeleted, &access.account),
+        now,
+    );
     tx.commit().await.map_err(db_error("commit"))?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// For `/v1/access`: whether `principal` can see `account` at all.
-pub async fn visible(
-    connection: &mut AnyConnection,
-    principal: &Principal,
-    account: &AccountRow,
-) -> ApiResult<bool> {
-    if principal.is_platform() {
-        return Ok(true);
-    }
-    let chain = load_chain(connection, &account.id).await?;
-    let tree = AccountTree::new(chain.iter().map(AccountRow::to_domain))
-        .map_err(|e| ApiError::internal("load the account tree", e))?;
-    let grants = grants_of(connection, &principal.id).await?;
-    Ok(effective_access(
-        &grants,
-        &tree,
-        &principal.subject(),
-        &account.id.as_str().into(),
-    )
-    .map(|access| !access.is_empty())
-    .unwrap_or(false))
 }

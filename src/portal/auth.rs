@@ -17,7 +17,7 @@ use subtle::ConstantTimeEq;
 
 use super::AppState;
 use super::accounts::{AccountRow, load_chain, load_subtree};
-use super::problem::{ApiError, ApiResult, ProblemKind};
+use super::problem::{ApiError, ApiResult, ProblemType};
 use crate::domain::{
     AccountTree, EffectiveAccess, Grant, GrantScope, Permission, Role, SubjectId, effective_access,
 };
@@ -88,7 +88,7 @@ fn parse_api_key(key: &str) -> Option<(&str, &str)> {
 pub async fn authenticate(connection: &mut AnyConnection, key: &str) -> ApiResult<Principal> {
     let refuse = || {
         ApiError::new(
-            ProblemKind::Unauthenticated,
+            ProblemType::Unauthenticated,
             "the API key is not valid or has been revoked",
         )
     };
@@ -138,7 +138,7 @@ impl FromRequestParts<AppState> for Principal {
             .and_then(|value| value.to_str().ok())
             .ok_or_else(|| {
                 ApiError::new(
-                    ProblemKind::Unauthenticated,
+                    ProblemType::Unauthenticated,
                     "send an API key as `Authorization: Bearer pk_…`",
                 )
             })?;
@@ -147,7 +147,7 @@ impl FromRequestParts<AppState> for Principal {
             .or_else(|| header.strip_prefix("bearer "))
             .ok_or_else(|| {
                 ApiError::new(
-                    ProblemKind::Unauthenticated,
+                    ProblemType::Unauthenticated,
                     "the Authorization header must be `Bearer pk_…`",
                 )
             })?
@@ -205,8 +205,6 @@ pub struct AccountAccess {
     /// The account and its ancestors.
     pub chain: Vec<AccountRow>,
     pub tree: AccountTree,
-    /// `None` for the platform principal, which may do everything.
-    pub access: Option<EffectiveAccess>,
     /// The caller's grants (empty for the platform principal).
     pub grants: Vec<Grant>,
 }
@@ -230,7 +228,6 @@ pub async fn authorize(
             account,
             chain,
             tree,
-            access: None,
             grants: Vec::new(),
         });
     }
@@ -250,7 +247,6 @@ pub async fn authorize(
         account,
         chain,
         tree,
-        access: Some(access),
         grants,
     })
 }
@@ -269,7 +265,7 @@ pub async fn authorize_for(
     authorize(connection, principal, account_id, permission)
         .await
         .map_err(|error| {
-            if error.kind == ProblemKind::NotFound {
+            if error.kind == ProblemType::NotFound {
                 ApiError::not_found(what, id)
             } else {
                 error

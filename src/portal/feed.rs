@@ -20,7 +20,7 @@ use serde::Deserialize;
 use super::AppState;
 use super::auth::{Principal, authorize};
 use super::problem::{ApiError, ApiResult};
-use super::store::Event;
+use crate::api::Event;
 use crate::domain::Permission;
 
 #[derive(Debug, Deserialize)]
@@ -130,7 +130,7 @@ fn stream(
                     }
                     let sse = SseEvent::default()
                         .id(event.seq.to_string())
-                        .event(event.event_type.clone())
+                        .event(event.event_type.as_str())
                         .json_data(&event)
                         .unwrap_or_else(|_| SseEvent::default().comment("unserialisable event"));
                     return Some((Ok(sse), (state, visibility, wake, cursor, pending, closing)));
@@ -175,7 +175,7 @@ impl Visibility {
         if self.principal.is_platform() {
             return true;
         }
-        if event.event_type.starts_with("grant.") || event.event_type.starts_with("account.") {
+        if event.event_type.changes_grants() || event.event_type.is_account() {
             self.accounts.clear();
         }
         let Some(account) = &event.account_id else {

@@ -5,15 +5,19 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sqlx::{AnyConnection, Row};
 
 use super::auth::{Principal, authorize, authorize_for, grant_from_row, grants_of, subtree_for};
-use super::json::{JsonBody, Page, PageQuery};
-use super::problem::{ApiError, ApiResult, ProblemKind};
+use super::json::{JsonBody, PageQuery};
+use super::problem::{ApiError, ApiResult, ProblemType};
 use super::store::{NewEvent, WriteTx};
-use super::time::format_millis;
 use super::{AppState, db_error};
+use crate::api::EventType;
+use crate::api::time::format_millis;
+pub use crate::api::{
+    AdminView, CreateAdmin, CreateGrants, GrantView, Page, RevokedGrants, Whoami,
+};
 use crate::domain::{
     AccountTree, CATALOG, EffectiveAccess, Email, Grant, GrantAction, GrantScope, Permission, Role,
     RoleSpec, check_grant, check_revoke, effective_access, functions_on, person_name,
@@ -26,35 +30,11 @@ pub async fn roles() -> Json<&'static [RoleSpec]> {
     Json(CATALOG)
 }
 
-/// Who an API key acts as.
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Whoami {
-    /// The principal (admin) id; ask `GET /v1/access?subject={id}&account=…` what it may do.
-    pub id: String,
-    /// The platform principal may do anything, including creating partner accounts.
-    pub platform: bool,
-}
-
 pub async fn whoami(principal: Principal) -> Json<Whoami> {
     Json(Whoami {
         platform: principal.is_platform(),
         id: principal.id,
     })
-}
-
-/// A grant on the wire.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct GrantView {
-    pub id: String,
-    pub admin_id: String,
-    pub email: Option<String>,
-    pub account_id: String,
-    pub role: Role,
-    pub scope: GrantScope,
-    pub source: String,
-    pub created_at: String,
 }
 
 const GRANT_COLUMNS: &str =
@@ -75,35 +55,19 @@ fn grant_view(row: &sqlx::any::AnyRow) -> ApiResult<GrantView> {
     })
 }
 
-/// Who a grant is for: an existing admin, by id or by email.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CreateGrants {
-    #[serde(default)]
-    pub admin_id: Option<String>,
-    #[serde(default)]
-    pub email: Option<String>,
-    pub roles: Vec<String>,
-    #[serde(default)]
-    pub scope: GrantScope,
-    #[serde(default)]
-    pub source: Option<String>,
-}
-
-pub fn parse_roles(names: &[String]) -> ApiResult<Vec<Role>> {
-    if names.is_empty() {
+/// The roles a request names, each once; at least one. (Unknown names were refused with
+/// `unknown-role` when the body was read: see [`super::json::parse_json`].)
+pub fn check_roles(roles: &[Role]) -> ApiResult<Vec<Role>> {
+    if roles.is_empty() {
         return Err(ApiError::invalid("/roles", "name at least one role"));
     }
-    let mut roles = Vec::with_capacity(names.len());
-    for (index, name) in names.iter().enumerate() {
-        let role = name.parse::<Role>().map_err(|e| {
-            ApiError::new(ProblemKind::UnknownRole, e.to_string()).at(&format!("/roles/{index}"))
-        })?;
-        if !roles.contains(&role) {
-            roles.push(role);
+    let mut unique = Vec::with_capacity(roles.len());
+    for role in roles {
+        if !unique.contains(role) {
+            unique.push(*role);
         }
     }
-    Ok(roles)
+    Ok(unique)
 }
 
 pub fn check_source(source: Option<&str>) -> ApiResult<String> {
@@ -153,7 +117,7 @@ async fn find_admin(
     .map_err(|e| ApiError::internal("find the admin", e))?;
     row.map(|row| row.get(0)).ok_or_else(|| {
         ApiError::new(
-            ProblemKind::SubjectNotFound,
+            ProblemType::SubjectNotFound,
             format!(
                 "there is no admin {}; an admin exists once an invitation has been accepted",
                 admin_id.or(email).unwrap_or_default()
@@ -241,7 +205,7 @@ pub async fn insert_grant_rows(
         .map_err(db_error("read the grant"))?;
         let view = grant_view(&row)?;
         if inserted > 0 {
-            tx.emit(grant_event("grant.created", &view), now);
+            tx.emit(grant_event(EventType::GrantCreated, &view), now);
         }
         created.push(view);
     }
@@ -264,7 +228,7 @@ pub async fn check_may_grant(
             .ok_or_else(|| ApiError::not_found("account", account_id))?;
         if let Some(role) = roles.iter().find(|role| !functions_on(**role, account)) {
             return Err(ApiError::new(
-                ProblemKind::RoleNotAssignable,
+                ProblemType::RoleNotAssignable,
                 format!("{role} cannot be assigned on account {account_id}: it functions only on partner accounts and on client accounts with a sub-contract"),
             )
             .at("/roles"));
@@ -340,7 +304,7 @@ pub fn scope_str(scope: GrantScope) -> &'static str {
     }
 }
 
-fn grant_event<'a>(event_type: &'a str, view: &'a GrantView) -> NewEvent<'a> {
+fn grant_event<'a>(event_type: EventType, view: &'a GrantView) -> NewEvent<'a> {
     NewEvent {
         event_type,
         object_kind: "Grant",
@@ -359,7 +323,7 @@ pub async fn create(
     Path(account_id): Path<String>,
     JsonBody(body): JsonBody<CreateGrants>,
 ) -> ApiResult<Response> {
-    let roles = parse_roles(&body.roles)?;
+    let roles = check_roles(&body.roles)?;
     let source = check_source(body.source.as_deref())?;
     let now = state.now();
     let mut tx = state.begin().await?;
@@ -505,7 +469,7 @@ async fn revoke_where(
             .execute(&mut *tx.tx)
             .await
             .map_err(db_error("revoke the grant"))?;
-        tx.emit(grant_event("grant.revoked", &view), now);
+        tx.emit(grant_event(EventType::GrantRevoked, &view), now);
     }
     Ok(removed.len())
 }
@@ -552,7 +516,7 @@ pub async fn revoke_by_source(
     principal: Principal,
     Path(account_id): Path<String>,
     Query(query): Query<RevokeBySourceQuery>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<RevokedGrants>> {
     let now = state.now();
     let mut tx = state.begin().await?;
     authorize(
@@ -571,21 +535,12 @@ pub async fn revoke_by_source(
     })
     .await?;
     tx.commit().await.map_err(db_error("commit"))?;
-    Ok(Json(serde_json::json!({ "revoked": revoked })))
+    Ok(Json(RevokedGrants {
+        revoked: revoked as u64,
+    }))
 }
 
 // --- admins ------------------------------------------------------------------------------
-
-/// An admin of an account, with the roles granted to it there.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct AdminView {
-    pub id: String,
-    pub email: String,
-    pub first_name: Option<String>,
-    pub last_name: Option<String>,
-    pub roles: Vec<Role>,
-}
 
 pub async fn list_admins(
     State(state): State<AppState>,
@@ -640,24 +595,6 @@ pub async fn list_admins(
     Ok(Json(Page::new(views, limit, |a| a.id.clone())))
 }
 
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CreateAdmin {
-    pub email: String,
-    pub first_name: String,
-    pub last_name: String,
-    #[serde(default = "default_roles")]
-    pub roles: Vec<String>,
-    #[serde(default)]
-    pub scope: GrantScope,
-    #[serde(default)]
-    pub source: Option<String>,
-}
-
-fn default_roles() -> Vec<String> {
-    vec![Role::DEFAULT.as_str().to_owned()]
-}
-
 /// Provisioning: the platform principal creates an admin directly (the seeds' "invites are sent
 /// out when the account is created"). Everyone else invites.
 pub async fn create_admin(
@@ -674,7 +611,7 @@ pub async fn create_admin(
     let email = Email::parse(&body.email)?;
     let first_name = person_name("firstName", &body.first_name)?;
     let last_name = person_name("lastName", &body.last_name)?;
-    let roles = parse_roles(&body.roles)?;
+    let roles = check_roles(&body.roles)?;
     let source = check_source(body.source.as_deref())?;
     let now = state.now();
     let mut tx = state.begin().await?;
@@ -768,7 +705,7 @@ pub async fn remove_admin(
     }
     tx.emit(
         NewEvent {
-            event_type: "admin.removed",
+            event_type: EventType::AdminRemoved,
             object_kind: "Admin",
             object_id: &admin_id,
             account_id: Some(&account_id),

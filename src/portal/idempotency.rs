@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use super::auth::authenticate;
-use super::problem::{ApiError, ApiResult, ProblemKind};
+use super::problem::{ApiError, ApiResult, ProblemType};
 use super::store::{Deferred, WriteTx};
 use super::{AppState, SecretResponse, db_error};
 
@@ -77,7 +77,7 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
         Ok(bytes) => bytes,
         Err(_) => {
             return ApiError::new(
-                ProblemKind::PayloadTooLarge,
+                ProblemType::PayloadTooLarge,
                 "the request body is larger than the 1 MiB the API accepts",
             )
             .into_response();
@@ -214,7 +214,7 @@ async fn recorded(
     if stored_hash != request_hash {
         return Ok(Some(
             ApiError::new(
-                ProblemKind::IdempotencyKeyReused,
+                ProblemType::IdempotencyKeyReused,
                 "this Idempotency-Key was used with a different request; use a new key for a new request",
             )
             .into_response(),

@@ -11,45 +11,25 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sqlx::{AnyConnection, Row};
 
 use super::accounts::if_match;
 use super::auth::{Principal, authorize, authorize_for, hash_secret, random_token};
-use super::grants::{check_may_grant_at, parse_roles};
-use super::json::{JsonBody, Page, PageQuery};
-use super::problem::{ApiError, ApiResult, ProblemKind};
+use super::grants::{check_may_grant_at, check_roles};
+use super::json::{JsonBody, PageQuery};
+use super::problem::{ApiError, ApiResult, ProblemType};
 use super::store::{Deferred, NewEvent, Store, WriteTx};
-use super::time::format_millis;
 use super::{AppState, SecretResponse, db_error};
+use crate::api::EventType;
+use crate::api::time::format_millis;
+pub use crate::api::{
+    AcceptFailure, AcceptInvitation, Accepted, CreateInvitation, Delivery, DevAccept,
+    InvitationState, InvitationView, Page, UpdateInvitation,
+};
 use crate::domain::{
     Email, GrantAction, GrantScope, InvitationLifetime, Permission, Role, person_name,
 };
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-pub enum Delivery {
-    Email,
-    Link,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-pub enum InvitationState {
-    Pending,
-    Accepted,
-    Expired,
-    Revoked,
-}
-
-impl InvitationState {
-    fn as_str(self) -> &'static str {
-        match self {
-            InvitationState::Pending => "Pending",
-            InvitationState::Accepted => "Accepted",
-            InvitationState::Expired => "Expired",
-            InvitationState::Revoked => "Revoked",
-        }
-    }
-}
 
 /// An invitation as stored.
 #[derive(Debug, Clone)]
@@ -71,15 +51,6 @@ pub struct InvitationRow {
     pub failure: Option<AcceptFailure>,
     pub sends: i64,
     pub version: i64,
-}
-
-/// The last failed attempt to accept an invitation: why, and what the invitee should do.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct AcceptFailure {
-    pub reason: String,
-    pub message: String,
-    pub at: String,
 }
 
 const COLUMNS: &str = "id, account_id, email, first_name, last_name, roles, delivery, state, external_ref, created_at, \
@@ -166,32 +137,6 @@ impl InvitationRow {
     }
 }
 
-/// An invitation on the wire. `link` is present only in the response that issued its token.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct InvitationView {
-    pub id: String,
-    pub account_id: String,
-    pub email: String,
-    pub first_name: String,
-    pub last_name: String,
-    pub roles: Vec<Role>,
-    pub delivery: Delivery,
-    pub state: InvitationState,
-    pub external_ref: Option<String>,
-    pub created_at: String,
-    pub expires_at: String,
-    pub accepted_at: Option<String>,
-    pub accepted_by: Option<String>,
-    pub revoked_at: Option<String>,
-    /// The last failed attempt to accept, with the remedy (wrong tenant, identity provider refusal).
-    pub last_failure: Option<AcceptFailure>,
-    pub sends: i64,
-    pub version: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub link: Option<String>,
-}
-
 pub async fn find(connection: &mut AnyConnection, id: &str) -> ApiResult<Option<InvitationRow>> {
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM invitations WHERE id = $1"
@@ -203,22 +148,6 @@ pub async fn find(connection: &mut AnyConnection, id: &str) -> ApiResult<Option<
     .as_ref()
     .map(InvitationRow::from_row)
     .transpose()
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CreateInvitation {
-    pub email: String,
-    pub first_name: String,
-    pub last_name: String,
-    #[serde(default)]
-    pub roles: Option<Vec<String>>,
-    #[serde(default)]
-    pub delivery: Option<Delivery>,
-    #[serde(default)]
-    pub expires_after: Option<String>,
-    #[serde(default)]
-    pub external_ref: Option<String>,
 }
 
 fn roles_text(roles: &[Role]) -> String {
@@ -240,7 +169,7 @@ pub async fn create(
     let last_name = person_name("lastName", &body.last_name)?;
     let roles = match &body.roles {
         None => vec![Role::DEFAULT],
-        Some(names) => parse_roles(names)?,
+        Some(roles) => check_roles(roles)?,
     };
     let lifetime = match &body.expires_after {
         None => InvitationLifetime::DEFAULT,
@@ -323,7 +252,7 @@ pub async fn create(
     if delivery == Delivery::Email {
         queue_invitation_email(&mut tx, &row, &access.account.display_name, &link, now);
     }
-    tx.emit(invitation_event("invitation.created", &row), now);
+    tx.emit(invitation_event(EventType::InvitationCreated, &row), now);
     let response = match tx
         .commit_response(with_link(StatusCode::CREATED, &row, now, delivery, link))
         .await
@@ -333,7 +262,7 @@ pub async fn create(
             // The unique index on externalRef is the check (no read before the write); name the
             // invitation that holds the reference.
             return Err(match (&error.kind, &row.external_ref) {
-                (ProblemKind::ExternalRefConflict, Some(external_ref)) => {
+                (ProblemType::ExternalRefConflict, Some(external_ref)) => {
                     external_ref_conflict(&state, external_ref).await?
                 }
                 _ => error,
@@ -355,7 +284,7 @@ async fn external_ref_conflict(state: &AppState, external_ref: &str) -> ApiResul
             .map_err(|e| ApiError::internal("find the invitation", e))?
             .map(|row| row.get(0));
     Ok(ApiError::new(
-        ProblemKind::ExternalRefConflict,
+        ProblemType::ExternalRefConflict,
         format!(
             "externalRef {external_ref:?} already belongs to invitation {}",
             existing.as_deref().unwrap_or("(just deleted)")
@@ -422,7 +351,7 @@ fn queue_invitation_email(
     );
 }
 
-fn invitation_event<'a>(event_type: &'a str, row: &'a InvitationRow) -> NewEvent<'a> {
+fn invitation_event<'a>(event_type: EventType, row: &'a InvitationRow) -> NewEvent<'a> {
     NewEvent {
         event_type,
         object_kind: "AdminInvitation",
@@ -566,17 +495,11 @@ pub async fn get(
     Ok(response)
 }
 
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct UpdateInvitation {
-    pub roles: Vec<String>,
-}
-
 fn require_pending(row: &InvitationRow, now: i64, doing: &str) -> ApiResult<()> {
     match row.state(now) {
         InvitationState::Pending => Ok(()),
         InvitationState::Expired => Err(ApiError::new(
-            ProblemKind::InvitationExpired,
+            ProblemType::InvitationExpired,
             format!(
                 "invitation {} expired at {}; {doing} is not possible, create a new invitation",
                 row.id,
@@ -584,7 +507,7 @@ fn require_pending(row: &InvitationRow, now: i64, doing: &str) -> ApiResult<()> 
             ),
         )),
         other => Err(ApiError::new(
-            ProblemKind::InvitationNotPending,
+            ProblemType::InvitationNotPending,
             format!(
                 "invitation {} is {}; {doing} needs a Pending invitation",
                 row.id,
@@ -603,7 +526,7 @@ pub async fn update(
     JsonBody(body): JsonBody<UpdateInvitation>,
 ) -> ApiResult<Response> {
     let expected = if_match(&headers)?;
-    let roles = parse_roles(&body.roles)?;
+    let roles = check_roles(&body.roles)?;
     let now = state.now();
     let mut tx = state.begin().await?;
     let (mut row, access) = authorized(
@@ -615,7 +538,7 @@ pub async fn update(
     .await?;
     if row.version != expected {
         return Err(ApiError::new(
-            ProblemKind::PreconditionFailed,
+            ProblemType::PreconditionFailed,
             format!(
                 "invitation {id} is at version {} but If-Match named {expected}; read it again and retry",
                 row.version
@@ -642,7 +565,7 @@ pub async fn update(
             .execute(&mut *tx.tx)
             .await
             .map_err(db_error("update the invitation"))?;
-        tx.emit(invitation_event("invitation.updated", &row), now);
+        tx.emit(invitation_event(EventType::InvitationUpdated, &row), now);
         tx.commit().await.map_err(db_error("commit"))?;
     }
     let mut response = Json(row.view(now)).into_response();
@@ -672,7 +595,7 @@ pub async fn revoke(
         InvitationState::Revoked => return Ok(StatusCode::NO_CONTENT),
         InvitationState::Accepted => {
             return Err(ApiError::new(
-                ProblemKind::InvitationNotPending,
+                ProblemType::InvitationNotPending,
                 format!(
                     "invitation {id} was accepted; to take access away, remove the admin's grants"
                 ),
@@ -692,7 +615,7 @@ pub async fn revoke(
     .execute(&mut *tx.tx)
     .await
     .map_err(db_error("revoke the invitation"))?;
-    tx.emit(invitation_event("invitation.revoked", &row), now);
+    tx.emit(invitation_event(EventType::InvitationRevoked, &row), now);
     tx.commit().await.map_err(db_error("commit"))?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -729,7 +652,7 @@ pub async fn resend(
     if row.delivery == Delivery::Email {
         queue_invitation_email(&mut tx, &row, &access.account.display_name, &link, now);
     }
-    tx.emit(invitation_event("invitation.resent", &row), now);
+    tx.emit(invitation_event(EventType::InvitationResent, &row), now);
     let delivery = row.delivery;
     let response = tx
         .commit_response(with_link(StatusCode::OK, &row, now, delivery, link))
@@ -764,7 +687,7 @@ pub async fn sweep_expired(store: &Store, now: i64) -> Result<Option<i64>, sqlx:
             .rows_affected();
             if updated > 0 {
                 row.stored_state = InvitationState::Expired;
-                tx.emit(invitation_event("invitation.expired", &row), now);
+                tx.emit(invitation_event(EventType::InvitationExpired, &row), now);
             }
         }
         tx.commit().await?;
@@ -780,27 +703,6 @@ pub async fn sweep_expired(store: &Store, now: i64) -> Result<Option<i64>, sqlx:
 pub const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
 
 // --- acceptance --------------------------------------------------------------------------
-
-/// `POST /v1/invitations/accept`: the invitee proves who they are with an ID token from the
-/// configured OpenID Connect issuer. When sign-in failed at the identity provider, the
-/// acceptance page reports its error instead (`idpError`), so the failure and its remedy are
-/// recorded on the invitation where administrators (and the operator) see them.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AcceptInvitation {
-    pub token: String,
-    #[serde(default)]
-    pub id_token: Option<String>,
-    #[serde(default)]
-    pub idp_error: Option<String>,
-}
-
-#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Accepted {
-    pub invitation: InvitationView,
-    pub admin_id: String,
-}
 
 /// The seeds' remedy for signing in with an identity of another tenant.
 pub const WRONG_TENANT_REMEDY: &str = "Sign out of all Microsoft accounts, or open the invitation link in a private \
@@ -835,39 +737,27 @@ pub async fn accept(
             )
         };
         record_failure(&state, &row, reason, &message, now).await?;
-        return Err(ApiError::new(ProblemKind::IdpRefused, message));
+        return Err(ApiError::new(ProblemType::IdpRefused, message));
     }
     let id_token = body
         .id_token
         .as_deref()
         .ok_or_else(|| ApiError::invalid("/idToken", "give the ID token you signed in with (idToken), or the identity provider's error (idpError)"))?;
     let verifier = state.oidc.as_ref().ok_or_else(|| {
-        ApiError::new(ProblemKind::ServiceUnavailable, "this portal has no OpenID Connect issuer configured (--oidc-issuer), so invitations cannot be accepted")
+        ApiError::new(ProblemType::ServiceUnavailable, "this portal has no OpenID Connect issuer configured (--oidc-issuer), so invitations cannot be accepted")
     })?;
     let identity = verifier.verify(id_token, now).await.map_err(|error| {
         if error.is_provider_fault() {
             tracing::warn!(error = %error, "identity provider unavailable");
             ApiError::new(
-                ProblemKind::ServiceUnavailable,
+                ProblemType::ServiceUnavailable,
                 "the identity provider could not be reached; try again in a minute",
             )
         } else {
-            ApiError::new(ProblemKind::InvalidToken, error.to_string()).at("/idToken")
+            ApiError::new(ProblemType::InvalidToken, error.to_string()).at("/idToken")
         }
     })?;
     complete_accept(&state, row, token_hash, identity, now).await
-}
-
-/// The body of the development sign-in (`--dev-login`): who to sign in as, instead of an ID token.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct DevAccept {
-    pub token: String,
-    /// The identity to accept as (its email).
-    pub email: String,
-    /// The Microsoft 365 tenant of that identity; the account's tenant when omitted.
-    #[serde(default)]
-    pub tenant_id: Option<String>,
 }
 
 /// Accepts an invitation as a chosen identity, with no identity provider. Served only when the
@@ -918,7 +808,7 @@ async fn find_by_token(state: &AppState, token_hash: &str) -> ApiResult<Invitati
     .transpose()?
     .ok_or_else(|| {
         ApiError::new(
-            ProblemKind::NotFound,
+            ProblemType::NotFound,
             "this invitation link is not valid: it may have been replaced by a newer one; ask your administrator to resend the invitation",
         )
         .at("/token")
@@ -953,7 +843,7 @@ async fn complete_accept(
             "You signed in with a user of tenant {signed_in}, which is not the tenant of the account you were invited to (\"unknown account\"). {WRONG_TENANT_REMEDY}"
         );
         record_failure(state, &row, "WrongTenant", &message, now).await?;
-        return Err(ApiError::new(ProblemKind::WrongTenant, message));
+        return Err(ApiError::new(ProblemType::WrongTenant, message));
     }
 
     let mut tx = state.begin().await?;
@@ -971,7 +861,7 @@ async fn complete_accept(
     let mut row = InvitationRow::from_row(&current)?;
     if current_hash.as_deref() != Some(token_hash.as_str()) {
         return Err(ApiError::new(
-            ProblemKind::NotFound,
+            ProblemType::NotFound,
             "this invitation link was replaced by a newer one",
         )
         .at("/token"));
@@ -1002,7 +892,7 @@ async fn complete_accept(
         .execute(&mut *tx.tx)
         .await
         .map_err(db_error("accept the invitation"))?;
-    tx.emit(invitation_event("invitation.accepted", &row), now);
+    tx.emit(invitation_event(EventType::InvitationAccepted, &row), now);
     tx.commit().await.map_err(db_error("commit"))?;
     Ok(Json(Accepted {
         invitation: row.view(now),
@@ -1018,18 +908,18 @@ fn check_acceptable(row: &InvitationRow, now: i64) -> ApiResult<()> {
     match row.state(now) {
         InvitationState::Pending => Ok(()),
         InvitationState::Expired => Err(ApiError::new(
-            ProblemKind::InvitationExpired,
+            ProblemType::InvitationExpired,
             format!(
                 "this invitation expired at {}; ask an administrator to create a new invitation",
                 format_millis(row.expires_at)
             ),
         )),
         InvitationState::Accepted => Err(ApiError::new(
-            ProblemKind::InvitationAlreadyUsed,
+            ProblemType::InvitationAlreadyUsed,
             "this invitation was already accepted; sign in to the portal instead",
         )),
         InvitationState::Revoked => Err(ApiError::new(
-            ProblemKind::InvitationNotPending,
+            ProblemType::InvitationNotPending,
             "this invitation was withdrawn by an administrator",
         )),
     }
@@ -1054,7 +944,7 @@ async fn record_failure(
     .execute(&mut *tx.tx)
     .await
     .map_err(db_error("record the failed attempt"))?;
-    let mut event = invitation_event("invitation.acceptance_failed", row);
+    let mut event = invitation_event(EventType::InvitationAcceptanceFailed, row);
     event.data = serde_json::json!({ "reason": reason, "message": message });
     tx.emit(event, now);
     tx.commit().await.map_err(db_error("commit"))

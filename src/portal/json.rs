@@ -6,10 +6,11 @@ use axum::extract::{FromRequest, Request};
 use axum::http::header::CONTENT_TYPE;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer, Serialize};
 
-use super::problem::{ApiError, ApiResult, ProblemKind};
+use super::problem::{ApiError, ApiResult, ProblemType};
+use crate::domain::{Language, Role};
 
 /// A JSON request body. Wrong content type → 415, too large → 413, malformed JSON or unknown
 /// fields → 400 with serde's words, which name the field and position.
@@ -30,7 +31,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             });
         if !is_json {
             return Err(ApiError::new(
-                ProblemKind::UnsupportedMediaType,
+                ProblemType::UnsupportedMediaType,
                 "send the request body as JSON with `Content-Type: application/json`",
             ));
         }
@@ -39,12 +40,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             .map_err(|rejection| {
                 if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                     ApiError::new(
-                        ProblemKind::PayloadTooLarge,
+                        ProblemType::PayloadTooLarge,
                         "the request body is larger than the 1 MiB the API accepts",
                     )
                 } else {
                     ApiError::new(
-                        ProblemKind::MalformedRequest,
+                        ProblemType::MalformedRequest,
                         format!("could not read the request body: {rejection}"),
                     )
                 }
@@ -57,48 +58,45 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     // serde would read a JSON array into a struct field by field; every body here is an object.
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(ApiError::new(
-            ProblemKind::MalformedRequest,
+            ProblemType::MalformedRequest,
             "the request body must be a JSON object",
         ));
     }
+    explain_domain_fields(bytes)?;
     serde_json::from_slice(bytes).map_err(|error| {
         ApiError::new(
-            ProblemKind::MalformedRequest,
+            ProblemType::MalformedRequest,
             format!("the request body is not valid: {error}"),
         )
     })
 }
 
-/// A merge-patch field: absent (leave as is), `null` (clear), or a value (set).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum Patch<T> {
-    #[default]
-    Absent,
-    Null,
-    Value(T),
-}
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Patch<T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Ok(match Option::<T>::deserialize(deserializer)? {
-            None => Patch::Null,
-            Some(value) => Patch::Value(value),
-        })
+/// The contract's bodies hold domain types (`roles`, `language`) that serde would refuse as a
+/// malformed request; a wrong value there is the caller's choice, not a syntax error, and gets
+/// the domain's own problem with the field that holds it (`unknown-role` at `/roles/1`,
+/// `validation-failed` at `/language`).
+fn explain_domain_fields(bytes: &[u8]) -> ApiResult<()> {
+    let mentions = |field: &[u8]| bytes.windows(field.len()).any(|w| w == field);
+    if !mentions(b"\"roles\"") && !mentions(b"\"language\"") {
+        return Ok(());
     }
-}
-
-impl<T: schemars::JsonSchema> schemars::JsonSchema for Patch<T> {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        <Option<T>>::schema_name()
+    let Ok(serde_json::Value::Object(body)) = serde_json::from_slice(bytes) else {
+        return Ok(()); // serde explains malformed JSON below
+    };
+    if let Some(serde_json::Value::Array(roles)) = body.get("roles") {
+        for (index, role) in roles.iter().enumerate() {
+            if let Some(name) = role.as_str() {
+                name.parse::<Role>().map_err(|e| {
+                    ApiError::new(ProblemType::UnknownRole, e.to_string())
+                        .at(&format!("/roles/{index}"))
+                })?;
+            }
+        }
     }
-
-    fn inline_schema() -> bool {
-        true
+    if let Some(serde_json::Value::String(language)) = body.get("language") {
+        language.parse::<Language>()?;
     }
-
-    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        <Option<T>>::json_schema(generator)
-    }
+    Ok(())
 }
 
 /// `?limit=&cursor=` on list endpoints.
@@ -143,26 +141,5 @@ impl PageQuery {
                     "cursor is not one this API returned; start again without it",
                 )
             })
-    }
-}
-
-/// One page of a list. `nextCursor` is absent on the last page.
-#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
-}
-
-impl<T> Page<T> {
-    /// Builds a page from up to `limit + 1` rows: the extra row only says another page exists.
-    pub fn new(mut items: Vec<T>, limit: i64, key: impl Fn(&T) -> String) -> Self {
-        let more = items.len() as i64 > limit;
-        items.truncate(limit as usize);
-        let next_cursor = more
-            .then(|| items.last().map(|last| URL_SAFE_NO_PAD.encode(key(last))))
-            .flatten();
-        Page { items, next_cursor }
     }
 }

@@ -4,35 +4,16 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+
 use sqlx::Row;
 
 use super::auth::{Principal, grants_of, new_api_key};
-use super::json::{JsonBody, Page};
+use super::json::JsonBody;
 use super::problem::{ApiError, ApiResult};
-use super::time::format_millis;
 use super::{AppState, SecretResponse, db_error};
+use crate::api::time::format_millis;
+pub use crate::api::{CreateKey, KeyView, Page};
 use crate::domain::{AccountTree, Permission};
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CreateKey {
-    pub name: String,
-    /// The platform principal may issue a key for an admin; admins issue keys for themselves.
-    #[serde(default)]
-    pub admin_id: Option<String>,
-}
-
-#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct KeyView {
-    pub id: String,
-    pub name: String,
-    pub principal_id: String,
-    pub created_at: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
-}
 
 pub async fn create(
     State(state): State<AppState>,

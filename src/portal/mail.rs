@@ -11,15 +11,16 @@ use axum::Json;
 use axum::extract::{Query, State};
 use lettre::message::Mailbox;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use serde::{Deserialize, Serialize};
+
 use sqlx::Row;
 
 use super::AppState;
 use super::auth::Principal;
-use super::json::{Page, PageQuery};
+use super::json::PageQuery;
 use super::problem::{ApiError, ApiResult};
 use super::store::{Deferred, WriteTx};
-use super::time::format_millis;
+use crate::api::time::format_millis;
+pub use crate::api::{OutboxMessage, Page};
 
 #[derive(Debug, Clone)]
 pub struct MailConfig {
@@ -41,19 +42,6 @@ pub fn queue(tx: &mut WriteTx, to: &str, subject: &str, body: &str, now: i64) {
         .bind(body)
         .bind(now),
     );
-}
-
-#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct OutboxMessage {
-    pub id: String,
-    pub to: String,
-    pub subject: String,
-    pub body: String,
-    pub created_at: String,
-    pub delivered_at: Option<String>,
-    pub attempts: i64,
-    pub last_error: Option<String>,
 }
 
 /// `GET /v1/outbox`: the platform principal reads what the portal sent or would send.

@@ -1,29 +1,42 @@
 //! The reference portal server: accounts, admins, invitations, role grants and API keys behind
 //! a documented HTTP API, on SQLite or PostgreSQL.
 //!
-//! Layout: [`store`] (database and change-feed sequencing), [`auth`] (API keys, authorization
-//! through the domain's `effective_access`), one module per resource ([`accounts`],
-//! [`grants`], [`invitations`], [`keys`]), [`idempotency`] (replays of POSTs), [`problem`]
-//! (RFC 9457 errors) and [`json`] (strict bodies, pagination).
+//! A black box to the rest of the crate: what it speaks is the API contract in [`crate::api`],
+//! and what others need to run one is this facade — [`Portal`] (open, serve), its
+//! [`PortalConfig`], [`new_api_key`] and the OpenAPI document ([`openapi_document`],
+//! [`OPERATIONS`]). Its modules are private.
+//!
+//! Layout: `store` (database and change-feed sequencing), `auth` (API keys, authorization
+//! through the domain's `effective_access`), one module per resource (`accounts`, `grants`,
+//! `invitations`, `account_managers`, `keys`), `idempotency` (replays of POSTs), `problem`
+//! (RFC 9457 errors) and `json` (strict bodies, pagination).
 
-pub mod account_managers;
-pub mod accounts;
-pub mod auth;
-pub mod feed;
-pub mod grants;
-pub mod idempotency;
-pub mod invitations;
-pub mod json;
-pub mod keys;
-pub mod mail;
-pub mod metrics;
-pub mod oidc;
-pub mod openapi;
-pub mod problem;
-pub mod ratelimit;
-pub mod sqlite_writer;
-pub mod store;
-pub mod time;
+mod account_managers;
+mod accounts;
+mod auth;
+mod feed;
+mod grants;
+mod idempotency;
+mod invitations;
+mod json;
+mod keys;
+mod mail;
+mod metrics;
+mod oidc;
+mod openapi;
+mod problem;
+mod ratelimit;
+mod sqlite_writer;
+mod store;
+
+pub use mail::MailConfig;
+pub use openapi::{OPERATIONS, Operation, document as openapi_document};
+
+/// A new API key (`pk_…`) for `--bootstrap-api-key` or an embedded portal; only its hash is ever
+/// stored.
+pub fn new_api_key() -> String {
+    auth::new_api_key().key
+}
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,9 +51,9 @@ use sqlx::pool::PoolConnection;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-use self::problem::{ApiError, ApiResult, ProblemKind};
+use self::problem::{ApiError, ApiResult, ProblemType};
 use self::store::Store;
-use self::time::{Clock, SystemClock};
+use crate::api::time::{Clock, SystemClock};
 
 /// Settings of a portal server.
 #[derive(Debug, Clone)]
@@ -72,11 +85,11 @@ pub struct OidcConfig {
 /// Marks a response that carries a secret (an invitation link): it is never stored for
 /// idempotent replay.
 #[derive(Debug, Clone, Copy)]
-pub struct SecretResponse;
+pub(crate) struct SecretResponse;
 
 /// What every handler shares.
 #[derive(Clone)]
-pub struct AppState {
+pub(crate) struct AppState {
     pub store: Store,
     pub clock: Arc<dyn Clock>,
     pub config: Arc<PortalConfig>,
@@ -95,7 +108,7 @@ impl AppState {
         self.clock.now_millis()
     }
 
-    /// Starts the request's write transaction (see [`store`]).
+    /// Starts the request's write transaction (see `store`).
     pub async fn begin(&self) -> ApiResult<store::WriteTx> {
         self.store
             .write()
@@ -132,7 +145,7 @@ impl AppState {
             .check(address, self.now())
             .map_err(|retry_after| {
                 let mut error = ApiError::new(
-                    ProblemKind::TooManyRequests,
+                    ProblemType::TooManyRequests,
                     "too many attempts from this address; wait and try again",
                 );
                 error.retry_after_seconds = Some(retry_after);
@@ -148,10 +161,10 @@ impl AppState {
 
 /// Maps a database error to a problem. Unique-constraint races (two requests creating the same
 /// thing at once) are conflicts the client can act on; anything else is internal.
-pub fn db_error(context: &'static str) -> impl Fn(sqlx::Error) -> ApiError {
+pub(crate) fn db_error(context: &'static str) -> impl Fn(sqlx::Error) -> ApiError {
     move |error| match &error {
         sqlx::Error::Database(db) if db.is_unique_violation() => ApiError::new(
-            ProblemKind::ExternalRefConflict,
+            ProblemType::ExternalRefConflict,
             format!(
                 "{context}: another request created the same object at the same time; read it and retry"
             ),
@@ -162,7 +175,7 @@ pub fn db_error(context: &'static str) -> impl Fn(sqlx::Error) -> ApiError {
 
 /// A running portal: the state, ready to serve.
 pub struct Portal {
-    pub state: AppState,
+    state: AppState,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -348,7 +361,7 @@ async fn dev_login_page() -> impl axum::response::IntoResponse {
     )
 }
 
-pub fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/roles", get(grants::roles))
         .route("/access", get(grants::access))
@@ -472,7 +485,7 @@ async fn healthz(State(state): State<AppState>) -> ApiResult<&'static str> {
 
 async fn not_found() -> ApiError {
     ApiError::new(
-        ProblemKind::NotFound,
+        ProblemType::NotFound,
         "no such endpoint; the API lives under /v1 and is described at /openapi.json",
     )
 }
@@ -481,7 +494,7 @@ async fn method_not_allowed() -> (StatusCode, ApiError) {
     (
         StatusCode::METHOD_NOT_ALLOWED,
         ApiError::new(
-            ProblemKind::MalformedRequest,
+            ProblemType::MalformedRequest,
             "this endpoint does not accept that method",
         ),
     )

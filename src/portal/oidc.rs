@@ -122,10 +122,6 @@ impl OidcVerifier {
         }
     }
 
-    pub fn issuer(&self) -> &str {
-        &self.issuer
-    }
-
     /// Verifies `id_token` and returns who it proves, checking expiry against `now_millis`.
     pub async fn verify(&self, id_token: &str, now_millis: i64) -> Result<Identity, OidcError> {
         let header = decode_header(id_token).map_err(|e| OidcError::Malformed(e.to_string()))?;

@@ -10,10 +10,8 @@ use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 
-use super::account_managers as managers;
-use super::json::Page;
-use super::problem::{Problem, TYPE_BASE};
-use super::{accounts, grants, invitations, keys, mail, store};
+use crate::api::problem::{Problem, ProblemType, TYPE_BASE};
+use crate::api::{Page, account_managers as managers, accounts, events, grants, invitations, keys};
 use crate::domain::{EffectiveAccess, RoleSpec};
 
 type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
@@ -78,7 +76,7 @@ pub static OPERATIONS: &[Operation] = &[
     op!("get" "/openapi.json", "Service", "This document", auth: false, request: None, 200 => None),
     op!("get" "/v1/roles", "Access", "The admin role catalog", auth: false, request: None, 200 => Some(schema::<Vec<RoleSpec>>)),
     op!("get" "/v1/whoami", "Access", "The principal this API key acts as", auth: true,
-        request: None, 200 => Some(schema::<super::grants::Whoami>)),
+        request: None, 200 => Some(schema::<grants::Whoami>)),
     op!("get" "/v1/access", "Access", "What a subject may do on an account, and the path that gives each permission", auth: true,
         request: None, 200 => Some(schema::<EffectiveAccess>),
         query: &[("subject", "An admin id or email."), ("account", "An account id.")]),
@@ -98,7 +96,7 @@ pub static OPERATIONS: &[Operation] = &[
         request: None, 200 => Some(schema::<Page<grants::GrantView>>),
         query: &[("source", "Only grants made by this source."), ("adminId", "Only this admin's grants."), PAGING[0], PAGING[1]]),
     op!("delete" "/v1/accounts/{id}/grants", "Grants", "Revoke the grants one source made on an account", auth: true,
-        request: None, 200 => None, query: &[("source", "The source whose grants to revoke (required)."), ("adminId", "Only this admin's grants.")]),
+        request: None, 200 => Some(schema::<grants::RevokedGrants>), query: &[("source", "The source whose grants to revoke (required)."), ("adminId", "Only this admin's grants.")]),
     op!("delete" "/v1/grants/{id}", "Grants", "Revoke one grant", auth: true, request: None, 204 => None),
     op!("get" "/v1/accounts/{id}/admins", "Admins", "List the admins of an account with their roles there", auth: true,
         request: None, 200 => Some(schema::<Page<grants::AdminView>>), query: &PAGING),
@@ -137,46 +135,11 @@ pub static OPERATIONS: &[Operation] = &[
     op!("get" "/v1/api-keys", "API keys", "List your API keys (never their secret)", auth: true, request: None, 200 => Some(schema::<Page<keys::KeyView>>)),
     op!("delete" "/v1/api-keys/{id}", "API keys", "Revoke an API key", auth: true, request: None, 204 => None),
     op!("get" "/v1/events", "Change feed", "Server-sent events (or a JSON page with Accept: application/json), resumable from Last-Event-ID", auth: true,
-        request: None, 200 => Some(schema::<Vec<store::Event>>),
+        request: None, 200 => Some(schema::<Vec<events::Event>>),
         query: &[("after", "Resume after this event id, or `latest` for only what happens from now on."), ("limit", "JSON pages only: 1 to 500.")],
         headers: &[("Last-Event-ID", "Resume after this event id.", false)]),
     op!("get" "/v1/outbox", "Mail", "Messages sent or waiting (platform principal only)", auth: true,
-        request: None, 200 => Some(schema::<Page<mail::OutboxMessage>>), query: &PAGING),
-];
-
-/// The problem `type`s the API answers with.
-const PROBLEM_TYPES: &[&str] = &[
-    "unauthenticated",
-    "forbidden",
-    "not-found",
-    "subject-not-found",
-    "malformed-request",
-    "validation-failed",
-    "unknown-role",
-    "role-not-assignable",
-    "escalation-denied",
-    "last-owner",
-    "email-conflict",
-    "external-id-conflict",
-    "external-ref-conflict",
-    "account-tree",
-    "account-not-empty",
-    "precondition-failed",
-    "precondition-required",
-    "idempotency-key-reused",
-    "invitation-expired",
-    "invitation-not-pending",
-    "invitation-already-used",
-    "wrong-tenant",
-    "idp-refused",
-    "invalid-token",
-    "service-unavailable",
-    "too-many-requests",
-    "payload-too-large",
-    "unsupported-media-type",
-    "already-active",
-    "activation-expired",
-    "invalid-credentials",
+        request: None, 200 => Some(schema::<Page<keys::OutboxMessage>>), query: &PAGING),
 ];
 
 /// Builds the document.
@@ -245,7 +208,13 @@ pub fn document() -> Value {
             "description": format!(
                 "Accounts, admins, invitations, role grants and account managers of a multi-tenant admin portal. \
                  Errors are application/problem+json; their `type` is {TYPE_BASE} followed by one of: {}.",
-                PROBLEM_TYPES.join(", ")
+                ProblemType::ALL
+                    .iter()
+                    // A storage fault is not a cause a client acts on.
+                    .filter(|t| **t != ProblemType::Internal)
+                    .map(|t| t.slug())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         },
         "security": [{ "apiKey": [] }],

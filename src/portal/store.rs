@@ -16,12 +16,12 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde::Serialize;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyConnection, AnyPool, Executor, Row, Transaction};
 use tokio::sync::broadcast;
 
 use super::sqlite_writer::{SqliteWriter, WriterGuard};
+pub use crate::api::{Event, EventType};
 
 /// Which database is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,27 +40,10 @@ pub enum StoreError {
     Migrate(#[source] sqlx::migrate::MigrateError),
 }
 
-/// A change-feed entry as stored and as sent.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Event {
-    pub seq: i64,
-    #[serde(rename = "type")]
-    pub event_type: String,
-    pub object_kind: String,
-    pub object_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub account_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub external_ref: Option<String>,
-    pub data: serde_json::Value,
-    pub created_at: String,
-}
-
 /// An event to append inside a write transaction.
 #[derive(Debug, Clone)]
 pub struct NewEvent<'a> {
-    pub event_type: &'a str,
+    pub event_type: EventType,
     pub object_kind: &'a str,
     pub object_id: &'a str,
     pub account_id: Option<&'a str>,
@@ -71,7 +54,6 @@ pub struct NewEvent<'a> {
 #[derive(Clone)]
 pub struct Store {
     pub pool: AnyPool,
-    pub backend: Backend,
     /// SQLite only: the one connection that writes.
     sqlite_writer: Option<SqliteWriter>,
     /// Wakes change-feed readers after a commit that appended events.
@@ -128,7 +110,6 @@ impl Store {
         };
         Ok(Store {
             pool,
-            backend,
             sqlite_writer,
             feed,
         })
@@ -196,13 +177,13 @@ impl Store {
                 let data: String = row.try_get("data")?;
                 Ok(Event {
                     seq: row.try_get("seq")?,
-                    event_type: row.try_get("type")?,
+                    event_type: EventType::parse(row.try_get::<&str, _>("type")?),
                     object_kind: row.try_get("object_kind")?,
                     object_id: row.try_get("object_id")?,
                     account_id: row.try_get("account_id")?,
                     external_ref: row.try_get("external_ref")?,
                     data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
-                    created_at: super::time::format_millis(row.try_get("created_at")?),
+                    created_at: crate::api::time::format_millis(row.try_get("created_at")?),
                 })
             })
             .collect()
@@ -422,7 +403,7 @@ impl WriteTx {
             }
         };
         let mut statement = Deferred::new(sql)
-            .bind(event.event_type)
+            .bind(event.event_type.as_str())
             .bind(event.object_kind)
             .bind(event.object_id)
             .bind(event.account_id)

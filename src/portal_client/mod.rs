@@ -17,14 +17,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use crate::api::{
+    AccountManagerView, AccountView, CreateAccount, CreateAccountManager, CreateGrants,
+    CreateInvitation, Event, GrantView, InvitationState, InvitationView, Page, Problem,
+    ProblemType, RevokedGrants, UpdateAccount, UpdateInvitation, Whoami,
+};
 use crate::domain::{GrantScope, Role};
-use crate::portal::account_managers::AccountManagerView;
-use crate::portal::accounts::AccountView;
-use crate::portal::grants::GrantView;
-use crate::portal::invitations::InvitationView;
-use crate::portal::json::Page;
-use crate::portal::problem::Problem;
-use crate::portal::store::Event;
 
 /// Why a portal call failed.
 #[derive(Debug, thiserror::Error)]
@@ -61,12 +59,22 @@ impl PortalError {
         }
     }
 
-    /// The problem `type` slug (`escalation-denied`, …), when the portal sent one.
-    pub fn problem_type(&self) -> Option<&str> {
+    /// The cause the portal named, when it is one of the API's problem types.
+    pub fn problem_type(&self) -> Option<ProblemType> {
         match self {
-            PortalError::Refused { problem, .. } => problem.type_uri.rsplit('/').next(),
+            PortalError::Refused { problem, .. } => problem.problem_type(),
             _ => None,
         }
+    }
+
+    /// Whether the portal refused because the credentials are missing, wrong or revoked.
+    pub fn is_unauthorized(&self) -> bool {
+        self.status() == Some(401)
+    }
+
+    /// Whether the portal refused because the API key's principal may not do this.
+    pub fn is_forbidden(&self) -> bool {
+        self.status() == Some(403)
     }
 
     /// The portal's explanation, for a condition message.
@@ -87,7 +95,7 @@ impl PortalError {
     }
 
     pub fn is_not_found(&self) -> bool {
-        self.status() == Some(404) && self.problem_type() == Some("not-found")
+        self.status() == Some(404) && self.problem_type() == Some(ProblemType::NotFound)
     }
 
     /// When the portal asked us to come back.
@@ -102,65 +110,16 @@ impl PortalError {
 
 pub type PortalResult<T> = Result<T, PortalError>;
 
-/// A new account.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NewAccount {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub parent_id: Option<String>,
-    #[serde(rename = "type")]
-    pub account_type: String,
-    pub display_name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tenant_id: Option<String>,
-    pub sub_contract: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub external_id: Option<String>,
-}
-
-/// A new invitation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NewInvitation {
-    pub email: String,
-    pub first_name: String,
-    pub last_name: String,
-    pub roles: Vec<Role>,
-    pub delivery: String,
-    pub expires_after: String,
-    pub external_ref: String,
-}
-
-/// Changes to an account's mutable fields; `None` leaves a field as it is.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AccountChanges {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub display_name: Option<String>,
-    /// `Some(None)` clears the tenant.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tenant_id: Option<Option<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sub_contract: Option<bool>,
-}
-
-impl AccountChanges {
-    pub fn is_empty(&self) -> bool {
-        *self == AccountChanges::default()
-    }
-}
-
-/// A new account manager.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NewAccountManager {
-    pub first_name: String,
-    pub last_name: String,
-    pub email: String,
-    pub language: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub branding_domain: Option<String>,
-    pub external_ref: String,
+/// Why a client could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Never echoes the key: it is a secret.
+    #[error(
+        "the API key holds characters an HTTP header cannot carry; an API key is printable ASCII (check the file or variable it came from)"
+    )]
+    ApiKey,
+    #[error("set up the HTTP client")]
+    Http(#[source] reqwest::Error),
 }
 
 /// What the operator needs from a portal. Creates take an idempotency key, so a retry after a
@@ -178,14 +137,14 @@ pub trait PortalApi: Send + Sync {
     ) -> impl Future<Output = PortalResult<Vec<AccountView>>> + Send;
     fn create_account(
         &self,
-        account: &NewAccount,
+        account: &CreateAccount,
         idempotency_key: &str,
     ) -> impl Future<Output = PortalResult<AccountView>> + Send;
     /// Changes the mutable fields, guarded by the version read (`If-Match`).
     fn update_account(
         &self,
         id: &str,
-        changes: &AccountChanges,
+        changes: &UpdateAccount,
         version: i64,
     ) -> impl Future<Output = PortalResult<AccountView>> + Send;
     /// Deletes the account with its own grants and invitations; refused (`account-not-empty`)
@@ -196,7 +155,7 @@ pub trait PortalApi: Send + Sync {
     fn invitations(
         &self,
         account: &str,
-        states: &str,
+        states: &[InvitationState],
     ) -> impl Future<Output = PortalResult<Vec<InvitationView>>> + Send;
     fn invitation_by_ref(
         &self,
@@ -211,7 +170,7 @@ pub trait PortalApi: Send + Sync {
     fn create_invitation(
         &self,
         account: &str,
-        invitation: &NewInvitation,
+        invitation: &CreateInvitation,
         idempotency_key: &str,
     ) -> impl Future<Output = PortalResult<InvitationView>> + Send;
     fn update_invitation_roles(
@@ -269,7 +228,7 @@ pub trait PortalApi: Send + Sync {
     fn create_account_manager(
         &self,
         account: &str,
-        manager: &NewAccountManager,
+        manager: &CreateAccountManager,
         idempotency_key: &str,
     ) -> impl Future<Output = PortalResult<AccountManagerView>> + Send;
     fn resend_activation(
@@ -284,8 +243,16 @@ pub trait PortalApi: Send + Sync {
     fn events(
         &self,
         after: Option<i64>,
-    ) -> impl Future<Output = PortalResult<futures::stream::BoxStream<'static, PortalResult<Event>>>>
-    + Send;
+    ) -> impl Future<
+        Output = PortalResult<futures::stream::BoxStream<'static, PortalResult<FeedItem>>>,
+    > + Send;
+}
+
+/// The part of `GET /v1/access` the client reads: the effective roles (each with the paths that
+/// give it, not read here).
+#[derive(serde::Deserialize)]
+struct AccessRoles {
+    roles: std::collections::BTreeMap<Role, serde::de::IgnoredAny>,
 }
 
 /// Told of each request's method and outcome.
@@ -301,10 +268,10 @@ pub struct HttpPortal {
 }
 
 impl HttpPortal {
-    pub fn new(base_url: &str, api_key: &str) -> Result<HttpPortal, reqwest::Error> {
+    pub fn new(base_url: &str, api_key: &str) -> Result<HttpPortal, ClientError> {
         let mut headers = HeaderMap::new();
         let mut bearer = HeaderValue::from_str(&format!("Bearer {}", api_key.trim()))
-            .expect("API keys are ASCII");
+            .map_err(|_| ClientError::ApiKey)?;
         bearer.set_sensitive(true);
         headers.insert(AUTHORIZATION, bearer);
         let build = |timeout: Option<Duration>| {
@@ -320,20 +287,20 @@ impl HttpPortal {
         };
         Ok(HttpPortal {
             base: base_url.trim_end_matches('/').to_owned(),
-            http: build(Some(Duration::from_secs(30)))?,
-            streaming: build(None)?,
+            http: build(Some(Duration::from_secs(30))).map_err(ClientError::Http)?,
+            streaming: build(None).map_err(ClientError::Http)?,
             observer: None,
         })
     }
 
     /// Who this client's API key acts as.
-    pub async fn whoami(&self) -> PortalResult<crate::portal::grants::Whoami> {
+    pub async fn whoami(&self) -> PortalResult<Whoami> {
         self.expect(Method::GET, "/v1/whoami", None, &[]).await
     }
 
     /// The roles `subject` holds on `account` (granted, inherited or implied).
     pub async fn roles_held(&self, subject: &str, account: &str) -> PortalResult<Vec<Role>> {
-        let access: Value = self
+        let access: AccessRoles = self
             .expect(
                 Method::GET,
                 &format!(
@@ -345,15 +312,7 @@ impl HttpPortal {
                 &[],
             )
             .await?;
-        Ok(access["roles"]
-            .as_object()
-            .map(|roles| {
-                roles
-                    .keys()
-                    .filter_map(|r| serde_json::from_value(Value::String(r.clone())).ok())
-                    .collect()
-            })
-            .unwrap_or_default())
+        Ok(access.roles.into_keys().collect())
     }
 
     /// Reports every request's method and outcome (`ok`, `refused`, `transient`) to `observer`,
@@ -503,6 +462,12 @@ fn encode(value: &str) -> String {
     out
 }
 
+/// A request body as JSON. The contract's types are plain data (strings, numbers, enums), which
+/// always serialise.
+fn body(value: &impl Serialize) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
 fn idempotent(key: &str) -> Vec<(&'static str, String)> {
     vec![("idempotency-key", key.to_owned())]
 }
@@ -536,10 +501,10 @@ impl PortalApi for HttpPortal {
 
     async fn create_account(
         &self,
-        account: &NewAccount,
+        account: &CreateAccount,
         idempotency_key: &str,
     ) -> PortalResult<AccountView> {
-        let body = serde_json::to_value(account).expect("accounts serialize");
+        let body = body(account);
         self.expect(
             Method::POST,
             "/v1/accounts",
@@ -552,10 +517,10 @@ impl PortalApi for HttpPortal {
     async fn update_account(
         &self,
         id: &str,
-        changes: &AccountChanges,
+        changes: &UpdateAccount,
         version: i64,
     ) -> PortalResult<AccountView> {
-        let body = serde_json::to_value(changes).expect("account changes serialize");
+        let body = body(changes);
         self.expect(
             Method::PATCH,
             &format!("/v1/accounts/{}", encode(id)),
@@ -571,11 +536,16 @@ impl PortalApi for HttpPortal {
             .map(|_| ())
     }
 
-    async fn invitations(&self, account: &str, states: &str) -> PortalResult<Vec<InvitationView>> {
+    async fn invitations(
+        &self,
+        account: &str,
+        states: &[InvitationState],
+    ) -> PortalResult<Vec<InvitationView>> {
+        let states: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
         self.all_pages(&format!(
             "/v1/accounts/{}/invitations?state={}",
             encode(account),
-            encode(states)
+            encode(&states.join(","))
         ))
         .await
     }
@@ -607,10 +577,10 @@ impl PortalApi for HttpPortal {
     async fn create_invitation(
         &self,
         account: &str,
-        invitation: &NewInvitation,
+        invitation: &CreateInvitation,
         idempotency_key: &str,
     ) -> PortalResult<InvitationView> {
-        let body = serde_json::to_value(invitation).expect("invitations serialize");
+        let body = body(invitation);
         self.expect(
             Method::POST,
             &format!("/v1/accounts/{}/invitations", encode(account)),
@@ -629,7 +599,9 @@ impl PortalApi for HttpPortal {
         self.expect(
             Method::PATCH,
             &format!("/v1/invitations/{}", encode(id)),
-            Some(&json!({ "roles": roles })),
+            Some(&body(&UpdateInvitation {
+                roles: roles.to_vec(),
+            })),
             &[("if-match", format!("\"{version}\""))],
         )
         .await
@@ -678,12 +650,18 @@ impl PortalApi for HttpPortal {
         source: &str,
         idempotency_key: &str,
     ) -> PortalResult<Vec<GrantView>> {
-        let body = json!({ "email": email, "roles": roles, "scope": scope, "source": source });
+        let grants = CreateGrants {
+            admin_id: None,
+            email: Some(email.to_owned()),
+            roles: roles.to_vec(),
+            scope,
+            source: Some(source.to_owned()),
+        };
         let page: Page<GrantView> = self
             .expect(
                 Method::POST,
                 &format!("/v1/accounts/{}/grants", encode(account)),
-                Some(&body),
+                Some(&body(&grants)),
                 &idempotent(idempotency_key),
             )
             .await?;
@@ -710,8 +688,10 @@ impl PortalApi for HttpPortal {
         if let Some(admin) = admin_id {
             path.push_str(&format!("&adminId={}", encode(admin)));
         }
-        let body = self.delete_idempotent(&path).await?;
-        Ok(body.and_then(|b| b["revoked"].as_u64()).unwrap_or(0))
+        let answer = self.delete_idempotent(&path).await?;
+        Ok(answer
+            .and_then(|a| serde_json::from_value::<RevokedGrants>(a).ok())
+            .map_or(0, |r| r.revoked))
     }
 
     async fn account_manager_by_ref(
@@ -745,10 +725,10 @@ impl PortalApi for HttpPortal {
     async fn create_account_manager(
         &self,
         account: &str,
-        manager: &NewAccountManager,
+        manager: &CreateAccountManager,
         idempotency_key: &str,
     ) -> PortalResult<AccountManagerView> {
-        let body = serde_json::to_value(manager).expect("account managers serialize");
+        let body = body(manager);
         self.expect(
             Method::POST,
             &format!("/v1/accounts/{}/account-managers", encode(account)),
@@ -781,7 +761,7 @@ impl PortalApi for HttpPortal {
     async fn events(
         &self,
         after: Option<i64>,
-    ) -> PortalResult<futures::stream::BoxStream<'static, PortalResult<Event>>> {
+    ) -> PortalResult<futures::stream::BoxStream<'static, PortalResult<FeedItem>>> {
         let url = format!("{}/v1/events", self.base);
         let after = after.map_or_else(|| "latest".to_owned(), |seq| seq.to_string());
         let response = self
@@ -802,42 +782,31 @@ impl PortalApi for HttpPortal {
     }
 }
 
-/// Parses a server-sent event stream into feed events (the `data:` of each `event:` block).
-fn sse_events(
-    bytes: impl Stream<Item = reqwest::Result<bytes_like::Bytes>> + Send + 'static,
+/// Parses a server-sent event stream into feed events (the `data:` of each block).
+///
+/// Bytes are decoded only once a whole line has arrived, so a character split across chunks
+/// stays whole. An event that cannot be read (a newer portal's shape, say) is skipped and
+/// reported as [`FeedItem::Unreadable`]: one bad event never ends the stream.
+fn sse_events<B: AsRef<[u8]>>(
+    bytes: impl Stream<Item = reqwest::Result<B>> + Send + 'static,
     url: String,
-) -> impl Stream<Item = PortalResult<Event>> + Send + 'static {
+) -> impl Stream<Item = PortalResult<FeedItem>> + Send + 'static {
     futures::stream::unfold(
-        (Box::pin(bytes), String::new(), url),
-        |(mut bytes, mut buffer, url)| async move {
+        (Box::pin(bytes), SseParser::default(), url),
+        |(mut bytes, mut parser, url)| async move {
             loop {
-                if let Some(end) = buffer.find("\n\n") {
-                    let block: String = buffer.drain(..end + 2).collect();
-                    let data: String = block
-                        .lines()
-                        .filter_map(|line| line.strip_prefix("data:"))
-                        .map(str::trim_start)
-                        .collect::<Vec<_>>()
-                        .join("\n");
-                    if data.is_empty() {
-                        continue; // a keep-alive comment
-                    }
-                    let event =
-                        serde_json::from_str::<Event>(&data).map_err(|_| PortalError::Unexpected {
-                            status: 200,
-                            retry_after: None,
-                        });
-                    return Some((event, (bytes, buffer, url)));
+                if let Some(item) = parser.next_item() {
+                    return Some((Ok(item), (bytes, parser, url)));
                 }
                 match bytes.next().await {
-                    Some(Ok(chunk)) => buffer.push_str(&String::from_utf8_lossy(&chunk)),
+                    Some(Ok(chunk)) => parser.push(chunk.as_ref()),
                     Some(Err(source)) => {
                         return Some((
                             Err(PortalError::Network {
                                 url: url.clone(),
                                 source,
                             }),
-                            (bytes, buffer, url),
+                            (bytes, parser, url),
                         ));
                     }
                     None => return None,
@@ -847,6 +816,131 @@ fn sse_events(
     )
 }
 
-mod bytes_like {
-    pub use axum::body::Bytes;
+/// One entry of the change feed as read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeedItem {
+    Event(Event),
+    /// An event whose data could not be read; its id (when it had one) lets the reader move past
+    /// it on reconnect.
+    Unreadable {
+        id: Option<i64>,
+        error: String,
+    },
+}
+
+impl FeedItem {
+    /// The event's number, to resume after it.
+    pub fn seq(&self) -> Option<i64> {
+        match self {
+            FeedItem::Event(event) => Some(event.seq),
+            FeedItem::Unreadable { id, .. } => *id,
+        }
+    }
+}
+
+/// Splits a byte stream into server-sent event blocks on line boundaries.
+#[derive(Default)]
+struct SseParser {
+    pending: Vec<u8>,
+    data: Vec<String>,
+    id: Option<String>,
+    ready: std::collections::VecDeque<FeedItem>,
+}
+
+impl SseParser {
+    fn push(&mut self, chunk: &[u8]) {
+        self.pending.extend_from_slice(chunk);
+        while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=end).collect();
+            let line = String::from_utf8_lossy(&line);
+            self.line(line.trim_end_matches(['\n', '\r']));
+        }
+    }
+
+    fn line(&mut self, line: &str) {
+        if line.is_empty() {
+            self.dispatch();
+        } else if let Some(data) = line.strip_prefix("data:") {
+            self.data
+                .push(data.strip_prefix(' ').unwrap_or(data).to_owned());
+        } else if let Some(id) = line.strip_prefix("id:") {
+            self.id = Some(id.trim().to_owned());
+        }
+        // `event:`, `retry:` and comments (`:`) carry nothing the reader needs.
+    }
+
+    fn dispatch(&mut self) {
+        let id = self.id.take();
+        if self.data.is_empty() {
+            return; // a keep-alive
+        }
+        let data = std::mem::take(&mut self.data).join("\n");
+        self.ready
+            .push_back(match serde_json::from_str::<Event>(&data) {
+                Ok(event) => FeedItem::Event(event),
+                Err(error) => FeedItem::Unreadable {
+                    id: id.and_then(|id| id.parse().ok()),
+                    error: error.to_string(),
+                },
+            });
+    }
+
+    fn next_item(&mut self) -> Option<FeedItem> {
+        self.ready.pop_front()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event_block(seq: i64, object_id: &str) -> String {
+        format!(
+            "id: {seq}\nevent: invitation.accepted\ndata: {}\n\n",
+            serde_json::json!({
+                "seq": seq, "type": "invitation.accepted", "objectKind": "invitation",
+                "objectId": object_id, "data": {}, "createdAt": "2026-12-01T00:00:00.000Z"
+            })
+        )
+    }
+
+    #[test]
+    fn a_character_split_across_chunks_stays_whole() {
+        let text = event_block(7, "inv-é-ü");
+        let bytes = text.as_bytes();
+        let split = text.find('é').unwrap() + 1; // inside the two bytes of 'é'
+        let mut parser = SseParser::default();
+        parser.push(&bytes[..split]);
+        assert_eq!(parser.next_item(), None);
+        parser.push(&bytes[split..]);
+        match parser.next_item() {
+            Some(FeedItem::Event(event)) => assert_eq!(event.object_id, "inv-é-ü"),
+            other => panic!("expected the event, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_unreadable_event_is_skipped_and_the_stream_goes_on() {
+        let mut parser = SseParser::default();
+        parser.push(b": keep-alive\n\nid: 3\ndata: {\"seq\": \"three\"}\n\n");
+        parser.push(event_block(4, "inv-4").as_bytes());
+        assert!(matches!(
+            parser.next_item(),
+            Some(FeedItem::Unreadable { id: Some(3), .. })
+        ));
+        assert!(matches!(parser.next_item(), Some(FeedItem::Event(e)) if e.seq == 4));
+        assert_eq!(parser.next_item(), None);
+    }
+
+    #[test]
+    fn a_key_that_cannot_be_a_header_is_a_clear_error() {
+        let error = HttpPortal::new("http://127.0.0.1:1", "pk_first\npk_second")
+            .err()
+            .expect("refused");
+        assert!(matches!(error, ClientError::ApiKey));
+        assert!(
+            !error.to_string().contains("pk_"),
+            "the key is never echoed"
+        );
+    }
 }

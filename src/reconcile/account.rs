@@ -6,10 +6,11 @@
 //! `Account/{name}`, so re-creating an orphaned object adopts its account again instead of
 //! making a second one.
 
+use crate::api::AccountView;
+use crate::api::{CreateAccount, ExternalRef, Patch, UpdateAccount};
 use crate::crd::{Account, AccountSpec, AccountStatus, AccountType, DeletionPolicy};
 use crate::domain::AccountKind;
-use crate::portal::accounts::AccountView;
-use crate::portal_client::{AccountChanges, NewAccount, PortalApi, PortalResult};
+use crate::portal_client::{PortalApi, PortalResult};
 
 use super::{ExecuteError, Outcome};
 
@@ -78,12 +79,12 @@ pub struct Observed {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Create {
-        account: NewAccount,
+        account: CreateAccount,
         idempotency_key: String,
     },
     Update {
         id: String,
-        changes: AccountChanges,
+        changes: UpdateAccount,
         version: i64,
     },
     Delete {
@@ -101,9 +102,12 @@ pub struct Plan {
 
 /// The external id that finds this object's portal account.
 pub fn external_id(name: &str, spec: &AccountSpec) -> String {
-    spec.external_id
-        .clone()
-        .unwrap_or_else(|| format!("Account/{name}"))
+    spec.external_id.clone().unwrap_or_else(|| {
+        ExternalRef::Account {
+            name: name.to_owned(),
+        }
+        .to_string()
+    })
 }
 
 fn kind(account_type: AccountType) -> AccountKind {
@@ -187,9 +191,9 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
         let after = desired.status.portal_id.as_deref().unwrap_or("none");
         return Plan {
             actions: vec![Action::Create {
-                account: NewAccount {
+                account: CreateAccount {
                     parent_id,
-                    account_type: format!("{:?}", desired.spec.account_type),
+                    account_type: kind(desired.spec.account_type),
                     display_name: desired.spec.display_name.clone(),
                     tenant_id: desired.spec.tenant_id.clone(),
                     sub_contract: desired.spec.sub_contract,
@@ -233,13 +237,15 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
             release_finalizer: false,
         };
     }
-    let changes = AccountChanges {
+    let changes = UpdateAccount {
         display_name: (account.display_name != desired.spec.display_name)
             .then(|| desired.spec.display_name.clone()),
-        tenant_id: (account.tenant_id != desired.spec.tenant_id)
-            .then(|| desired.spec.tenant_id.clone()),
+        tenant_id: Patch::from_change(
+            (account.tenant_id != desired.spec.tenant_id).then(|| desired.spec.tenant_id.clone()),
+        ),
         sub_contract: (account.sub_contract != desired.spec.sub_contract)
             .then_some(desired.spec.sub_contract),
+        external_id: Patch::Absent,
     };
     if let Some(outcome) = refused {
         return Plan {
@@ -394,7 +400,7 @@ mod tests {
             panic!("{:?}", plan.actions)
         };
         assert_eq!(account.parent_id.as_deref(), Some("acc-1"));
-        assert_eq!(account.account_type, "Client");
+        assert_eq!(account.account_type, AccountKind::Client);
         assert_eq!(account.external_id.as_deref(), Some("Account/contoso"));
         assert_eq!(idempotency_key, "uid-7/account/after/none");
         assert_eq!(plan.status.path.as_deref(), Some("Northwind / Contoso"));
@@ -470,10 +476,10 @@ mod tests {
             plan.actions,
             vec![Action::Update {
                 id: "acc-2".into(),
-                changes: AccountChanges {
+                changes: UpdateAccount {
                     display_name: Some("Contoso Ltd".into()),
-                    tenant_id: None,
                     sub_contract: Some(true),
+                    ..UpdateAccount::default()
                 },
                 version: 4,
             }]

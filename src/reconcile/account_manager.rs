@@ -7,10 +7,11 @@
 
 use std::time::Duration;
 
+use crate::api::time::parse_millis;
+use crate::api::{AccountManagerState, AccountManagerView};
+use crate::api::{CreateAccountManager, ExternalRef};
 use crate::crd::{AccountManager, AccountManagerPhase, AccountManagerSpec, AccountManagerStatus};
-use crate::portal::account_managers::{AccountManagerState, AccountManagerView};
-use crate::portal::time::parse_millis;
-use crate::portal_client::{NewAccountManager, PortalApi, PortalResult};
+use crate::portal_client::{PortalApi, PortalResult};
 
 use super::admin_invitation::AccountState;
 use super::{ExecuteError, Outcome};
@@ -81,7 +82,7 @@ pub struct Observed {
 pub enum Action {
     Create {
         account: String,
-        manager: NewAccountManager,
+        manager: CreateAccountManager,
         idempotency_key: String,
     },
     ResendActivation {
@@ -104,7 +105,12 @@ pub struct Plan {
 }
 
 pub fn external_ref(namespace: &str, name: &str, uid: &str) -> String {
-    format!("AccountManager/{namespace}/{name}/{uid}")
+    ExternalRef::AccountManager {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        uid: uid.to_owned(),
+    }
+    .to_string()
 }
 
 use super::WAIT_FOR_ACCOUNT;
@@ -171,13 +177,13 @@ pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
         return Plan {
             actions: vec![Action::Create {
                 account,
-                manager: NewAccountManager {
+                manager: CreateAccountManager {
                     first_name: desired.spec.first_name.clone(),
                     last_name: desired.spec.last_name.clone(),
                     email: desired.spec.email.clone(),
-                    language: desired.spec.language.as_str().to_owned(),
+                    language: Some(desired.spec.language),
                     branding_domain: desired.spec.branding_domain.clone(),
-                    external_ref: external_ref(desired.namespace, desired.name, desired.uid),
+                    external_ref: Some(external_ref(desired.namespace, desired.name, desired.uid)),
                 },
                 idempotency_key: format!("{}/create", desired.uid),
             }],
@@ -320,9 +326,9 @@ pub async fn execute(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::time::format_millis;
     use crate::crd::AccountRef;
     use crate::domain::Language;
-    use crate::portal::time::format_millis;
 
     const NOW: i64 = 1_795_000_000_000;
 
@@ -443,7 +449,10 @@ mod tests {
             panic!("{:?}", plan.actions)
         };
         assert_eq!(account, "acc-3");
-        assert_eq!(manager.external_ref, "AccountManager/team/mia/uid-3");
+        assert_eq!(
+            manager.external_ref.as_deref(),
+            Some("AccountManager/team/mia/uid-3")
+        );
         assert_eq!(idempotency_key, "uid-3/create");
     }
 

@@ -7,14 +7,15 @@
 
 use std::time::Duration;
 
+use crate::api::time::parse_millis;
+use crate::api::{CreateInvitation, ExternalRef};
+use crate::api::{InvitationState, InvitationView};
 use crate::crd::{
     AdminInvitation, AdminInvitationPhase, AdminInvitationSpec, AdminInvitationStatus, Delivery,
     Reissue, SecretRef,
 };
 use crate::domain::Role;
-use crate::portal::invitations::{InvitationState, InvitationView};
-use crate::portal::time::parse_millis;
-use crate::portal_client::{NewInvitation, PortalApi, PortalResult};
+use crate::portal_client::{PortalApi, PortalResult};
 
 use super::{ExecuteError, Outcome};
 
@@ -108,7 +109,7 @@ pub enum Action {
     /// the Secret named in the status.
     Create {
         account: String,
-        invitation: NewInvitation,
+        invitation: CreateInvitation,
         idempotency_key: String,
         attempt: i32,
     },
@@ -141,7 +142,13 @@ pub struct Plan {
 
 /// The portal reference of one attempt.
 pub fn external_ref(namespace: &str, name: &str, uid: &str, attempt: i32) -> String {
-    format!("AdminInvitation/{namespace}/{name}/{uid}/{attempt}")
+    ExternalRef::AdminInvitation {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        uid: uid.to_owned(),
+        attempt,
+    }
+    .to_string()
 }
 
 /// The Secret that holds a Link invitation's link.
@@ -363,17 +370,19 @@ fn create(
     reason: &str,
 ) -> Plan {
     status.attempts = attempt;
-    let invitation = NewInvitation {
+    let invitation = CreateInvitation {
         email: desired.spec.email.clone(),
         first_name: desired.spec.first_name.clone(),
         last_name: desired.spec.last_name.clone(),
-        roles: desired.spec.roles.clone(),
-        delivery: match desired.spec.delivery {
-            Delivery::Email => "Email".into(),
-            Delivery::Link => "Link".into(),
-        },
-        expires_after: desired.spec.expires_after.clone(),
-        external_ref: external_ref(desired.namespace, desired.name, desired.uid, attempt),
+        roles: Some(desired.spec.roles.clone()),
+        delivery: Some(desired.spec.delivery),
+        expires_after: Some(desired.spec.expires_after.clone()),
+        external_ref: Some(external_ref(
+            desired.namespace,
+            desired.name,
+            desired.uid,
+            attempt,
+        )),
     };
     Plan {
         actions: vec![Action::Create {
@@ -465,8 +474,8 @@ pub async fn execute(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::{AcceptFailure, Delivery as PortalDelivery};
     use crate::crd::AccountRef;
-    use crate::portal::invitations::{AcceptFailure, Delivery as PortalDelivery};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     const NOW: i64 = 1_795_000_000_000;
@@ -498,10 +507,10 @@ mod tests {
             delivery: PortalDelivery::Email,
             state,
             external_ref: Some(external_ref("team-a", "ann", "uid-1", 1)),
-            created_at: crate::portal::time::format_millis(NOW - 3_600_000),
-            expires_at: crate::portal::time::format_millis(NOW + 7_200_000),
+            created_at: crate::api::time::format_millis(NOW - 3_600_000),
+            expires_at: crate::api::time::format_millis(NOW + 7_200_000),
             accepted_at: (state == InvitationState::Accepted)
-                .then(|| crate::portal::time::format_millis(NOW - 60_000)),
+                .then(|| crate::api::time::format_millis(NOW - 60_000)),
             accepted_by: (state == InvitationState::Accepted).then(|| "admin-9".into()),
             revoked_at: None,
             last_failure: None,
@@ -657,10 +666,10 @@ mod tests {
             ("uid-1/1", 1, "acc-1")
         );
         assert_eq!(
-            invitation.external_ref,
-            "AdminInvitation/team-a/ann/uid-1/1"
+            invitation.external_ref.as_deref(),
+            Some("AdminInvitation/team-a/ann/uid-1/1")
         );
-        assert_eq!(invitation.expires_after, "48h");
+        assert_eq!(invitation.expires_after.as_deref(), Some("48h"));
         assert_eq!(
             plan.requeue_after,
             Some(Duration::ZERO),
@@ -741,8 +750,8 @@ mod tests {
         };
         assert_eq!(idempotency_key, "uid-1/2");
         assert_eq!(
-            invitation.external_ref,
-            "AdminInvitation/team-a/ann/uid-1/2"
+            invitation.external_ref.as_deref(),
+            Some("AdminInvitation/team-a/ann/uid-1/2")
         );
         assert_eq!(second.status.attempts, 2);
         let third = run(&Case {
@@ -806,7 +815,7 @@ mod tests {
         found.last_failure = Some(AcceptFailure {
             reason: "WrongTenant".into(),
             message: "Sign out of all Microsoft accounts, or open the invitation link in a private browsing window".into(),
-            at: crate::portal::time::format_millis(NOW),
+            at: crate::api::time::format_millis(NOW),
         });
         let plan = run(&Case {
             found: Some(found),

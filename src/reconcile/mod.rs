@@ -138,7 +138,7 @@ impl ExecuteError {
         let reason = self
             .source
             .problem_type()
-            .map(reason_from_problem)
+            .map(crate::api::ProblemType::reason)
             .unwrap_or_else(|| "Refused".into());
         Outcome::Stalled {
             reason,

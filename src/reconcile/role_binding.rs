@@ -9,12 +9,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::api::{ExternalRef, GrantView, ProblemType};
 use crate::crd::{
     EffectiveRole, GrantState, RoleBinding, RoleBindingSpec, RoleBindingStatus, Scope,
     SubjectStatus,
 };
 use crate::domain::{Account, AccountKind, AccountTree, Grant, GrantScope, Role, effective_access};
-use crate::portal::grants::GrantView;
 
 use super::admin_invitation::AccountState;
 use super::{ExecuteError, Outcome};
@@ -22,7 +22,12 @@ use crate::portal_client::{PortalApi, PortalResult};
 
 /// The grants' `source` for this object.
 pub fn source(namespace: &str, name: &str, uid: &str) -> String {
-    format!("RoleBinding/{namespace}/{name}/{uid}")
+    ExternalRef::RoleBinding {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        uid: uid.to_owned(),
+    }
+    .to_string()
 }
 
 pub struct Desired<'a> {
@@ -275,7 +280,7 @@ pub enum GrantResult {
     NotAnAdmin,
     /// A refusal the spec causes: the problem type and the portal's words.
     Refused {
-        problem: String,
+        problem: Option<ProblemType>,
         detail: String,
     },
 }
@@ -308,7 +313,10 @@ pub fn settle(
                 Some(GrantResult::Refused { problem, detail }) => SubjectStatus {
                     subject: name,
                     state: GrantState::Refused,
-                    message: Some(format!("{problem}: {detail}")),
+                    message: Some(format!(
+                        "{}: {detail}",
+                        problem.map_or("refused", ProblemType::slug)
+                    )),
                 },
                 Some(GrantResult::Granted) | None => SubjectStatus {
                     subject: name,
@@ -449,11 +457,11 @@ pub async fn execute(
                     .await
                 {
                     Ok(_) => GrantResult::Granted,
-                    Err(error) if error.problem_type() == Some("subject-not-found") => {
+                    Err(error) if error.problem_type() == Some(ProblemType::SubjectNotFound) => {
                         GrantResult::NotAnAdmin
                     }
                     Err(error) if !error.is_transient() => GrantResult::Refused {
-                        problem: error.problem_type().unwrap_or("refused").to_owned(),
+                        problem: error.problem_type(),
                         detail: error.detail(),
                     },
                     Err(error) => return Err(ExecuteError::new("grant the roles")(error)),
@@ -657,7 +665,7 @@ mod tests {
         let results = BTreeMap::from([(
             "ann@contoso.example".to_owned(),
             GrantResult::Refused {
-                problem: "escalation-denied".into(),
+                problem: Some(ProblemType::EscalationDenied),
                 detail: "you may only grant roles you hold yourself".into(),
             },
         )]);

@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use portal_operator::portal::time::ManualClock;
+use portal_operator::api::time::ManualClock;
 use portal_operator::portal::{Portal, PortalConfig};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -256,7 +256,7 @@ impl TestPortal {
             }
             Backend::Postgres => (pg_database().await, None),
         };
-        let platform_key = portal_operator::portal::auth::new_api_key().key;
+        let platform_key = portal_operator::portal::new_api_key();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let clock = Arc::new(ManualClock::starting_now());
@@ -271,7 +271,7 @@ impl TestPortal {
                 }),
                 mail: options
                     .smtp_url
-                    .map(|smtp_url| portal_operator::portal::mail::MailConfig {
+                    .map(|smtp_url| portal_operator::portal::MailConfig {
                         smtp_url,
                         from: "Portal Tests <portal@tests.example>".to_owned(),
                     }),
