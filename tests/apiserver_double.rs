@@ -902,19 +902,16 @@ async fn namespaces_must_exist_and_cluster_lists_span_them() {
 /// The real kubectl as an outside client: discovery, get, apply, delete.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_talks_to_the_double() {
-    if std::process::Command::new("kubectl")
-        .arg("version")
-        .arg("--client")
-        .output()
-        .is_err()
-    {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "kubectl must be installed where CI runs"
-        );
-        eprintln!("kubectl is not installed; skipping");
-        return;
-    }
+    // No skipping: the suite needs kubectl (README, "Test"), and a check that passes when its
+    // tool is missing proves nothing.
+    assert!(
+        std::process::Command::new("kubectl")
+            .arg("version")
+            .arg("--client")
+            .output()
+            .is_ok_and(|output| output.status.success()),
+        "kubectl (client) must be on the PATH to run this test; see the README's Test section"
+    );
     let server = double().await;
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");

@@ -154,12 +154,13 @@ impl Error {
         move |source| Error::Kube { step, source }
     }
 
-    /// A short label for metrics and Event reasons.
+    /// A short label for metrics and Event reasons, by cause, so that the Event says what to
+    /// fix: the API key (`PortalUnauthorized`), its permissions (`PortalForbidden`), the portal
+    /// being down or busy (`PortalUnavailable`), a refusal the spec causes (`PortalRefused`).
     pub fn category(&self) -> &'static str {
         match self {
-            Error::Observe(_) => "PortalUnavailable",
-            Error::Execute(error) if error.is_transient() => "PortalUnavailable",
-            Error::Execute(_) => "PortalRefused",
+            Error::Observe(error) => portal_category(error),
+            Error::Execute(error) => portal_category(&error.source),
             Error::Kube { .. } | Error::Finalizer(_) => "KubernetesApi",
         }
     }
@@ -171,6 +172,18 @@ impl Error {
             Error::Execute(error) => error.source.retry_after(),
             Error::Kube { .. } | Error::Finalizer(_) => None,
         }
+    }
+}
+
+fn portal_category(error: &PortalError) -> &'static str {
+    if error.is_unauthorized() {
+        "PortalUnauthorized"
+    } else if error.is_forbidden() {
+        "PortalForbidden"
+    } else if error.is_transient() {
+        "PortalUnavailable"
+    } else {
+        "PortalRefused"
     }
 }
 
@@ -241,6 +254,22 @@ impl<P> Context<P> {
             .remove(&key(object));
     }
 
+    /// Forgets the backoff of objects that are gone from the caches (deleted while failing, so
+    /// no successful reconcile ever cleared it). Called by each resync.
+    pub fn forget_deleted(&self) {
+        let mut known: std::collections::HashSet<String> = std::collections::HashSet::new();
+        known.extend(self.accounts.state().iter().map(|o| key(o.as_ref())));
+        known.extend(self.invitations.state().iter().map(|o| key(o.as_ref())));
+        known.extend(self.role_bindings.state().iter().map(|o| key(o.as_ref())));
+        known.extend(
+            self.account_managers
+                .state()
+                .iter()
+                .map(|o| key(o.as_ref())),
+        );
+        retain_known(&mut self.failures.lock().expect("failure counts"), &known);
+    }
+
     fn failures<K: Resource<DynamicType = ()>>(&self, object: &K) -> u32 {
         self.failures
             .lock()
@@ -249,6 +278,10 @@ impl<P> Context<P> {
             .copied()
             .unwrap_or(0)
     }
+}
+
+fn retain_known(failures: &mut HashMap<String, u32>, known: &std::collections::HashSet<String>) {
+    failures.retain(|object, _| known.contains(object));
 }
 
 /// A kind whose status the operator records.
@@ -498,6 +531,60 @@ pub fn requeue(after: Option<Duration>) -> Action {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::{Problem, ProblemType};
+
+    fn refused(problem_type: ProblemType) -> Error {
+        Error::Observe(PortalError::Refused {
+            status: problem_type.status(),
+            problem: Problem::new(problem_type, "why"),
+            retry_after: None,
+        })
+    }
+
+    #[test]
+    fn the_backoff_of_deleted_objects_is_dropped() {
+        let mut failures = HashMap::from([
+            ("AdminInvitation/team/ann".to_owned(), 3),
+            ("AdminInvitation/team/gone".to_owned(), 7),
+        ]);
+        let known = ["AdminInvitation/team/ann".to_owned()]
+            .into_iter()
+            .collect();
+        retain_known(&mut failures, &known);
+        assert_eq!(
+            failures,
+            HashMap::from([("AdminInvitation/team/ann".to_owned(), 3)])
+        );
+    }
+
+    #[test]
+    fn errors_are_labelled_by_what_to_fix() {
+        assert_eq!(
+            refused(ProblemType::Unauthenticated).category(),
+            "PortalUnauthorized"
+        );
+        assert_eq!(
+            refused(ProblemType::Forbidden).category(),
+            "PortalForbidden"
+        );
+        assert_eq!(
+            refused(ProblemType::ServiceUnavailable).category(),
+            "PortalUnavailable"
+        );
+        assert_eq!(
+            refused(ProblemType::TooManyRequests).category(),
+            "PortalUnavailable"
+        );
+        let conflict = Error::Execute(ExecuteError {
+            step: "create the account manager",
+            source: PortalError::Refused {
+                status: 409,
+                problem: Problem::new(ProblemType::EmailConflict, "taken"),
+                retry_after: None,
+            },
+        });
+        assert_eq!(conflict.category(), "PortalRefused");
+    }
 
     #[test]
     fn backoff_doubles_from_one_second_and_caps_at_five_minutes() {

@@ -34,6 +34,7 @@ pub async fn every<P: PortalApi>(
             _ = tokio::time::sleep(interval) => {}
             _ = now.notified() => {}
         }
+        ctx.forget_deleted();
         match once(&ctx, &triggers).await {
             Ok(triggered) => {
                 tracing::debug!(triggered, "resync done");

@@ -837,18 +837,36 @@ mod tests {
             delivery: Delivery::Link,
             ..spec()
         };
-        let plan = run(&Case {
-            spec,
-            ..case("link")
-        });
-        assert_eq!(
-            plan.status.link_secret_ref,
-            Some(SecretRef {
-                name: "ann-invitation-link".into()
-            })
-        );
-        let text = serde_json::to_string(&plan.status).unwrap();
-        assert!(!text.contains("token"), "{text}");
+        // What the portal answers right after issuing the link carries it: the status and the
+        // outcome made from that answer must not.
+        let secret = "tok_3f1d9c0a7b_never_in_status";
+        let issued = InvitationView {
+            delivery: PortalDelivery::Link,
+            link: Some(format!(
+                "http://127.0.0.1:8080/invitations/accept#token={secret}"
+            )),
+            ..portal(InvitationState::Pending)
+        };
+        for found in [None, Some(issued)] {
+            let plan = run(&Case {
+                spec: spec.clone(),
+                found,
+                ..case("link")
+            });
+            assert_eq!(
+                plan.status.link_secret_ref,
+                Some(SecretRef {
+                    name: "ann-invitation-link".into()
+                })
+            );
+            let text =
+                serde_json::to_string(&plan.status).unwrap() + &format!("{:?}", plan.outcome);
+            // The message never echoes what it guards.
+            assert!(
+                !text.contains(secret) && !text.contains("accept#token"),
+                "the link leaked into the status or the outcome"
+            );
+        }
     }
 
     #[test]
