@@ -6,10 +6,11 @@ use std::sync::Arc;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 
-use super::{Context, Error, reconcile_object, record};
+use super::{Context, Error, reconcile_object, record, requeue, then};
 use crate::crd::Account;
 use crate::portal_client::PortalApi;
 use crate::reconcile::account::{Desired, ParentState, execute, observe, plan};
+use crate::reconcile::refs;
 
 pub async fn reconcile<P: PortalApi>(
     object: Arc<Account>,
@@ -26,22 +27,12 @@ pub async fn reconcile<P: PortalApi>(
 }
 
 pub(super) fn parent_state<P>(ctx: &Context<P>, object: &Account) -> ParentState {
-    let Some(parent_ref) = &object.spec.parent_ref else {
-        return ParentState::TopLevel;
-    };
-    let Some(parent) = ctx.accounts.get(&ObjectRef::new(&parent_ref.name)) else {
-        return ParentState::Missing;
-    };
-    match parent.status.as_ref() {
-        Some(status) if status.portal_id.is_some() => ParentState::Ready {
-            portal_id: status.portal_id.clone().unwrap_or_default(),
-            path: status
-                .path
-                .clone()
-                .unwrap_or_else(|| parent.spec.display_name.clone()),
-        },
-        _ => ParentState::NotReady,
-    }
+    let parent = object
+        .spec
+        .parent_ref
+        .as_ref()
+        .and_then(|p| ctx.accounts.get(&ObjectRef::new(&p.name)));
+    refs::parent_state(object, parent.as_deref())
 }
 
 async fn apply<P: PortalApi>(
@@ -67,13 +58,8 @@ async fn apply<P: PortalApi>(
         };
     }
     if first.actions.is_empty() {
-        let waiting = matches!(desired.parent, ParentState::Missing | ParentState::NotReady);
         record(ctx, object.as_ref(), first.status, &first.outcome).await?;
-        return Ok(if waiting {
-            Action::requeue(crate::reconcile::WAIT_FOR_ACCOUNT)
-        } else {
-            Action::await_change()
-        });
+        return Ok(requeue(first.requeue_after));
     }
     let observed = match execute(&ctx.portal, &first, observed).await {
         Ok(observed) => observed,
@@ -91,5 +77,5 @@ async fn apply<P: PortalApi>(
         &observed,
     );
     record(ctx, object.as_ref(), after.status, &after.outcome).await?;
-    Ok(Action::await_change())
+    Ok(then(&after.actions, after.requeue_after))
 }

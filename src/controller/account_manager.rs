@@ -5,11 +5,13 @@ use std::sync::Arc;
 
 use kube::runtime::controller::Action;
 
-use super::{Context, Error, reconcile_object, record, requeue};
+use super::{Context, Error, reconcile_object, record, requeue, then};
 use crate::crd::{AccountManager, AccountManagerStatus};
 use crate::portal_client::PortalApi;
-use crate::reconcile::account_manager::{Desired, Observed, execute, observe, plan};
-use crate::reconcile::admin_invitation::AccountState;
+use crate::reconcile::account_manager::{
+    Desired, Observed, execute, observe, observe_for_cleanup, plan,
+};
+use crate::reconcile::refs::AccountState;
 
 pub async fn reconcile<P: PortalApi>(
     object: Arc<AccountManager>,
@@ -44,18 +46,16 @@ async fn apply<P: PortalApi>(
 ) -> Result<Action, Error> {
     let status = object.status.clone().unwrap_or_default();
     let desired = desired(ctx, &object, &status, deleting);
-    // Cleanup finds what was made while the account was delegated, whatever it is now.
-    let account = match &desired.account {
-        AccountState::Ready { portal_id } => Some(portal_id.clone()),
-        _ if deleting => ctx.account_portal_id(&object.spec.account_ref.name),
-        _ => None,
-    };
-    let observed = match account {
-        Some(account) => observe(&ctx.portal, &account, &object)
-            .await
-            .map_err(Error::Observe)?,
-        None => Observed::default(),
-    };
+    let observed = match &desired.account {
+        // Cleanup finds what was made while the account was delegated, whatever it is now.
+        _ if deleting => {
+            let account = ctx.account_portal_id(&object.spec.account_ref.name);
+            observe_for_cleanup(&ctx.portal, account.as_deref(), &object).await
+        }
+        AccountState::Ready { portal_id } => observe(&ctx.portal, portal_id, &object).await,
+        _ => Ok(Observed::default()),
+    }
+    .map_err(Error::Observe)?;
     let first = plan(&desired, &observed, ctx.clock.now_millis());
     if deleting {
         execute(&ctx.portal, &first, observed).await?;
@@ -82,5 +82,5 @@ async fn apply<P: PortalApi>(
         ctx.clock.now_millis(),
     );
     record(ctx, object.as_ref(), after.status, &after.outcome).await?;
-    Ok(requeue(after.requeue_after))
+    Ok(then(&after.actions, after.requeue_after))
 }

@@ -10,11 +10,11 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 
-use super::{Context, Error, MANAGER, reconcile_object, record, requeue};
+use super::{Context, Error, MANAGER, reconcile_object, record, requeue, then};
 use crate::crd::{AdminInvitation, AdminInvitationPhase, Delivery};
 use crate::portal_client::PortalApi;
 use crate::reconcile::admin_invitation::{
-    AccountState, Desired, Observed, execute, link_secret_name, observe, plan,
+    AccountState, Desired, Observed, execute, link_secret_name, observe, observe_for_cleanup, plan,
 };
 
 pub async fn reconcile<P: PortalApi>(
@@ -83,11 +83,7 @@ async fn apply<P: PortalApi>(
         ctx.clock.now_millis(),
     );
     record(ctx, object.as_ref(), after.status, &after.outcome).await?;
-    Ok(if after.actions.is_empty() {
-        requeue(after.requeue_after)
-    } else {
-        Action::requeue(std::time::Duration::ZERO)
-    })
+    Ok(then(&after.actions, after.requeue_after))
 }
 
 /// Writes the link to the Secret owned by the invitation (garbage-collected with it). The link
@@ -134,20 +130,10 @@ async fn cleanup<P: PortalApi>(
     ctx: &Context<P>,
 ) -> Result<Action, Error> {
     let status = object.status.clone().unwrap_or_default();
-    let invitation = match &status.portal_id {
-        Some(id) => ctx.portal.invitation(id).await.map_err(Error::Observe)?,
-        // Created, but the status was never written (a crash): find it by reference.
-        None => match ctx.account_portal_id(&object.spec.account_ref.name) {
-            Some(account) => {
-                observe(&ctx.portal, &account, &object)
-                    .await
-                    .map_err(Error::Observe)?
-                    .invitation
-            }
-            None => None,
-        },
-    };
-    let observed = Observed { invitation };
+    let account = ctx.account_portal_id(&object.spec.account_ref.name);
+    let observed = observe_for_cleanup(&ctx.portal, account.as_deref(), &object)
+        .await
+        .map_err(Error::Observe)?;
     let plan = plan(
         &Desired::of(&object, &status, AccountState::Missing, true, true),
         &observed,

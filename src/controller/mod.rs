@@ -36,7 +36,7 @@ use serde::de::DeserializeOwned;
 use crate::api::time::{Clock, SystemClock};
 use crate::crd::{Account, AccountManager, AdminInvitation, RoleBinding};
 use crate::portal_client::PortalError;
-use crate::reconcile::admin_invitation::AccountState;
+use crate::reconcile::refs::{self, AccountState};
 use crate::reconcile::{ExecuteError, Outcome, READY};
 
 /// The field manager of every write the operator makes.
@@ -90,26 +90,16 @@ impl<P> Context<P> {
 
     /// Where the Account named `name` stands for an object in `namespace`.
     pub fn account_state(&self, name: &str, namespace: &str) -> AccountState {
-        let Some(account) = self.accounts.get(&ObjectRef::new(name)) else {
-            return AccountState::Missing;
-        };
-        if !account.spec.namespaces.iter().any(|n| n == namespace) {
-            return AccountState::NotDelegated;
-        }
-        match account.status.as_ref().and_then(|s| s.portal_id.clone()) {
-            Some(portal_id) if account.metadata.deletion_timestamp.is_none() => {
-                AccountState::Ready { portal_id }
-            }
-            _ => AccountState::NotReady,
-        }
+        refs::account_state(
+            self.accounts.get(&ObjectRef::new(name)).as_deref(),
+            namespace,
+        )
     }
 
     /// The portal id of the Account named `name`, whatever its delegation (for cleanup of what
     /// was made while it was delegated).
     pub fn account_portal_id(&self, name: &str) -> Option<String> {
-        self.accounts
-            .get(&ObjectRef::new(name))
-            .and_then(|a| a.status.as_ref().and_then(|s| s.portal_id.clone()))
+        refs::portal_id(self.accounts.get(&ObjectRef::new(name)).as_deref())
     }
 
     /// The Account object whose portal account is `portal_id`.
@@ -517,6 +507,16 @@ where
         finalized(&ctx.client, object.clone(), apply, cleanup),
     )
     .await
+}
+
+/// After acting: at once when the plan made from the portal's answer still has work (a reissue
+/// after an expiry, say), otherwise as that plan says.
+pub fn then<A>(remaining: &[A], requeue_after: Option<Duration>) -> Action {
+    if remaining.is_empty() {
+        requeue(requeue_after)
+    } else {
+        Action::requeue(Duration::ZERO)
+    }
 }
 
 /// Requeue after `after`, if any; otherwise wait for a change (watch, feed or resync).

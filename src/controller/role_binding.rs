@@ -8,11 +8,14 @@ use std::sync::Arc;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 
-use super::{Context, Error, reconcile_object, record};
-use crate::crd::{AccountType, RoleBinding, RoleBindingStatus};
+use super::{Context, Error, reconcile_object, record, requeue};
+use crate::crd::{RoleBinding, RoleBindingStatus};
 use crate::portal_client::PortalApi;
-use crate::reconcile::admin_invitation::AccountState;
-use crate::reconcile::role_binding::{Desired, Observed, execute, observe, plan, settle};
+use crate::reconcile::refs;
+use crate::reconcile::refs::AccountState;
+use crate::reconcile::role_binding::{
+    Desired, Observed, execute, observe, observe_for_cleanup, plan, settle,
+};
 
 pub async fn reconcile<P: PortalApi>(
     object: Arc<RoleBinding>,
@@ -37,10 +40,8 @@ pub fn desired<'a, P>(
 ) -> Desired<'a> {
     let namespace = object.metadata.namespace.as_deref().unwrap_or_default();
     let account_name = &object.spec.account_ref.name;
-    let holds_contracts = ctx
-        .accounts
-        .get(&ObjectRef::new(account_name))
-        .is_some_and(|a| a.spec.account_type == AccountType::Partner || a.spec.sub_contract);
+    let holds_contracts =
+        refs::holds_contracts(ctx.accounts.get(&ObjectRef::new(account_name)).as_deref());
     Desired::of(
         object,
         status,
@@ -60,6 +61,7 @@ async fn apply<P: PortalApi>(object: Arc<RoleBinding>, ctx: &Context<P>) -> Resu
         _ => Observed::default(),
     };
     let plan = plan(&desired, &observed);
+    let requeue_after = plan.requeue_after;
     let (status, outcome) = match plan.settled {
         Some(settled) => settled,
         None => {
@@ -76,16 +78,8 @@ async fn apply<P: PortalApi>(object: Arc<RoleBinding>, ctx: &Context<P>) -> Resu
             }
         }
     };
-    let waiting_for_account = matches!(
-        desired.account,
-        AccountState::Missing | AccountState::NotReady
-    );
     record(ctx, object.as_ref(), status, &outcome).await?;
-    Ok(if waiting_for_account {
-        Action::requeue(crate::reconcile::WAIT_FOR_ACCOUNT)
-    } else {
-        Action::await_change()
-    })
+    Ok(requeue(requeue_after))
 }
 
 /// Revokes exactly the grants this binding made; grants already gone are fine.
@@ -94,19 +88,13 @@ async fn cleanup<P: PortalApi>(
     ctx: &Context<P>,
 ) -> Result<Action, Error> {
     let status = object.status.clone().unwrap_or_default();
-    let account = status
-        .account_portal_id
-        .clone()
-        .or_else(|| ctx.account_portal_id(&object.spec.account_ref.name));
+    let account = ctx.account_portal_id(&object.spec.account_ref.name);
+    let (account, observed) = observe_for_cleanup(&ctx.portal, account.as_deref(), &object)
+        .await
+        .map_err(Error::Observe)?;
     let Some(account) = account else {
-        // Never reached the portal: nothing to revoke.
+        // Never reached the portal, or the account is gone with its grants: nothing to revoke.
         return Ok(Action::await_change());
-    };
-    let observed = match observe(&ctx.portal, &account, &object).await {
-        Ok(observed) => observed,
-        // The account itself is gone, and its grants with it.
-        Err(error) if error.is_not_found() => return Ok(Action::await_change()),
-        Err(error) => return Err(Error::Observe(error)),
     };
     let desired = desired(ctx, &object, &status, true);
     let plan = plan(&desired, &observed);

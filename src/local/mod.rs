@@ -24,10 +24,11 @@ use sha2::Digest;
 
 use crate::api::time::{Clock, SystemClock};
 use crate::controller::{Managed, with_conditions};
-use crate::crd::{AccountType, AdminInvitationPhase, Delivery};
-use crate::portal_client::{HttpPortal, PortalApi};
-use crate::reconcile::account::ParentState;
-use crate::reconcile::admin_invitation::AccountState;
+use crate::crd::{AdminInvitationPhase, Delivery};
+use crate::portal_client::HttpPortal;
+use crate::reconcile::refs;
+use crate::reconcile::refs::AccountState;
+use crate::reconcile::refs::ParentState;
 use crate::reconcile::{self, ExecuteError, Outcome};
 
 use guards::owner_guard;
@@ -187,6 +188,7 @@ pub async fn run(
         state: &mut state,
         state_dir,
         accounts: BTreeMap::new(),
+        planned: Default::default(),
         report: Report {
             rows: Vec::new(),
             links: Vec::new(),
@@ -212,23 +214,15 @@ pub async fn run(
     Ok(report)
 }
 
-/// An Account as the rest of the run sees it.
-#[derive(Clone)]
-struct KnownAccount {
-    portal_id: Option<String>,
-    path: String,
-    namespaces: Vec<String>,
-    holds_contracts: bool,
-    /// Not in the portal yet, but this run (diff) would create it.
-    planned: bool,
-}
-
 struct Run<'a> {
     mode: Mode,
     portal: &'a HttpPortal,
     state: &'a mut State,
     state_dir: &'a Path,
-    accounts: BTreeMap<String, KnownAccount>,
+    /// The Accounts of this run with the status they reached, as the rest of the run sees them.
+    accounts: BTreeMap<String, crate::crd::Account>,
+    /// Accounts not in the portal yet that this run (diff) would create.
+    planned: std::collections::BTreeSet<String>,
     report: Report,
 }
 
@@ -401,18 +395,13 @@ impl Run<'_> {
             }
             Object::AdminInvitation(invitation) => {
                 use crate::reconcile::admin_invitation::{
-                    Action, Desired, Observed, execute, plan,
+                    Action, Desired, execute, observe_for_cleanup, plan,
                 };
                 let status = invitation.status.clone().unwrap_or_default();
-                let found = match &status.portal_id {
-                    Some(id) => self
-                        .portal
-                        .invitation(id)
-                        .await
-                        .map_err(ExecuteError::new("find the portal invitation"))?,
-                    None => None,
-                };
-                let observed = Observed { invitation: found };
+                let account = self.account_portal_id(&invitation.spec.account_ref.name);
+                let observed = observe_for_cleanup(self.portal, account.as_deref(), invitation)
+                    .await
+                    .map_err(ExecuteError::new("find the portal invitation"))?;
                 let namespace = invitation.namespace().unwrap_or_default();
                 let name = invitation.name_any();
                 let plan = plan(
@@ -439,17 +428,15 @@ impl Run<'_> {
                     .collect())
             }
             Object::RoleBinding(binding) => {
-                use crate::reconcile::role_binding::{Desired, Observed, execute, observe, plan};
+                use crate::reconcile::role_binding::{Desired, execute, observe_for_cleanup, plan};
                 let status = binding.status.clone().unwrap_or_default();
-                let Some(account) = status.account_portal_id.clone() else {
+                let account = self.account_portal_id(&binding.spec.account_ref.name);
+                let (account, observed) =
+                    observe_for_cleanup(self.portal, account.as_deref(), binding)
+                        .await
+                        .map_err(ExecuteError::new("list the binding's grants"))?;
+                let Some(account) = account else {
                     return Ok(Vec::new());
-                };
-                let observed = match observe(self.portal, &account, binding).await {
-                    Ok(observed) => observed,
-                    Err(error) if error.is_not_found() => Observed::default(),
-                    Err(error) => {
-                        return Err(ExecuteError::new("list the binding's grants")(error));
-                    }
                 };
                 let plan = plan(
                     &Desired::of(binding, &status, AccountState::Missing, false, true),
@@ -471,22 +458,44 @@ impl Run<'_> {
                     .collect())
             }
             Object::AccountManager(manager) => {
-                let status = manager.status.clone().unwrap_or_default();
-                let Some(id) = status.portal_id.clone() else {
-                    return Ok(Vec::new());
+                use crate::reconcile::account_manager::{
+                    Action, Desired, execute, observe_for_cleanup, plan,
                 };
+                let status = manager.status.clone().unwrap_or_default();
+                let account = self.account_portal_id(&manager.spec.account_ref.name);
+                let observed = observe_for_cleanup(self.portal, account.as_deref(), manager)
+                    .await
+                    .map_err(ExecuteError::new("find the account manager"))?;
+                let plan = plan(
+                    &Desired::of(manager, &status, AccountState::Missing, true),
+                    &observed,
+                    SystemClock.now_millis(),
+                );
                 if apply {
-                    self.portal
-                        .delete_account_manager(&id)
-                        .await
-                        .map_err(ExecuteError::new("delete the account manager"))?;
+                    execute(self.portal, &plan, observed).await?;
                 }
-                Ok(vec![format!(
-                    "delete account manager {}",
-                    manager.spec.email
-                )])
+                Ok(plan
+                    .actions
+                    .iter()
+                    .filter_map(|a| match a {
+                        Action::Delete { .. } => {
+                            Some(format!("delete account manager {}", manager.spec.email))
+                        }
+                        _ => None,
+                    })
+                    .collect())
             }
         }
+    }
+
+    /// The portal account of the Account named `name`: as this run left it, or as an earlier
+    /// apply recorded it (an Account itself no longer in the manifests).
+    fn account_portal_id(&self, name: &str) -> Option<String> {
+        refs::portal_id(self.accounts.get(name)).or_else(|| {
+            self.state.objects.get(&format!("Account/{name}"))?.status["portalId"]
+                .as_str()
+                .map(str::to_owned)
+        })
     }
 
     /// The object with the uid, generation and status this run keeps for it.
@@ -574,23 +583,11 @@ impl Run<'_> {
     }
 
     fn account_state(&self, name: &str, namespace: &str) -> AccountState {
-        match self.accounts.get(name) {
-            None => AccountState::Missing,
-            Some(account) if !account.namespaces.iter().any(|n| n == namespace) => {
-                AccountState::NotDelegated
-            }
-            Some(KnownAccount {
-                portal_id: Some(portal_id),
-                ..
-            }) => AccountState::Ready {
-                portal_id: portal_id.clone(),
-            },
-            Some(_) => AccountState::NotReady,
-        }
+        refs::account_state(self.accounts.get(name), namespace)
     }
 
     fn account_planned(&self, name: &str) -> bool {
-        self.accounts.get(name).is_some_and(|a| a.planned)
+        self.planned.contains(name)
     }
 
     async fn step(&mut self, manifest: &Manifest) -> Row {
@@ -635,21 +632,14 @@ impl Run<'_> {
         use crate::reconcile::account::{Desired, execute, observe, plan};
         let name = object.name_any();
         let status = object.status.clone().unwrap_or_default();
-        let parent = match &object.spec.parent_ref {
-            None => ParentState::TopLevel,
-            Some(parent) => match self.accounts.get(&parent.name) {
-                None => ParentState::Missing,
-                Some(KnownAccount {
-                    portal_id: Some(portal_id),
-                    path,
-                    ..
-                }) => ParentState::Ready {
-                    portal_id: portal_id.clone(),
-                    path: path.clone(),
-                },
-                Some(_) => ParentState::NotReady,
-            },
-        };
+        let parent = refs::parent_state(
+            object,
+            object
+                .spec
+                .parent_ref
+                .as_ref()
+                .and_then(|p| self.accounts.get(&p.name)),
+        );
         let parent_planned = object
             .spec
             .parent_ref
@@ -718,18 +708,14 @@ impl Run<'_> {
                 Err(error) => return Err(error),
             }
         };
+        if status.portal_id.is_none() && !changes.is_empty() {
+            self.planned.insert(name.clone());
+        }
         self.accounts.insert(
             name.clone(),
-            KnownAccount {
-                portal_id: status.portal_id.clone(),
-                path: status
-                    .path
-                    .clone()
-                    .unwrap_or_else(|| object.spec.display_name.clone()),
-                namespaces: object.spec.namespaces.clone(),
-                holds_contracts: object.spec.account_type == AccountType::Partner
-                    || object.spec.sub_contract,
-                planned: status.portal_id.is_none() && !changes.is_empty(),
+            crate::crd::Account {
+                status: Some(status.clone()),
+                ..object.clone()
             },
         );
         let phase = match (&status.portal_id, &outcome) {
@@ -877,10 +863,8 @@ impl Run<'_> {
                 .map_err(ExecuteError::new("list the binding's grants"))?,
             _ => Observed::default(),
         };
-        let holds_contracts = self
-            .accounts
-            .get(&object.spec.account_ref.name)
-            .is_some_and(|a| a.holds_contracts);
+        let holds_contracts =
+            refs::holds_contracts(self.accounts.get(&object.spec.account_ref.name));
         let desired = Desired::of(object, &status, account.clone(), holds_contracts, false);
         let first = plan(&desired, &observed);
         let describe = |action: &Action| match action {

@@ -12,22 +12,8 @@ use crate::crd::{Account, AccountSpec, AccountStatus, AccountType, DeletionPolic
 use crate::domain::AccountKind;
 use crate::portal_client::{PortalApi, PortalResult};
 
+pub use super::refs::ParentState;
 use super::{ExecuteError, Outcome};
-
-/// Where the parent Account stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ParentState {
-    /// No parentRef: a top-level account.
-    TopLevel,
-    /// No Account object of that name (yet).
-    Missing,
-    /// The parent has no portal account yet.
-    NotReady,
-    Ready {
-        portal_id: String,
-        path: String,
-    },
-}
 
 #[derive(Debug, Clone)]
 pub struct Desired<'a> {
@@ -95,6 +81,8 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     pub actions: Vec<Action>,
+    /// When to look again without an event: soon while waiting for the parent or Account.
+    pub requeue_after: Option<std::time::Duration>,
     pub status: AccountStatus,
     pub outcome: Outcome,
     pub release_finalizer: bool,
@@ -139,6 +127,7 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
                 },
             },
             release_finalizer: true,
+            requeue_after: None,
         };
     }
     let waiting = |message: String, status: AccountStatus| Plan {
@@ -149,6 +138,7 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
             message,
         },
         release_finalizer: false,
+        requeue_after: Some(super::WAIT_FOR_ACCOUNT),
     };
     let parent_ref = desired
         .spec
@@ -184,6 +174,7 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
                 status,
                 outcome,
                 release_finalizer: false,
+                requeue_after: None,
             };
         }
         status.portal_id = None;
@@ -207,6 +198,7 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
                 message: "creating the portal account".into(),
             },
             release_finalizer: false,
+            requeue_after: None,
         };
     };
     status.portal_id = Some(account.id.clone());
@@ -235,6 +227,7 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
                 message,
             },
             release_finalizer: false,
+            requeue_after: None,
         };
     }
     let changes = UpdateAccount {
@@ -253,6 +246,7 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
             status,
             outcome,
             release_finalizer: false,
+            requeue_after: None,
         };
     }
     if !changes.is_empty() {
@@ -268,6 +262,7 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
                 message: "bringing the portal account in line with the spec".into(),
             },
             release_finalizer: false,
+            requeue_after: None,
         };
     }
     Plan {
@@ -278,6 +273,7 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
             message: format!("portal account {}", account.id),
         },
         release_finalizer: false,
+        requeue_after: None,
     }
 }
 
@@ -441,7 +437,14 @@ mod tests {
             assert!(
                 matches!(&plan.outcome, Outcome::Reconciling { reason, .. } if reason == "WaitingForParent")
             );
+            assert_eq!(
+                plan.requeue_after,
+                Some(crate::reconcile::WAIT_FOR_ACCOUNT),
+                "the plan, not the host, says to look again soon"
+            );
         }
+        let ready = run(&spec(), &AccountStatus::default(), parent(), None, false);
+        assert_eq!(ready.requeue_after, None);
     }
 
     #[test]

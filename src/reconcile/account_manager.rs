@@ -13,7 +13,7 @@ use crate::api::{CreateAccountManager, ExternalRef};
 use crate::crd::{AccountManager, AccountManagerPhase, AccountManagerSpec, AccountManagerStatus};
 use crate::portal_client::{PortalApi, PortalResult};
 
-use super::admin_invitation::AccountState;
+use super::refs::AccountState;
 use super::{ExecuteError, Outcome};
 
 #[derive(Debug, Clone)]
@@ -71,6 +71,20 @@ pub async fn observe(
             .account_manager_by_ref(account, &reference(object))
             .await?,
     })
+}
+
+/// What cleanup removes: the account manager found by reference on `account` (the Account's
+/// portal account, whatever its delegation now); nothing when the Account never reached the
+/// portal.
+pub async fn observe_for_cleanup(
+    portal: &impl PortalApi,
+    account: Option<&str>,
+    object: &AccountManager,
+) -> PortalResult<Observed> {
+    match account {
+        Some(account) => observe(portal, account, object).await,
+        None => Ok(Observed::default()),
+    }
 }
 
 #[derive(Debug, Clone, Default)]

@@ -17,21 +17,8 @@ use crate::crd::{
 use crate::domain::Role;
 use crate::portal_client::{PortalApi, PortalResult};
 
+pub use super::refs::AccountState;
 use super::{ExecuteError, Outcome};
-
-/// Where the referenced Account stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AccountState {
-    /// No Account object of that name (yet).
-    Missing,
-    /// The Account does not list this object's namespace in `spec.namespaces`.
-    NotDelegated,
-    /// The Account exists but has no portal id yet.
-    NotReady,
-    Ready {
-        portal_id: String,
-    },
-}
 
 /// The object as it is now.
 #[derive(Debug, Clone)]
@@ -95,6 +82,23 @@ pub async fn observe(
             .invitation_by_ref(account, &current_ref(object))
             .await?,
     })
+}
+
+/// What cleanup removes: the invitation recorded in the status, or, when the status was never
+/// written (a crash after the create), the current attempt's invitation found by reference on
+/// `account` (the Account's portal account, whatever its delegation now).
+pub async fn observe_for_cleanup(
+    portal: &impl PortalApi,
+    account: Option<&str>,
+    object: &AdminInvitation,
+) -> PortalResult<Observed> {
+    let recorded = object.status.as_ref().and_then(|s| s.portal_id.as_deref());
+    let invitation = match (recorded, account) {
+        (Some(id), _) => portal.invitation(id).await?,
+        (None, Some(account)) => observe(portal, account, object).await?.invitation,
+        (None, None) => None,
+    };
+    Ok(Observed { invitation })
 }
 
 /// What the portal holds for the current attempt (found by its externalRef).

@@ -5,6 +5,7 @@
 pub mod account;
 pub mod account_manager;
 pub mod admin_invitation;
+pub mod refs;
 pub mod role_binding;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -98,21 +99,6 @@ pub fn refused_at(conditions: &[Condition], generation: Option<i64>) -> Option<O
         })
 }
 
-/// A condition reason from a problem `type` slug: `email-conflict` → `EmailConflict`.
-pub fn reason_from_problem(problem_type: &str) -> String {
-    problem_type
-        .split(['-', '_'])
-        .filter(|word| !word.is_empty())
-        .map(|word| {
-            let mut chars = word.chars();
-            chars
-                .next()
-                .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
-                .unwrap_or_default()
-        })
-        .collect()
-}
-
 /// Why carrying out a plan failed.
 #[derive(Debug, thiserror::Error)]
 #[error("{step}")]
@@ -171,15 +157,6 @@ mod tests {
         assert!(
             refused_at(&observed, Some(2)).is_none(),
             "what was observed is looked at again"
-        );
-    }
-
-    #[test]
-    fn reasons_are_camel_case_problem_types() {
-        assert_eq!(reason_from_problem("email-conflict"), "EmailConflict");
-        assert_eq!(
-            reason_from_problem("role-not-assignable"),
-            "RoleNotAssignable"
         );
     }
 }

@@ -16,7 +16,7 @@ use crate::crd::{
 };
 use crate::domain::{Account, AccountKind, AccountTree, Grant, GrantScope, Role, effective_access};
 
-use super::admin_invitation::AccountState;
+use super::refs::AccountState;
 use super::{ExecuteError, Outcome};
 use crate::portal_client::{PortalApi, PortalResult};
 
@@ -88,6 +88,28 @@ pub async fn observe(
     })
 }
 
+/// What cleanup revokes: the grants this binding made, on the portal account it recorded (or
+/// `account`, the Account's portal account, when it recorded none). An account already gone
+/// took its grants with it.
+pub async fn observe_for_cleanup(
+    portal: &impl PortalApi,
+    account: Option<&str>,
+    object: &RoleBinding,
+) -> PortalResult<(Option<String>, Observed)> {
+    let recorded = object
+        .status
+        .as_ref()
+        .and_then(|s| s.account_portal_id.clone());
+    let Some(account) = recorded.or_else(|| account.map(str::to_owned)) else {
+        return Ok((None, Observed::default()));
+    };
+    match observe(portal, &account, object).await {
+        Ok(observed) => Ok((Some(account), observed)),
+        Err(error) if error.is_not_found() => Ok((None, Observed::default())),
+        Err(error) => Err(error),
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
     /// The portal's grants whose source is this object.
@@ -111,6 +133,8 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     pub actions: Vec<Action>,
+    /// When to look again without an event: soon while waiting for the parent or Account.
+    pub requeue_after: Option<std::time::Duration>,
     pub release_finalizer: bool,
     /// When nothing needs doing, the status and outcome are final; otherwise [`settle`] makes them.
     pub settled: Option<(RoleBindingStatus, Outcome)>,
@@ -144,12 +168,14 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
                 })
                 .collect(),
             release_finalizer: true,
+            requeue_after: None,
             settled: None,
         };
     }
     let stalled = |reason: &str, message: String| Plan {
         actions: Vec::new(),
         release_finalizer: false,
+        requeue_after: None,
         settled: Some((
             desired.status.clone(),
             Outcome::Stalled {
@@ -161,6 +187,7 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
     let waiting = |message: String| Plan {
         actions: Vec::new(),
         release_finalizer: false,
+        requeue_after: Some(super::WAIT_FOR_ACCOUNT),
         settled: Some((
             desired.status.clone(),
             Outcome::Reconciling {
@@ -205,6 +232,7 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
         return Plan {
             actions: Vec::new(),
             release_finalizer: false,
+            requeue_after: None,
             settled: Some((desired.status.clone(), refused_outcome(desired.status))),
         };
     }
@@ -262,12 +290,14 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
         return Plan {
             actions,
             release_finalizer: false,
+            requeue_after: None,
             settled: Some(settle(desired, &results)),
         };
     }
     Plan {
         actions,
         release_finalizer: false,
+        requeue_after: None,
         settled: None,
     }
 }
@@ -379,11 +409,8 @@ fn refused_outcome(status: &RoleBindingStatus) -> Outcome {
     let reason = first
         .and_then(|s| s.message.as_deref())
         .and_then(|m| m.split_once(':'))
-        .map(|(problem, _)| problem.trim())
-        .filter(|problem| {
-            !problem.is_empty() && problem.chars().all(|c| c.is_ascii_lowercase() || c == '-')
-        })
-        .map(super::reason_from_problem)
+        .and_then(|(problem, _)| ProblemType::from_slug(problem.trim()))
+        .map(ProblemType::reason)
         .unwrap_or_else(|| "Refused".into());
     Outcome::Stalled { reason, message }
 }
@@ -527,6 +554,23 @@ mod tests {
             },
             account_holds_contracts: false,
         }
+    }
+
+    #[test]
+    fn waiting_for_the_account_looks_again_soon_and_sends_nothing() {
+        let spec = spec(&["ann@contoso.example"], &[Role::ServiceViewer]);
+        let status = RoleBindingStatus::default();
+        for account in [AccountState::Missing, AccountState::NotReady] {
+            let desired = Desired {
+                account,
+                ..desired(&spec, &status)
+            };
+            let plan = plan(&desired, &Observed::default());
+            assert!(plan.actions.is_empty());
+            assert_eq!(plan.requeue_after, Some(crate::reconcile::WAIT_FOR_ACCOUNT));
+        }
+        let ready = plan(&desired(&spec, &status), &Observed::default());
+        assert_eq!(ready.requeue_after, None);
     }
 
     #[test]

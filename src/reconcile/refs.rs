@@ -1,0 +1,174 @@
+//! Where the objects an object refers to stand: its Account (and, for an Account, its parent),
+//! decided from the referenced objects as a host knows them. Pure, and the only place both hosts
+//! (the cluster's caches, the CLI's manifests) resolve references.
+
+use crate::crd::{Account, AccountType};
+
+/// Where the referenced Account stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountState {
+    /// No Account object of that name (yet).
+    Missing,
+    /// The Account does not list this object's namespace in `spec.namespaces`.
+    NotDelegated,
+    /// The Account exists but has no portal id yet (or is being deleted).
+    NotReady,
+    Ready {
+        portal_id: String,
+    },
+}
+
+impl AccountState {
+    /// Waiting for the Account to appear or reach the portal, which happens by itself.
+    pub fn is_waiting(&self) -> bool {
+        matches!(self, AccountState::Missing | AccountState::NotReady)
+    }
+}
+
+/// Where the parent Account stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParentState {
+    /// No parentRef: a top-level account.
+    TopLevel,
+    /// No Account object of that name (yet).
+    Missing,
+    /// The parent has no portal account yet.
+    NotReady,
+    Ready {
+        portal_id: String,
+        path: String,
+    },
+}
+
+impl ParentState {
+    pub fn is_waiting(&self) -> bool {
+        matches!(self, ParentState::Missing | ParentState::NotReady)
+    }
+}
+
+/// The Account `account` as an object in `namespace` may use it.
+pub fn account_state(account: Option<&Account>, namespace: &str) -> AccountState {
+    let Some(account) = account else {
+        return AccountState::Missing;
+    };
+    if !account.spec.namespaces.iter().any(|n| n == namespace) {
+        return AccountState::NotDelegated;
+    }
+    match portal_id(Some(account)) {
+        Some(portal_id) if account.metadata.deletion_timestamp.is_none() => {
+            AccountState::Ready { portal_id }
+        }
+        _ => AccountState::NotReady,
+    }
+}
+
+/// The parent of `object`, found as `parent` by its `spec.parentRef`.
+pub fn parent_state(object: &Account, parent: Option<&Account>) -> ParentState {
+    if object.spec.parent_ref.is_none() {
+        return ParentState::TopLevel;
+    }
+    let Some(parent) = parent else {
+        return ParentState::Missing;
+    };
+    match portal_id(Some(parent)) {
+        Some(portal_id) => ParentState::Ready {
+            portal_id,
+            path: parent
+                .status
+                .as_ref()
+                .and_then(|s| s.path.clone())
+                .unwrap_or_else(|| parent.spec.display_name.clone()),
+        },
+        None => ParentState::NotReady,
+    }
+}
+
+/// The portal account of `account`, whatever its delegation: what cleanup looks under, since an
+/// object made while delegated is removed even after the delegation ends.
+pub fn portal_id(account: Option<&Account>) -> Option<String> {
+    account.and_then(|a| a.status.as_ref().and_then(|s| s.portal_id.clone()))
+}
+
+/// Whether the account holds contracts (a partner, or a client with a sub-contract), where the
+/// subscription roles function.
+pub fn holds_contracts(account: Option<&Account>) -> bool {
+    account.is_some_and(|a| a.spec.account_type == AccountType::Partner || a.spec.sub_contract)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{AccountSpec, AccountStatus};
+
+    fn account(namespaces: &[&str], portal_id: Option<&str>) -> Account {
+        let mut account = Account::new(
+            "contoso",
+            serde_json::from_value::<AccountSpec>(serde_json::json!({
+                "displayName": "Contoso", "type": "Client",
+                "parentRef": { "name": "northwind" },
+                "namespaces": namespaces,
+            }))
+            .unwrap(),
+        );
+        account.status = Some(AccountStatus {
+            portal_id: portal_id.map(str::to_owned),
+            path: portal_id.map(|_| "Northwind / Contoso".to_owned()),
+            ..AccountStatus::default()
+        });
+        account
+    }
+
+    #[test]
+    fn an_account_is_ready_only_when_delegated_and_in_the_portal() {
+        assert_eq!(account_state(None, "team"), AccountState::Missing);
+        assert_eq!(
+            account_state(Some(&account(&["other"], Some("acc-1"))), "team"),
+            AccountState::NotDelegated
+        );
+        assert_eq!(
+            account_state(Some(&account(&["team"], None)), "team"),
+            AccountState::NotReady
+        );
+        assert_eq!(
+            account_state(Some(&account(&["team"], Some("acc-1"))), "team"),
+            AccountState::Ready {
+                portal_id: "acc-1".into()
+            }
+        );
+        let mut deleting = account(&["team"], Some("acc-1"));
+        deleting.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ));
+        assert_eq!(
+            account_state(Some(&deleting), "team"),
+            AccountState::NotReady
+        );
+        assert_eq!(portal_id(Some(&deleting)).as_deref(), Some("acc-1"));
+    }
+
+    #[test]
+    fn a_parent_gives_its_portal_id_and_path() {
+        let child = account(&[], None);
+        assert_eq!(parent_state(&child, None), ParentState::Missing);
+        assert_eq!(
+            parent_state(&child, Some(&account(&[], None))),
+            ParentState::NotReady
+        );
+        assert_eq!(
+            parent_state(&child, Some(&account(&[], Some("acc-p")))),
+            ParentState::Ready {
+                portal_id: "acc-p".into(),
+                path: "Northwind / Contoso".into()
+            }
+        );
+        let top = Account {
+            spec: AccountSpec {
+                parent_ref: None,
+                ..child.spec.clone()
+            },
+            ..child
+        };
+        assert_eq!(parent_state(&top, None), ParentState::TopLevel);
+    }
+}
