@@ -12,16 +12,6 @@ pub enum AccountManagerState {
     ActivationExpired,
 }
 
-impl AccountManagerState {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            AccountManagerState::ActivationPending => "ActivationPending",
-            AccountManagerState::Active => "Active",
-            AccountManagerState::ActivationExpired => "ActivationExpired",
-        }
-    }
-}
-
 /// An account manager on the wire. No password, temporary or not, ever appears here.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -36,38 +36,6 @@ pub enum ExternalRef {
     },
 }
 
-impl ExternalRef {
-    /// The kind of the object it names.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            ExternalRef::Account { .. } => "Account",
-            ExternalRef::AdminInvitation { .. } => "AdminInvitation",
-            ExternalRef::RoleBinding { .. } => "RoleBinding",
-            ExternalRef::AccountManager { .. } => "AccountManager",
-        }
-    }
-
-    /// The namespace of the object it names (none for an Account).
-    pub fn namespace(&self) -> Option<&str> {
-        match self {
-            ExternalRef::Account { .. } => None,
-            ExternalRef::AdminInvitation { namespace, .. }
-            | ExternalRef::RoleBinding { namespace, .. }
-            | ExternalRef::AccountManager { namespace, .. } => Some(namespace),
-        }
-    }
-
-    /// The name of the object it names.
-    pub fn name(&self) -> &str {
-        match self {
-            ExternalRef::Account { name }
-            | ExternalRef::AdminInvitation { name, .. }
-            | ExternalRef::RoleBinding { name, .. }
-            | ExternalRef::AccountManager { name, .. } => name,
-        }
-    }
-}
-
 impl fmt::Display for ExternalRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

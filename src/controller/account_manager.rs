@@ -46,14 +46,14 @@ async fn apply<P: PortalApi>(
 ) -> Result<Action, Error> {
     let status = object.status.clone().unwrap_or_default();
     let desired = desired(ctx, &object, &status, deleting);
-    let observed = match &desired.account {
+    let observed = if deleting {
         // Cleanup finds what was made while the account was delegated, whatever it is now.
-        _ if deleting => {
-            let account = ctx.account_portal_id(&object.spec.account_ref.name);
-            observe_for_cleanup(&ctx.portal, account.as_deref(), &object).await
-        }
-        AccountState::Ready { portal_id } => observe(&ctx.portal, portal_id, &object).await,
-        _ => Ok(Observed::default()),
+        let account = ctx.account_portal_id(&object.spec.account_ref.name);
+        observe_for_cleanup(&ctx.portal, account.as_deref(), &object).await
+    } else if let AccountState::Ready { portal_id } = &desired.account {
+        observe(&ctx.portal, portal_id, &object).await
+    } else {
+        Ok(Observed::default())
     }
     .map_err(Error::Observe)?;
     let first = plan(&desired, &observed, ctx.clock.now_millis());

@@ -82,12 +82,6 @@ impl<P> Context<P> {
         }
     }
 
-    /// The same context reading `clock` for "now".
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Context<P> {
-        self.clock = clock;
-        self
-    }
-
     /// Where the Account named `name` stands for an object in `namespace`.
     pub fn account_state(&self, name: &str, namespace: &str) -> AccountState {
         refs::account_state(

@@ -18,13 +18,6 @@ pub enum AccountState {
     },
 }
 
-impl AccountState {
-    /// Waiting for the Account to appear or reach the portal, which happens by itself.
-    pub fn is_waiting(&self) -> bool {
-        matches!(self, AccountState::Missing | AccountState::NotReady)
-    }
-}
-
 /// Where the parent Account stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ParentState {
@@ -38,12 +31,6 @@ pub enum ParentState {
         portal_id: String,
         path: String,
     },
-}
-
-impl ParentState {
-    pub fn is_waiting(&self) -> bool {
-        matches!(self, ParentState::Missing | ParentState::NotReady)
-    }
 }
 
 /// The Account `account` as an object in `namespace` may use it.
