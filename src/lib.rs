@@ -6,10 +6,11 @@
 //! - [`portal`]: the reference portal server, a black box behind a small facade.
 //! - [`portal_client`]: the operator's view of a portal: the `PortalApi` trait and its HTTP client.
 //! - [`crd`]: the custom resource types (and their admission rules).
-//! - [`reconcile`]: the pure plan of each kind and the executors that carry plans out.
-//! - [`controller`]: the operator (`portal-operator run`): one controller per kind, the change
-//!   feed, the resync, metrics, leader election.
-//! - [`local`]: `apply` / `diff` / `status` from a folder of manifests.
+//! - [`reconcile`]: the pure plan of each kind, its `Kind` impl (observe, execute), and the one
+//!   converge/cleanup driver both hosts run.
+//! - [`controller`]: the operator (`portal-operator run`): the cluster as the driver's host, one
+//!   controller registration per kind, the change feed, the resync, metrics, leader election.
+//! - [`local`]: `apply` / `diff` / `status`: a folder of manifests as the driver's host.
 //! - [`cli`]: the command line of the `portal-operator` binary.
 //! - `testing` (feature `testing`, tests only): the Kubernetes API server double.
 

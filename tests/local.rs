@@ -315,6 +315,47 @@ fn prune_removes_only_when_asked_and_only_under_the_cap() {
     assert!(after.stdout.contains("No changes"), "{}", after.stdout);
 }
 
+/// A crash between the portal write and the status write leaves no id recorded; `--prune` then
+/// finds the invitation by its reference, as the operator's finalizer does, and revokes it.
+#[test]
+fn prune_revokes_an_invitation_whose_recorded_id_was_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("manifests");
+    copy_dir(&repo("examples"), &manifests);
+    let path = manifests.to_str().unwrap();
+    assert_eq!(run(dir.path(), &["apply", "-f", path]).code, 0);
+    let state_file = dir.path().join(".portal/state.json");
+    let mut state: Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_file).unwrap()).unwrap();
+    let status = &mut state["objects"]["AdminInvitation/team-contoso/ana-owner"]["status"];
+    assert!(status["portalId"].is_string(), "{status}");
+    status.as_object_mut().unwrap().remove("portalId");
+    std::fs::write(&state_file, serde_json::to_string_pretty(&state).unwrap()).unwrap();
+    let invitations = manifests.join("team-contoso/invitations.yaml");
+    let kept: Vec<String> = std::fs::read_to_string(&invitations)
+        .unwrap()
+        .split("\n---")
+        .filter(|document| !document.contains("name: ana-owner"))
+        .map(str::to_owned)
+        .collect();
+    std::fs::write(&invitations, kept.join("\n---")).unwrap();
+
+    let preview = run(dir.path(), &["diff", "-f", path, "--prune"]);
+    assert_eq!(preview.code, 2, "{}{}", preview.stdout, preview.stderr);
+    assert!(
+        regex::Regex::new(r"AdminInvitation team-contoso/ana-owner\n  \+ revoke pending invitation [0-9a-f-]{36}\n")
+            .unwrap()
+            .is_match(&preview.stdout),
+        "{}",
+        preview.stdout
+    );
+    let pruned = run(dir.path(), &["apply", "-f", path, "--prune"]);
+    assert_eq!(pruned.code, 0, "{}{}", pruned.stdout, pruned.stderr);
+    assert!(pruned.stdout.contains("Removed"), "{}", pruned.stdout);
+    let after = run(dir.path(), &["diff", "-f", path, "--prune"]);
+    assert_eq!(after.code, 0, "{}{}", after.stdout, after.stderr);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_redraws_when_an_invitation_is_accepted_on_the_development_sign_in() {
     use std::io::BufRead;

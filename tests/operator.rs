@@ -551,6 +551,12 @@ async fn undelegated_namespaces_and_email_conflicts_stall_with_no_portal_writes(
         })
         .await;
     assert_eq!(stalled_reason(&conflict).as_deref(), Some("EmailConflict"));
+    // The refusal is remembered with the generation it refused, not inferred from a reason.
+    let refused = conflict.status.as_ref().unwrap().refused.clone().unwrap();
+    assert_eq!(
+        (Some(refused.generation), refused.reason.as_str()),
+        (conflict.metadata.generation, "EmailConflict")
+    );
     let message = serde_json::to_string(&conflict.status).unwrap();
     assert!(
         message.contains("taken@contoso.example") || message.contains("email"),

@@ -8,14 +8,13 @@
 //! change). Transient failures back off per object with jitter (capped at 5 minutes, honouring
 //! Retry-After); a refusal the spec causes is Stalled until the spec changes.
 
-pub mod account;
-pub mod account_manager;
-pub mod admin_invitation;
+mod cluster;
 pub mod feed;
 pub mod metrics;
 pub mod resync;
-pub mod role_binding;
 mod run;
+
+pub use cluster::{Cluster, reconcile};
 
 pub use run::{Config, LeaderElection, RunError, run};
 
@@ -37,7 +36,7 @@ use crate::api::time::{Clock, SystemClock};
 use crate::crd::{Account, AccountManager, AdminInvitation, RoleBinding};
 use crate::portal_client::PortalError;
 use crate::reconcile::refs::{self, AccountState};
-use crate::reconcile::{ExecuteError, Outcome, READY};
+use crate::reconcile::{ExecuteError, Kind, Outcome, READY};
 
 /// The field manager of every write the operator makes.
 pub const MANAGER: &str = "portal-operator";
@@ -270,12 +269,11 @@ fn retain_known(failures: &mut HashMap<String, u32>, known: &std::collections::H
 
 /// A kind whose status the operator records.
 pub trait Managed:
-    Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Serialize + Send + Sync + 'static
+    Kind + Clone + Debug + DeserializeOwned + Serialize + Send + Sync + 'static
 {
-    type Status: Clone + PartialEq + Serialize + Debug + Default;
-    fn status(&self) -> Option<&Self::Status>;
-    fn conditions(status: &Self::Status) -> &[Condition];
-    fn set_conditions(status: &mut Self::Status, conditions: Vec<Condition>);
+    fn status(&self) -> Option<&<Self as Kind>::Status>;
+    fn conditions(status: &<Self as Kind>::Status) -> &[Condition];
+    fn set_conditions(status: &mut <Self as Kind>::Status, conditions: Vec<Condition>);
     /// The API that serves this object (in its namespace, for a namespaced kind).
     fn api(&self, client: &kube::Client) -> Api<Self>;
 }
@@ -283,7 +281,6 @@ pub trait Managed:
 macro_rules! managed {
     ($kind:ty, $status:ty, |$object:ident, $client:ident| $api:expr) => {
         impl Managed for $kind {
-            type Status = $status;
             fn status(&self) -> Option<&$status> {
                 self.status.as_ref()
             }
@@ -323,9 +320,9 @@ managed!(
 /// The status to record: `status` with the outcome's conditions, keeping transition times.
 pub fn with_conditions<K: Managed>(
     object: &K,
-    mut status: K::Status,
+    mut status: <K as Kind>::Status,
     outcome: &Outcome,
-) -> K::Status {
+) -> <K as Kind>::Status {
     let previous = object.status().map(K::conditions).unwrap_or_default();
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let conditions = outcome.conditions(previous, object.meta().generation, &now);
@@ -339,7 +336,7 @@ pub fn with_conditions<K: Managed>(
 pub async fn record<K: Managed, P>(
     ctx: &Context<P>,
     object: &K,
-    status: K::Status,
+    status: <K as Kind>::Status,
     outcome: &Outcome,
 ) -> Result<(), Error> {
     let status = with_conditions(object, status, outcome);

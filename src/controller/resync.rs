@@ -18,8 +18,10 @@ use super::{Context, Managed, error_chain, with_conditions};
 use crate::api::{AccountView, InvitationState};
 use crate::crd::Account;
 use crate::portal_client::{PortalApi, PortalError};
-use crate::reconcile::account::{self, ParentState};
-use crate::reconcile::admin_invitation::{self, AccountState};
+use crate::reconcile::account;
+use crate::reconcile::admin_invitation;
+use crate::reconcile::driver;
+use crate::reconcile::{AccountState, Kind, ParentState};
 use crate::reconcile::{account_manager, role_binding};
 
 /// Resyncs every `interval`, and at once when `now` is notified.
@@ -45,12 +47,18 @@ pub async fn every<P: PortalApi>(
     }
 }
 
-fn out_of_line<K: Managed>(
+/// Whether `object`, planned against `observed` (from a bulk list), has work or a status that
+/// would change.
+fn drifted<K: Managed, P: PortalApi>(
+    ctx: &Context<P>,
     object: &K,
-    status: K::Status,
-    outcome: &crate::reconcile::Outcome,
+    observed: &<K as Kind>::Observed,
+    now: i64,
 ) -> bool {
-    object.status() != Some(&with_conditions(object, status, outcome))
+    // A lost link is noticed when the Secret's deletion is watched.
+    let plan = driver::plan_from(object, &ctx.references(object), observed, now);
+    !plan.actions.is_empty()
+        || object.status() != Some(&with_conditions(object, plan.status, &plan.outcome))
 }
 
 /// One resync; how many objects it found out of line (and reconciled).
@@ -91,19 +99,10 @@ pub async fn once<P: PortalApi>(ctx: &Context<P>, triggers: &Triggers) -> Result
                 .filter_map(|i| i.external_ref.clone().map(|r| (r, i)))
                 .collect();
             for object in invitations {
-                let status = object.status.clone().unwrap_or_default();
                 let observed = admin_invitation::Observed {
                     invitation: listed.get(&admin_invitation::current_ref(&object)).cloned(),
                 };
-                let account = AccountState::Ready {
-                    portal_id: portal_id.clone(),
-                };
-                // A lost link is noticed when the Secret's deletion is watched.
-                let desired = admin_invitation::Desired::of(&object, &status, account, false, true);
-                let plan = admin_invitation::plan(&desired, &observed, now);
-                if !plan.actions.is_empty()
-                    || out_of_line(object.as_ref(), plan.status, &plan.outcome)
-                {
+                if drifted(ctx, object.as_ref(), &observed, now) {
                     triggered += 1;
                     let _ = triggers
                         .invitations
@@ -126,20 +125,13 @@ pub async fn once<P: PortalApi>(ctx: &Context<P>, triggers: &Triggers) -> Result
                     .push(grant);
             }
             for object in bindings {
-                let status = object.status.clone().unwrap_or_default();
-                let desired = super::role_binding::desired(ctx, &object, &status, false);
                 let observed = role_binding::Observed {
                     grants: by_source
                         .get(&role_binding::source_of(&object))
                         .cloned()
                         .unwrap_or_default(),
                 };
-                let plan = role_binding::plan(&desired, &observed);
-                let drifted = match plan.settled {
-                    None => true,
-                    Some((status, outcome)) => out_of_line(object.as_ref(), status, &outcome),
-                };
-                if drifted {
+                if drifted(ctx, object.as_ref(), &observed, now) {
                     triggered += 1;
                     let _ = triggers
                         .role_bindings
@@ -162,15 +154,10 @@ pub async fn once<P: PortalApi>(ctx: &Context<P>, triggers: &Triggers) -> Result
                 .filter_map(|m| m.external_ref.clone().map(|r| (r, m)))
                 .collect();
             for object in managers {
-                let status = object.status.clone().unwrap_or_default();
-                let desired = super::account_manager::desired(ctx, &object, &status, false);
                 let observed = account_manager::Observed {
                     manager: listed.get(&account_manager::reference(&object)).cloned(),
                 };
-                let plan = account_manager::plan(&desired, &observed, now);
-                if !plan.actions.is_empty()
-                    || out_of_line(object.as_ref(), plan.status, &plan.outcome)
-                {
+                if drifted(ctx, object.as_ref(), &observed, now) {
                     triggered += 1;
                     let _ = triggers
                         .account_managers
@@ -185,19 +172,19 @@ pub async fn once<P: PortalApi>(ctx: &Context<P>, triggers: &Triggers) -> Result
 /// Accounts whose portal account drifted from the spec (a display name changed in the portal,
 /// say), or went missing, listed under each parent once.
 async fn accounts<P: PortalApi>(ctx: &Context<P>, triggers: &Triggers) -> Result<u64, PortalError> {
-    let mut by_parent: HashMap<Option<String>, Vec<(Arc<Account>, ParentState)>> = HashMap::new();
+    let mut by_parent: HashMap<Option<String>, Vec<Arc<Account>>> = HashMap::new();
     for object in ctx.accounts.state() {
         if portal_id(&object).is_none() {
             // Not created yet, or being deleted: its own reconcile is under way.
             continue;
         }
-        let parent = super::account::parent_state(ctx, &object);
+        let parent = ctx.references(object.as_ref()).parent;
         let key = match &parent {
             ParentState::TopLevel => None,
             ParentState::Ready { portal_id, .. } => Some(portal_id.clone()),
             ParentState::Missing | ParentState::NotReady => continue,
         };
-        by_parent.entry(key).or_default().push((object, parent));
+        by_parent.entry(key).or_default().push(object);
     }
     let mut triggered = 0;
     for (parent, objects) in by_parent {
@@ -208,17 +195,13 @@ async fn accounts<P: PortalApi>(ctx: &Context<P>, triggers: &Triggers) -> Result
             .into_iter()
             .filter_map(|a| a.external_id.clone().map(|id| (id, a)))
             .collect();
-        for (object, parent) in objects {
-            let status = object.status.clone().unwrap_or_default();
+        for object in objects {
             let observed = account::Observed {
                 account: listed
                     .get(&account::external_id(&object.name_any(), &object.spec))
                     .cloned(),
             };
-            let desired = account::Desired::of(&object, &status, parent, false);
-            let plan = account::plan(&desired, &observed);
-            if !plan.actions.is_empty() || out_of_line(object.as_ref(), plan.status, &plan.outcome)
-            {
+            if drifted(ctx, object.as_ref(), &observed, ctx.clock.now_millis()) {
                 triggered += 1;
                 let _ = triggers
                     .accounts

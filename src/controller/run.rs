@@ -287,7 +287,7 @@ async fn controllers<P: PortalApi + 'static>(
         })
         .reconcile_on(streams.accounts)
         .graceful_shutdown_on(until_stopped(stopped.clone()))
-        .run(super::account::reconcile, error_policy, ctx.clone())
+        .run(super::reconcile, error_policy, ctx.clone())
         .for_each(|_| async {});
 
     let referencing = ctx.invitations.clone();
@@ -307,11 +307,7 @@ async fn controllers<P: PortalApi + 'static>(
         })
         .reconcile_on(streams.invitations)
         .graceful_shutdown_on(until_stopped(stopped.clone()))
-        .run(
-            super::admin_invitation::reconcile,
-            error_policy,
-            ctx.clone(),
-        )
+        .run(super::reconcile, error_policy, ctx.clone())
         .for_each(|_| async {});
 
     let referencing = ctx.role_bindings.clone();
@@ -327,7 +323,7 @@ async fn controllers<P: PortalApi + 'static>(
         })
         .reconcile_on(streams.role_bindings)
         .graceful_shutdown_on(until_stopped(stopped.clone()))
-        .run(super::role_binding::reconcile, error_policy, ctx.clone())
+        .run(super::reconcile, error_policy, ctx.clone())
         .for_each(|_| async {});
 
     let referencing = ctx.account_managers.clone();
@@ -343,7 +339,7 @@ async fn controllers<P: PortalApi + 'static>(
         })
         .reconcile_on(streams.account_managers)
         .graceful_shutdown_on(until_stopped(stopped.clone()))
-        .run(super::account_manager::reconcile, error_policy, ctx.clone())
+        .run(super::reconcile, error_policy, ctx.clone())
         .for_each(|_| async {});
 
     let (connected, mut connection) = watch::channel(false);

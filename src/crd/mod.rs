@@ -111,9 +111,24 @@ pub struct AccountStatus {
     /// The account's place in the tree, top-level first (display names joined by " / ").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// The portal's refusal of a generation's spec, kept until the spec changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<Refusal>,
     /// Ready, Reconciling and Stalled (kstatus).
     #[serde(default)]
     pub conditions: Vec<Condition>,
+}
+
+/// A spec the portal refused: not sent again until the spec changes (a new generation).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Refusal {
+    /// The generation whose spec was refused.
+    pub generation: i64,
+    /// The portal's problem type as a reason, e.g. EmailConflict.
+    pub reason: String,
+    /// What was refused and the portal's words.
+    pub message: String,
 }
 
 // --- AdminInvitation -------------------------------------------------------------------------
@@ -247,6 +262,9 @@ pub struct AdminInvitationStatus {
     /// With Link delivery, the Secret (owned by this object) holding the link under key `link`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link_secret_ref: Option<SecretRef>,
+    /// The portal's refusal of a generation's spec, kept until the spec changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<Refusal>,
     /// Ready, Reconciling and Stalled (kstatus); refusals carry the portal's reason and remedy.
     #[serde(default)]
     pub conditions: Vec<Condition>,
@@ -368,6 +386,9 @@ pub struct RoleBindingStatus {
     /// The roles in effect on the account itself, with their origin.
     #[serde(default)]
     pub effective_roles: Vec<EffectiveRole>,
+    /// The portal's refusal of a generation's spec, kept until the spec changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<Refusal>,
     /// Ready, Reconciling and Stalled (kstatus).
     #[serde(default)]
     pub conditions: Vec<Condition>,
@@ -446,6 +467,9 @@ pub struct AccountManagerStatus {
     /// The resendActivation value last acted on.
     #[serde(default)]
     pub observed_resend_activation: i32,
+    /// The portal's refusal of a generation's spec, kept until the spec changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<Refusal>,
     /// Ready, Reconciling and Stalled (kstatus).
     #[serde(default)]
     pub conditions: Vec<Condition>,

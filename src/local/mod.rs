@@ -6,30 +6,34 @@
 //! the first one recorded and changes nothing. Invitation links are written to files with mode
 //! 0600 under `.portal/links/`, never to the terminal unless asked.
 //!
-//! Layout: [`manifests`] (load and admit the files), `state` (the state file), `guards`
-//! (refusals before anything is sent or removed), `output` (rows, the table, the plan); this
-//! file holds the target portal and the run, one step per kind.
+//! Layout: [`manifests`] (load and admit the files), `state` (the state file), `folder` (the
+//! folder as the converge driver's host, and what each kind shows), `guards` (refusals before
+//! anything is sent or removed), `output` (rows, the table, the plan); this file holds the
+//! target portal and the run: each object converged (or, with `--prune`, cleaned up) through
+//! the same driver the operator runs.
 
+mod folder;
 mod guards;
 pub mod manifests;
 mod output;
 mod state;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::Arc;
 
 use kube::ResourceExt;
 use serde_json::Value;
 use sha2::Digest;
 
-use crate::api::time::{Clock, SystemClock};
+use crate::api::ProblemType;
 use crate::controller::{Managed, with_conditions};
-use crate::crd::{AdminInvitationPhase, Delivery};
+use crate::crd::Account;
 use crate::portal_client::HttpPortal;
-use crate::reconcile::refs;
-use crate::reconcile::refs::AccountState;
-use crate::reconcile::refs::ParentState;
-use crate::reconcile::{self, ExecuteError, Outcome};
+use crate::reconcile::driver;
+use crate::reconcile::{Outcome, refs};
+
+use folder::{Folder, Shown};
 
 use guards::owner_guard;
 pub use guards::{Prune, Refusal, preflight};
@@ -182,13 +186,29 @@ pub async fn run(
         }
         owner_guard(&state, &stale, &target.portal).await?;
     }
+    let recorded_portal_ids = state
+        .objects
+        .iter()
+        .filter_map(|(key, entry)| {
+            let name = key.strip_prefix("Account/")?;
+            Some((
+                name.to_owned(),
+                entry.status["portalId"].as_str()?.to_owned(),
+            ))
+        })
+        .collect();
     let mut run = Run {
         mode,
         portal: &target.portal,
         state: &mut state,
-        state_dir,
-        accounts: BTreeMap::new(),
-        planned: Default::default(),
+        folder: Folder {
+            acts: mode == Mode::Apply,
+            state_dir,
+            accounts: BTreeMap::new(),
+            recorded_portal_ids,
+            links: Default::default(),
+        },
+        planned: BTreeSet::new(),
         report: Report {
             rows: Vec::new(),
             links: Vec::new(),
@@ -207,7 +227,8 @@ pub async fn run(
         };
         run.report.rows.push(row);
     }
-    let report = run.report;
+    let mut report = run.report;
+    report.links = run.folder.links.into_inner().expect("links");
     if mode == Mode::Apply {
         state.save(&state_path)?;
     }
@@ -218,11 +239,9 @@ struct Run<'a> {
     mode: Mode,
     portal: &'a HttpPortal,
     state: &'a mut State,
-    state_dir: &'a Path,
-    /// The Accounts of this run with the status they reached, as the rest of the run sees them.
-    accounts: BTreeMap<String, crate::crd::Account>,
+    folder: Folder<'a>,
     /// Accounts not in the portal yet that this run (diff) would create.
-    planned: std::collections::BTreeSet<String>,
+    planned: BTreeSet<String>,
     report: Report,
 }
 
@@ -318,21 +337,26 @@ impl Run<'_> {
             return self.kept(key);
         };
         let kind = object.kind().to_owned();
-        let result = self.removal(&object).await;
+        let result = match &object {
+            Object::Account(object) => driver::cleanup(&self.folder, self.portal, object).await,
+            Object::AdminInvitation(object) => {
+                driver::cleanup(&self.folder, self.portal, object).await
+            }
+            Object::RoleBinding(object) => driver::cleanup(&self.folder, self.portal, object).await,
+            Object::AccountManager(object) => {
+                driver::cleanup(&self.folder, self.portal, object).await
+            }
+        };
+        let apply = self.mode == Mode::Apply;
         let (phase, ready, message, changes) = match result {
             Ok(changes) => {
-                if self.mode == Mode::Apply {
+                if apply {
                     self.state.objects.remove(key);
                 }
-                let message = if self.mode == Mode::Apply {
-                    "removed: no longer in the manifests".to_owned()
+                let (phase, message) = if apply {
+                    ("Removed", "removed: no longer in the manifests")
                 } else {
-                    "would be removed: no longer in the manifests".to_owned()
-                };
-                let phase = if self.mode == Mode::Apply {
-                    "Removed"
-                } else {
-                    "ToRemove"
+                    ("ToRemove", "would be removed: no longer in the manifests")
                 };
                 // Removing something that left nothing in the portal is still a change here.
                 let changes = if changes.is_empty() {
@@ -342,12 +366,17 @@ impl Run<'_> {
                 } else {
                     changes
                 };
-                (phase.to_owned(), "-".to_owned(), message, changes)
+                (
+                    phase.to_owned(),
+                    "-".to_owned(),
+                    message.to_owned(),
+                    changes,
+                )
             }
             Err(error) => {
                 self.report.failures += 1;
                 let mut message = crate::controller::error_chain(&error);
-                if error.source.problem_type() == Some(crate::api::ProblemType::LastOwner) {
+                if error.portal().and_then(|e| e.problem_type()) == Some(ProblemType::LastOwner) {
                     message.push_str(
                         " (the account must keep an AccountOwner: grant AccountOwner to someone else first)",
                     );
@@ -365,137 +394,6 @@ impl Run<'_> {
             waiting: Vec::new(),
             object: Value::Null,
         }
-    }
-
-    /// The portal side of removing `object`: what is (or would be) done.
-    async fn removal(&mut self, object: &Object) -> Result<Vec<String>, ExecuteError> {
-        let apply = self.mode == Mode::Apply;
-        match object {
-            Object::Account(account) => {
-                use crate::reconcile::account::{Action, Desired, execute, observe, plan};
-                let status = account.status.clone().unwrap_or_default();
-                let observed = observe(self.portal, account)
-                    .await
-                    .map_err(ExecuteError::new("find the portal account"))?;
-                let plan = plan(
-                    &Desired::of(account, &status, ParentState::TopLevel, true),
-                    &observed,
-                );
-                if apply {
-                    execute(self.portal, &plan, observed).await?;
-                }
-                Ok(plan
-                    .actions
-                    .iter()
-                    .filter_map(|a| match a {
-                        Action::Delete { id } => Some(format!("delete portal account {id}")),
-                        _ => None,
-                    })
-                    .collect())
-            }
-            Object::AdminInvitation(invitation) => {
-                use crate::reconcile::admin_invitation::{
-                    Action, Desired, execute, observe_for_cleanup, plan,
-                };
-                let status = invitation.status.clone().unwrap_or_default();
-                let account = self.account_portal_id(&invitation.spec.account_ref.name);
-                let observed = observe_for_cleanup(self.portal, account.as_deref(), invitation)
-                    .await
-                    .map_err(ExecuteError::new("find the portal invitation"))?;
-                let namespace = invitation.namespace().unwrap_or_default();
-                let name = invitation.name_any();
-                let plan = plan(
-                    &Desired::of(invitation, &status, AccountState::Missing, true, true),
-                    &observed,
-                    SystemClock.now_millis(),
-                );
-                if apply {
-                    execute(self.portal, &plan, observed).await?;
-                    let link = self
-                        .state_dir
-                        .join("links")
-                        .join(&namespace)
-                        .join(format!("{name}.link"));
-                    let _ = std::fs::remove_file(link);
-                }
-                Ok(plan
-                    .actions
-                    .iter()
-                    .filter_map(|a| match a {
-                        Action::Revoke { id } => Some(format!("revoke pending invitation {id}")),
-                        _ => None,
-                    })
-                    .collect())
-            }
-            Object::RoleBinding(binding) => {
-                use crate::reconcile::role_binding::{Desired, execute, observe_for_cleanup, plan};
-                let status = binding.status.clone().unwrap_or_default();
-                let account = self.account_portal_id(&binding.spec.account_ref.name);
-                let (account, observed) =
-                    observe_for_cleanup(self.portal, account.as_deref(), binding)
-                        .await
-                        .map_err(ExecuteError::new("list the binding's grants"))?;
-                let Some(account) = account else {
-                    return Ok(Vec::new());
-                };
-                let plan = plan(
-                    &Desired::of(binding, &status, AccountState::Missing, false, true),
-                    &observed,
-                );
-                if apply {
-                    execute(self.portal, &account, &plan).await?;
-                }
-                Ok(observed
-                    .grants
-                    .iter()
-                    .map(|g| {
-                        format!(
-                            "revoke {} from {}",
-                            g.role.as_str(),
-                            g.email.as_deref().unwrap_or(&g.admin_id)
-                        )
-                    })
-                    .collect())
-            }
-            Object::AccountManager(manager) => {
-                use crate::reconcile::account_manager::{
-                    Action, Desired, execute, observe_for_cleanup, plan,
-                };
-                let status = manager.status.clone().unwrap_or_default();
-                let account = self.account_portal_id(&manager.spec.account_ref.name);
-                let observed = observe_for_cleanup(self.portal, account.as_deref(), manager)
-                    .await
-                    .map_err(ExecuteError::new("find the account manager"))?;
-                let plan = plan(
-                    &Desired::of(manager, &status, AccountState::Missing, true),
-                    &observed,
-                    SystemClock.now_millis(),
-                );
-                if apply {
-                    execute(self.portal, &plan, observed).await?;
-                }
-                Ok(plan
-                    .actions
-                    .iter()
-                    .filter_map(|a| match a {
-                        Action::Delete { .. } => {
-                            Some(format!("delete account manager {}", manager.spec.email))
-                        }
-                        _ => None,
-                    })
-                    .collect())
-            }
-        }
-    }
-
-    /// The portal account of the Account named `name`: as this run left it, or as an earlier
-    /// apply recorded it (an Account itself no longer in the manifests).
-    fn account_portal_id(&self, name: &str) -> Option<String> {
-        refs::portal_id(self.accounts.get(name)).or_else(|| {
-            self.state.objects.get(&format!("Account/{name}"))?.status["portalId"]
-                .as_str()
-                .map(str::to_owned)
-        })
     }
 
     /// The object with the uid, generation and status this run keeps for it.
@@ -527,52 +425,11 @@ impl Run<'_> {
         serde_json::from_value(value).expect("an object with its status deserializes")
     }
 
-    /// Records the status an outcome gives and returns the row.
-    fn finish<K: Managed + ResourceExt>(
-        &mut self,
-        object: &K,
-        key: &str,
-        status: K::Status,
-        outcome: &Outcome,
-        phase: Option<String>,
-        changes: Vec<String>,
-    ) -> Row {
-        let status = with_conditions(object, status, outcome);
-        let mut value = serde_json::to_value(object).expect("objects serialize");
-        value["status"] = serde_json::to_value(&status).expect("statuses serialize");
-        if self.mode == Mode::Apply
-            && let Some(entry) = self.state.objects.get_mut(key)
-        {
-            entry.status = value["status"].clone();
-        }
-        let (reason, ready, message) = describe_outcome(outcome);
-        Row {
-            kind: K::kind(&()).to_string(),
-            name: match object.namespace() {
-                Some(namespace) => format!("{namespace}/{}", object.name_any()),
-                None => object.name_any(),
-            },
-            phase: phase.unwrap_or(reason),
-            ready,
-            message,
-            changes,
-            waiting: Vec::new(),
-            object: value,
-        }
-    }
-
-    fn failed<K: Managed + ResourceExt>(
-        &mut self,
-        object: &K,
-        error: &dyn std::error::Error,
-    ) -> Row {
+    fn failed<K: Managed>(&mut self, object: &K, error: &dyn std::error::Error) -> Row {
         self.report.failures += 1;
         Row {
             kind: K::kind(&()).to_string(),
-            name: match object.namespace() {
-                Some(namespace) => format!("{namespace}/{}", object.name_any()),
-                None => object.name_any(),
-            },
+            name: display_name(object),
             phase: "Error".into(),
             ready: "False".into(),
             message: crate::controller::error_chain(error),
@@ -582,457 +439,91 @@ impl Run<'_> {
         }
     }
 
-    fn account_state(&self, name: &str, namespace: &str) -> AccountState {
-        refs::account_state(self.accounts.get(name), namespace)
-    }
-
-    fn account_planned(&self, name: &str) -> bool {
-        self.planned.contains(name)
-    }
-
     async fn step(&mut self, manifest: &Manifest) -> Row {
         let key = manifest.object.key();
         match &manifest.object {
             Object::Account(object) => {
                 let object = self.prepare(object, &key);
-                match self.account(&object, &key).await {
-                    Ok(row) => row,
-                    Err(error) => self.failed(&object, &error),
+                let row = self.converge(&object, &key).await;
+                // The rest of the run sees the Account as it now stands.
+                let reached = serde_json::from_value::<Account>(row.object.clone())
+                    .unwrap_or_else(|_| object.clone());
+                let made = refs::portal_id(Some(&reached)).is_some();
+                if !made && !row.changes.is_empty() {
+                    self.planned.insert(object.name_any());
                 }
+                self.folder
+                    .accounts
+                    .insert(object.name_any(), Arc::new(reached));
+                row
             }
             Object::AdminInvitation(object) => {
                 let object = self.prepare(object, &key);
-                match self.invitation(&object, &key).await {
-                    Ok(row) => row,
-                    Err(error) => self.failed(&object, &error),
-                }
+                self.converge(&object, &key).await
             }
             Object::RoleBinding(object) => {
                 let object = self.prepare(object, &key);
-                match self.role_binding(&object, &key).await {
-                    Ok(row) => row,
-                    Err(error) => self.failed(&object, &error),
-                }
+                self.converge(&object, &key).await
             }
             Object::AccountManager(object) => {
                 let object = self.prepare(object, &key);
-                match self.account_manager(&object, &key).await {
-                    Ok(row) => row,
-                    Err(error) => self.failed(&object, &error),
-                }
+                self.converge(&object, &key).await
             }
         }
     }
 
-    async fn account(
-        &mut self,
-        object: &crate::crd::Account,
-        key: &str,
-    ) -> Result<Row, ExecuteError> {
-        use crate::reconcile::account::{Desired, execute, observe, plan};
-        let name = object.name_any();
-        let status = object.status.clone().unwrap_or_default();
-        let parent = refs::parent_state(
-            object,
+    /// Converges one object through the driver and records the status it reaches.
+    async fn converge<K: Shown>(&mut self, object: &K, key: &str) -> Row {
+        let converged = match driver::converge(&self.folder, self.portal, object).await {
+            Ok(converged) => converged,
+            Err(error) => return self.failed(object, &error),
+        };
+        let mut changes = converged.changes;
+        // What waits on an Account this run would create is a change too, said as such.
+        let once = if object
+            .parent_ref()
+            .is_some_and(|p| self.planned.contains(&p.name))
+        {
+            Some("its parent".to_owned())
+        } else {
             object
-                .spec
-                .parent_ref
-                .as_ref()
-                .and_then(|p| self.accounts.get(&p.name)),
-        );
-        let parent_planned = object
-            .spec
-            .parent_ref
-            .as_ref()
-            .is_some_and(|p| self.account_planned(&p.name));
-        let observed = observe(self.portal, object)
-            .await
-            .map_err(ExecuteError::new("find the portal account"))?;
-        let desired = Desired::of(object, &status, parent, false);
-        let first = plan(&desired, &observed);
-        let mut changes: Vec<String> = first
-            .actions
-            .iter()
-            .map(|action| match action {
-                reconcile::account::Action::Create { account, .. } => format!(
-                    "create {} account {:?}{}",
-                    account.account_type,
-                    account.display_name,
-                    object
-                        .spec
-                        .parent_ref
-                        .as_ref()
-                        .map(|p| format!(" under {}", p.name))
-                        .unwrap_or_default()
-                ),
-                reconcile::account::Action::Update { changes, .. } => {
-                    format!(
-                        "update {}",
-                        serde_json::to_string(changes).unwrap_or_default()
-                    )
-                }
-                reconcile::account::Action::Delete { id } => format!("delete account {id}"),
-            })
-            .collect();
-        if parent_planned && changes.is_empty() {
-            changes.push(format!(
-                "create {:?} account {:?} under {} (once its parent is created)",
-                object.spec.account_type,
-                object.spec.display_name,
-                object
-                    .spec
-                    .parent_ref
-                    .as_ref()
-                    .map(|p| p.name.as_str())
-                    .unwrap_or_default()
-            ));
+                .account_ref()
+                .filter(|a| self.planned.contains(&a.name))
+                .map(|a| format!("Account {}", a.name))
+        };
+        if let Some(once) = once
+            && changes.is_empty()
+        {
+            changes.push(format!("{} (once {once} is created)", object.intent()));
         }
-        let (status, outcome) = if self.mode != Mode::Apply || first.actions.is_empty() {
-            (first.status.clone(), first.outcome.clone())
-        } else {
-            match execute(self.portal, &first, observed).await {
-                Ok(observed) => {
-                    let after = plan(
-                        &Desired {
-                            status: &first.status,
-                            ..desired.clone()
-                        },
-                        &observed,
-                    );
-                    (after.status, after.outcome)
-                }
-                Err(error) if !error.is_transient() => {
-                    changes.clear();
-                    (first.status.clone(), error.refusal())
-                }
-                Err(error) => return Err(error),
-            }
-        };
-        if status.portal_id.is_none() && !changes.is_empty() {
-            self.planned.insert(name.clone());
-        }
-        self.accounts.insert(
-            name.clone(),
-            crate::crd::Account {
-                status: Some(status.clone()),
-                ..object.clone()
-            },
-        );
-        let phase = match (&status.portal_id, &outcome) {
-            (Some(_), Outcome::Ready { .. }) => Some("Ready".to_owned()),
-            (None, _) if self.mode != Mode::Apply => Some("NotCreated".to_owned()),
-            _ => None,
-        };
-        Ok(self.finish(object, key, status, &outcome, phase, changes))
-    }
-
-    async fn invitation(
-        &mut self,
-        object: &crate::crd::AdminInvitation,
-        key: &str,
-    ) -> Result<Row, ExecuteError> {
-        use crate::reconcile::admin_invitation::{
-            Action, Desired, Observed, execute, observe, plan,
-        };
-        let namespace = object.namespace().unwrap_or_default();
-        let name = object.name_any();
-        let status = object.status.clone().unwrap_or_default();
-        let account = self.account_state(&object.spec.account_ref.name, &namespace);
-        let observed = match &account {
-            AccountState::Ready { portal_id } => observe(self.portal, portal_id, object)
-                .await
-                .map_err(ExecuteError::new("find the portal invitation"))?,
-            _ => Observed::default(),
-        };
-        let link_file = self
-            .state_dir
-            .join("links")
-            .join(&namespace)
-            .join(format!("{name}.link"));
-        let link_stored = object.spec.delivery != Delivery::Link || link_file.exists();
-        let desired = Desired::of(object, &status, account.clone(), false, link_stored);
-        let now = SystemClock.now_millis();
-        let first = plan(&desired, &observed, now);
-        let mut changes: Vec<String> = first
-            .actions
-            .iter()
-            .map(|action| match action {
-                Action::Create {
-                    invitation,
-                    attempt,
-                    ..
-                } => format!(
-                    "invite {} as {} by {} (expires after {}){}",
-                    invitation.email,
-                    invitation
-                        .roles
-                        .iter()
-                        .flatten()
-                        .map(|r| r.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    invitation.delivery.unwrap_or_default(),
-                    invitation.expires_after.as_deref().unwrap_or_default(),
-                    if *attempt > 1 {
-                        format!(", attempt {attempt}")
-                    } else {
-                        String::new()
-                    }
-                ),
-                Action::UpdateRoles { roles, .. } => format!(
-                    "change the pending invitation's roles to {}",
-                    roles
-                        .iter()
-                        .map(|r| r.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                Action::Revoke { id } => format!("revoke invitation {id}"),
-                Action::Resend { .. } => "issue a new link (the stored one is missing)".into(),
-            })
-            .collect();
-        if self.account_planned(&object.spec.account_ref.name) {
-            changes.push(format!(
-                "invite {} (once Account {} is created)",
-                object.spec.email, object.spec.account_ref.name
-            ));
-        }
-        let (status, outcome) = if self.mode != Mode::Apply || first.actions.is_empty() {
-            (first.status.clone(), first.outcome.clone())
-        } else {
-            match execute(self.portal, &first, observed).await {
-                Ok(executed) => {
-                    if let Some(link) = executed.link {
-                        let stored = std::fs::create_dir_all(link_file.parent().expect("a parent"))
-                            .and_then(|_| write_private(&link_file, &link));
-                        if stored.is_ok() {
-                            self.report.links.push((
-                                format!("{namespace}/{name}"),
-                                link_file.clone(),
-                                link,
-                            ));
-                        }
-                    }
-                    let after = plan(
-                        &Desired {
-                            status: &first.status,
-                            link_stored: true,
-                            ..desired.clone()
-                        },
-                        &executed.observed,
-                        SystemClock.now_millis(),
-                    );
-                    (after.status, after.outcome)
-                }
-                Err(error) if !error.is_transient() => {
-                    changes.clear();
-                    (first.status.clone(), error.refusal())
-                }
-                Err(error) => return Err(error),
-            }
-        };
-        let phase = status.phase.map(|p| match p {
-            AdminInvitationPhase::Pending => "Pending",
-            AdminInvitationPhase::Accepted => "Accepted",
-            AdminInvitationPhase::Expired => "Expired",
-            AdminInvitationPhase::Revoked => "Revoked",
-            AdminInvitationPhase::Failed => "Failed",
+        let phase = K::phase(&converged.status, &converged.outcome).or_else(|| {
+            (self.mode != Mode::Apply && !changes.is_empty()).then(|| K::NOT_MADE.to_owned())
         });
-        let phase = match (phase, self.mode) {
-            (Some(phase), _) => Some(phase.to_owned()),
-            (None, Mode::Apply) => None,
-            (None, _) => Some("NotSent".to_owned()),
-        };
-        Ok(self.finish(object, key, status, &outcome, phase, changes))
-    }
-
-    async fn role_binding(
-        &mut self,
-        object: &crate::crd::RoleBinding,
-        key: &str,
-    ) -> Result<Row, ExecuteError> {
-        use crate::reconcile::role_binding::{
-            Action, Desired, Observed, execute, observe, plan, settle,
-        };
-        let namespace = object.namespace().unwrap_or_default();
-        let status = object.status.clone().unwrap_or_default();
-        let account = self.account_state(&object.spec.account_ref.name, &namespace);
-        let observed = match &account {
-            AccountState::Ready { portal_id } => observe(self.portal, portal_id, object)
-                .await
-                .map_err(ExecuteError::new("list the binding's grants"))?,
-            _ => Observed::default(),
-        };
-        let holds_contracts =
-            refs::holds_contracts(self.accounts.get(&object.spec.account_ref.name));
-        let desired = Desired::of(object, &status, account.clone(), holds_contracts, false);
-        let first = plan(&desired, &observed);
-        let describe = |action: &Action| match action {
-            Action::Grant {
-                email,
-                roles,
-                scope,
-                ..
-            } => format!(
-                "grant {} to {email} ({scope:?})",
-                roles
-                    .iter()
-                    .map(|r| r.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            Action::Revoke { grant_id } => format!("revoke grant {grant_id}"),
-        };
-        let was_waiting = |email: &str| {
-            status
-                .subjects
-                .iter()
-                .any(|s| s.subject == email && s.state == crate::crd::GrantState::WaitingForSubject)
-        };
-        let mut changes = Vec::new();
-        let mut waiting = Vec::new();
-        if self.account_planned(&object.spec.account_ref.name) {
-            changes.push(format!(
-                "grant {} (once Account {} is created)",
-                object
-                    .spec
-                    .roles
-                    .iter()
-                    .map(|r| r.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                object.spec.account_ref.name
-            ));
+        let status = with_conditions(object, converged.status, &converged.outcome);
+        let mut value = serde_json::to_value(object).expect("objects serialize");
+        value["status"] = serde_json::to_value(&status).expect("statuses serialize");
+        if self.mode == Mode::Apply
+            && let Some(entry) = self.state.objects.get_mut(key)
+        {
+            entry.status = value["status"].clone();
         }
-        let (status, outcome) = match first.settled.clone() {
-            Some(settled) => settled,
-            None if self.mode != Mode::Apply => {
-                for action in &first.actions {
-                    match action {
-                        // Last time this subject was not an admin yet: granted once they accept.
-                        Action::Grant { email, .. } if was_waiting(email) => {
-                            waiting.push(format!(
-                                "{} once {email} accepts an invitation",
-                                describe(action)
-                            ));
-                        }
-                        _ => changes.push(describe(action)),
-                    }
-                }
-                if changes.is_empty() {
-                    (
-                        status.clone(),
-                        Outcome::Reconciling {
-                            reason: "WaitingForSubject".into(),
-                            message: waiting.join("; "),
-                        },
-                    )
-                } else {
-                    settle(&desired, &BTreeMap::new())
-                }
-            }
-            None => {
-                let AccountState::Ready { portal_id } = &account else {
-                    unreachable!("a plan with actions has a ready account")
-                };
-                match execute(self.portal, portal_id, &first).await {
-                    Ok(results) => {
-                        for action in &first.actions {
-                            let made = match action {
-                                Action::Grant { email, .. } => matches!(
-                                    results.get(email),
-                                    Some(crate::reconcile::role_binding::GrantResult::Granted)
-                                ),
-                                Action::Revoke { .. } => true,
-                            };
-                            if made {
-                                changes.push(describe(action));
-                            }
-                        }
-                        settle(&desired, &results)
-                    }
-                    Err(error) if !error.is_transient() => {
-                        (settle(&desired, &BTreeMap::new()).0, error.refusal())
-                    }
-                    Err(error) => return Err(error),
-                }
-            }
-        };
-        let phase = if self.mode != Mode::Apply && !changes.is_empty() {
-            Some("NotGranted".to_owned())
-        } else {
-            None
-        };
-        let mut row = self.finish(object, key, status, &outcome, phase, changes);
-        row.waiting = waiting;
-        Ok(row)
-    }
-
-    async fn account_manager(
-        &mut self,
-        object: &crate::crd::AccountManager,
-        key: &str,
-    ) -> Result<Row, ExecuteError> {
-        use crate::reconcile::account_manager::{
-            Action, Desired, Observed, execute, observe, plan,
-        };
-        let namespace = object.namespace().unwrap_or_default();
-        let status = object.status.clone().unwrap_or_default();
-        let account = self.account_state(&object.spec.account_ref.name, &namespace);
-        let observed = match &account {
-            AccountState::Ready { portal_id } => observe(self.portal, portal_id, object)
-                .await
-                .map_err(ExecuteError::new("find the account manager"))?,
-            _ => Observed::default(),
-        };
-        let desired = Desired::of(object, &status, account.clone(), false);
-        let now = SystemClock.now_millis();
-        let first = plan(&desired, &observed, now);
-        let mut changes: Vec<String> = first
-            .actions
-            .iter()
-            .map(|action| match action {
-                Action::Create { manager, .. } => format!(
-                    "create account manager {} (the portal emails a temporary password)",
-                    manager.email
-                ),
-                Action::ResendActivation { .. } => "send a new activation email".into(),
-                Action::Delete { id } => format!("delete account manager {id}"),
-            })
-            .collect();
-        if self.account_planned(&object.spec.account_ref.name) {
-            changes.push(format!(
-                "create account manager {} (once Account {} is created)",
-                object.spec.email, object.spec.account_ref.name
-            ));
+        let (reason, ready, message) = describe_outcome(&converged.outcome);
+        Row {
+            kind: K::kind(&()).to_string(),
+            name: display_name(object),
+            phase: phase.unwrap_or(reason),
+            ready,
+            message,
+            changes,
+            waiting: converged.waiting,
+            object: value,
         }
-        let (status, outcome) = if self.mode != Mode::Apply || first.actions.is_empty() {
-            (first.status.clone(), first.outcome.clone())
-        } else {
-            match execute(self.portal, &first, observed).await {
-                Ok(observed) => {
-                    let after = plan(
-                        &Desired {
-                            status: &first.status,
-                            ..desired.clone()
-                        },
-                        &observed,
-                        SystemClock.now_millis(),
-                    );
-                    (after.status, after.outcome)
-                }
-                Err(error) if !error.is_transient() => {
-                    changes.clear();
-                    (first.status.clone(), error.refusal())
-                }
-                Err(error) => return Err(error),
-            }
-        };
-        let phase = match (status.phase, self.mode) {
-            (Some(phase), _) => Some(format!("{phase:?}")),
-            (None, Mode::Apply) => None,
-            (None, _) => Some("NotCreated".to_owned()),
-        };
-        Ok(self.finish(object, key, status, &outcome, phase, changes))
+    }
+}
+
+fn display_name<K: ResourceExt>(object: &K) -> String {
+    match object.namespace() {
+        Some(namespace) => format!("{namespace}/{}", object.name_any()),
+        None => object.name_any(),
     }
 }

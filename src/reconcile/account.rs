@@ -6,14 +6,18 @@
 //! `Account/{name}`, so re-creating an orphaned object adopts its account again instead of
 //! making a second one.
 
+use std::fmt;
+
 use crate::api::AccountView;
 use crate::api::{CreateAccount, ExternalRef, Patch, UpdateAccount};
-use crate::crd::{Account, AccountSpec, AccountStatus, AccountType, DeletionPolicy};
+use crate::crd::{Account, AccountRef, AccountSpec, AccountStatus, AccountType, DeletionPolicy};
 use crate::domain::AccountKind;
 use crate::portal_client::{PortalApi, PortalResult};
 
+use super::driver::{Input, Kind};
 pub use super::refs::ParentState;
-use super::{ExecuteError, Outcome};
+use super::refs::Refs;
+use super::{ExecuteError, Lifecycle, Outcome, Refusal};
 
 #[derive(Debug, Clone)]
 pub struct Desired<'a> {
@@ -27,21 +31,17 @@ pub struct Desired<'a> {
 }
 
 impl<'a> Desired<'a> {
-    /// The object as the pure core sees it, with `status` as its recorded status.
-    pub fn of(
-        object: &'a Account,
-        status: &'a AccountStatus,
-        parent: ParentState,
-        deleting: bool,
-    ) -> Desired<'a> {
+    /// The object as the pure core sees it.
+    pub fn of(input: &Input<'a, Account>) -> Desired<'a> {
+        let object = input.object;
         Desired {
             name: object.metadata.name.as_deref().unwrap_or_default(),
             uid: object.metadata.uid.as_deref().unwrap_or_default(),
             generation: object.metadata.generation,
             spec: &object.spec,
-            status,
-            deleting,
-            parent,
+            status: input.status,
+            deleting: input.lifecycle == Lifecycle::Deleting,
+            parent: input.refs.parent.clone(),
         }
     }
 }
@@ -67,6 +67,8 @@ pub enum Action {
     Create {
         account: CreateAccount,
         idempotency_key: String,
+        /// The parent Account's name, as the manifests say it (for the description).
+        under: Option<String>,
     },
     Update {
         id: String,
@@ -78,15 +80,31 @@ pub enum Action {
     },
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Plan {
-    pub actions: Vec<Action>,
-    /// When to look again without an event: soon while waiting for the parent or Account.
-    pub requeue_after: Option<std::time::Duration>,
-    pub status: AccountStatus,
-    pub outcome: Outcome,
-    pub release_finalizer: bool,
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Create { account, under, .. } => {
+                write!(
+                    f,
+                    "create {} account {:?}",
+                    account.account_type, account.display_name
+                )?;
+                match under {
+                    Some(parent) => write!(f, " under {parent}"),
+                    None => Ok(()),
+                }
+            }
+            Action::Update { changes, .. } => write!(
+                f,
+                "update {}",
+                serde_json::to_string(changes).unwrap_or_default()
+            ),
+            Action::Delete { id } => write!(f, "delete portal account {id}"),
+        }
+    }
 }
+
+pub type Plan = super::Plan<Action, AccountStatus>;
 
 /// The external id that finds this object's portal account.
 pub fn external_id(name: &str, spec: &AccountSpec) -> String {
@@ -108,6 +126,7 @@ fn kind(account_type: AccountType) -> AccountKind {
 pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
     let mut status = desired.status.clone();
     status.observed_generation = desired.generation;
+    status.refused = None;
     let found = observed.account.as_ref();
     if desired.deleting {
         let actions = match (desired.spec.deletion_policy, found) {
@@ -126,7 +145,6 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
                     DeletionPolicy::Delete => "deleting the portal account".into(),
                 },
             },
-            release_finalizer: true,
             requeue_after: None,
         };
     }
@@ -137,7 +155,6 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
             reason: "WaitingForParent".into(),
             message,
         },
-        release_finalizer: false,
         requeue_after: Some(super::WAIT_FOR_ACCOUNT),
     };
     let parent_ref = desired
@@ -166,14 +183,14 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
         Some(path) => format!("{path} / {}", desired.spec.display_name),
         None => desired.spec.display_name.clone(),
     });
-    let refused = super::refused_at(&desired.status.conditions, desired.generation);
+    let refused = super::refused_at(desired.status.refused.as_ref(), desired.generation);
     let Some(account) = found else {
         if let Some(outcome) = refused {
+            status.refused = desired.status.refused.clone();
             return Plan {
                 actions: Vec::new(),
                 status,
                 outcome,
-                release_finalizer: false,
                 requeue_after: None,
             };
         }
@@ -191,13 +208,13 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
                     external_id: Some(external_id(desired.name, desired.spec)),
                 },
                 idempotency_key: format!("{}/account/after/{after}", desired.uid),
+                under: desired.spec.parent_ref.as_ref().map(|p| p.name.clone()),
             }],
             status,
             outcome: Outcome::Reconciling {
                 reason: "Creating".into(),
                 message: "creating the portal account".into(),
             },
-            release_finalizer: false,
             requeue_after: None,
         };
     };
@@ -226,7 +243,6 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
                 reason: "AccountMismatch".into(),
                 message,
             },
-            release_finalizer: false,
             requeue_after: None,
         };
     }
@@ -241,11 +257,11 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
         external_id: Patch::Absent,
     };
     if let Some(outcome) = refused {
+        status.refused = desired.status.refused.clone();
         return Plan {
             actions: Vec::new(),
             status,
             outcome,
-            release_finalizer: false,
             requeue_after: None,
         };
     }
@@ -261,7 +277,6 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
                 reason: "Updating".into(),
                 message: "bringing the portal account in line with the spec".into(),
             },
-            release_finalizer: false,
             requeue_after: None,
         };
     }
@@ -272,52 +287,101 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
             reason: "InSync".into(),
             message: format!("portal account {}", account.id),
         },
-        release_finalizer: false,
         requeue_after: None,
     }
 }
 
-/// Carries out `plan`; the portal account as it now stands.
-pub async fn execute(
-    portal: &impl PortalApi,
-    plan: &Plan,
-    mut observed: Observed,
-) -> Result<Observed, ExecuteError> {
-    for action in &plan.actions {
-        match action {
-            Action::Create {
-                account,
-                idempotency_key,
-            } => {
-                observed.account = Some(
+impl Kind for Account {
+    type Status = AccountStatus;
+    type Observed = Observed;
+    type Action = Action;
+    type Executed = Observed;
+
+    const OBSERVE: &'static str = "find the portal account";
+
+    fn recorded_status(&self) -> AccountStatus {
+        self.status.clone().unwrap_or_default()
+    }
+    fn account_ref(&self) -> Option<&AccountRef> {
+        None
+    }
+    fn parent_ref(&self) -> Option<&AccountRef> {
+        self.spec.parent_ref.as_ref()
+    }
+    fn refused(status: &mut AccountStatus) -> &mut Option<Refusal> {
+        &mut status.refused
+    }
+    /// An Account is found by its external id wherever it sits in the tree.
+    async fn observe_under(
+        portal: &impl PortalApi,
+        _parent: &str,
+        object: &Self,
+    ) -> PortalResult<Observed> {
+        observe(portal, object).await
+    }
+    async fn observe(
+        portal: &impl PortalApi,
+        object: &Self,
+        _refs: &Refs,
+    ) -> PortalResult<Observed> {
+        observe(portal, object).await
+    }
+    async fn observe_for_cleanup(
+        portal: &impl PortalApi,
+        object: &Self,
+        _refs: &Refs,
+    ) -> PortalResult<Observed> {
+        observe(portal, object).await
+    }
+    fn plan(input: &Input<'_, Self>, observed: &Observed, _now_millis: i64) -> Plan {
+        plan(&Desired::of(input), observed)
+    }
+    /// Carries out `plan`; the portal account as it now stands.
+    async fn execute(
+        portal: &impl PortalApi,
+        plan: &Plan,
+        mut observed: Observed,
+    ) -> Result<Observed, ExecuteError> {
+        for action in &plan.actions {
+            match action {
+                Action::Create {
+                    account,
+                    idempotency_key,
+                    ..
+                } => {
+                    observed.account = Some(
+                        portal
+                            .create_account(account, idempotency_key)
+                            .await
+                            .map_err(ExecuteError::new("create the portal account"))?,
+                    );
+                }
+                Action::Update {
+                    id,
+                    changes,
+                    version,
+                } => {
+                    observed.account = Some(
+                        portal
+                            .update_account(id, changes, *version)
+                            .await
+                            .map_err(ExecuteError::new("update the portal account"))?,
+                    );
+                }
+                Action::Delete { id } => {
                     portal
-                        .create_account(account, idempotency_key)
+                        .delete_account(id)
                         .await
-                        .map_err(ExecuteError::new("create the portal account"))?,
-                );
-            }
-            Action::Update {
-                id,
-                changes,
-                version,
-            } => {
-                observed.account = Some(
-                    portal
-                        .update_account(id, changes, *version)
-                        .await
-                        .map_err(ExecuteError::new("update the portal account"))?,
-                );
-            }
-            Action::Delete { id } => {
-                portal
-                    .delete_account(id)
-                    .await
-                    .map_err(ExecuteError::new("delete the portal account"))?;
-                observed.account = None;
+                        .map_err(ExecuteError::new("delete the portal account"))?;
+                    observed.account = None;
+                }
             }
         }
+        Ok(observed)
     }
-    Ok(observed)
+    fn after(input: &Input<'_, Self>, executed: &Observed, _now_millis: i64) -> Plan {
+        plan(&Desired::of(input), executed)
+    }
 }
 
 #[cfg(test)]
@@ -390,6 +454,7 @@ mod tests {
             Action::Create {
                 account,
                 idempotency_key,
+                ..
             },
         ] = &plan.actions[..]
         else {
@@ -532,7 +597,7 @@ mod tests {
             true,
         );
         assert!(orphan.actions.is_empty());
-        assert!(orphan.release_finalizer);
+        assert!(orphan.requeue_after.is_none());
         let delete = AccountSpec {
             deletion_policy: DeletionPolicy::Delete,
             ..spec()

@@ -5,6 +5,7 @@
 //! The portal object is found by its `externalRef` (`AccountManager/{namespace}/{name}/{uid}`)
 //! and created with the idempotency key `{uid}/create`.
 
+use std::fmt;
 use std::time::Duration;
 
 use crate::api::time::parse_millis;
@@ -13,8 +14,9 @@ use crate::api::{CreateAccountManager, ExternalRef};
 use crate::crd::{AccountManager, AccountManagerPhase, AccountManagerSpec, AccountManagerStatus};
 use crate::portal_client::{PortalApi, PortalResult};
 
+use super::driver::{Input, Kind};
 use super::refs::AccountState;
-use super::{ExecuteError, Outcome};
+use super::{ExecuteError, Lifecycle, Outcome, Refusal};
 
 #[derive(Debug, Clone)]
 pub struct Desired<'a> {
@@ -30,23 +32,19 @@ pub struct Desired<'a> {
 }
 
 impl<'a> Desired<'a> {
-    /// The object as the pure core sees it, with `status` as its recorded status.
-    pub fn of(
-        object: &'a AccountManager,
-        status: &'a AccountManagerStatus,
-        account: AccountState,
-        deleting: bool,
-    ) -> Desired<'a> {
+    /// The object as the pure core sees it.
+    pub fn of(input: &Input<'a, AccountManager>) -> Desired<'a> {
+        let object = input.object;
         Desired {
             namespace: object.metadata.namespace.as_deref().unwrap_or_default(),
             name: object.metadata.name.as_deref().unwrap_or_default(),
             uid: object.metadata.uid.as_deref().unwrap_or_default(),
             generation: object.metadata.generation,
             spec: &object.spec,
-            status,
-            deleting,
+            status: input.status,
+            deleting: input.lifecycle == Lifecycle::Deleting,
             account_ref: &object.spec.account_ref.name,
-            account,
+            account: input.refs.account.clone(),
         }
     }
 }
@@ -58,33 +56,6 @@ pub fn reference(object: &AccountManager) -> String {
         object.metadata.name.as_deref().unwrap_or_default(),
         object.metadata.uid.as_deref().unwrap_or_default(),
     )
-}
-
-/// The portal account manager `object` made on the portal account `account`.
-pub async fn observe(
-    portal: &impl PortalApi,
-    account: &str,
-    object: &AccountManager,
-) -> PortalResult<Observed> {
-    Ok(Observed {
-        manager: portal
-            .account_manager_by_ref(account, &reference(object))
-            .await?,
-    })
-}
-
-/// What cleanup removes: the account manager found by reference on `account` (the Account's
-/// portal account, whatever its delegation now); nothing when the Account never reached the
-/// portal.
-pub async fn observe_for_cleanup(
-    portal: &impl PortalApi,
-    account: Option<&str>,
-    object: &AccountManager,
-) -> PortalResult<Observed> {
-    match account {
-        Some(account) => observe(portal, account, object).await,
-        None => Ok(Observed::default()),
-    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -105,17 +76,25 @@ pub enum Action {
     },
     Delete {
         id: String,
+        /// Who it is (for the description).
+        email: String,
     },
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Plan {
-    pub actions: Vec<Action>,
-    pub status: AccountManagerStatus,
-    pub outcome: Outcome,
-    /// While activation is pending: look again when the temporary password expires.
-    pub requeue_after: Option<Duration>,
-    pub release_finalizer: bool,
+pub type Plan = super::Plan<Action, AccountManagerStatus>;
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Create { manager, .. } => write!(
+                f,
+                "create account manager {} (the portal emails a temporary password)",
+                manager.email
+            ),
+            Action::ResendActivation { .. } => f.write_str("send a new activation email"),
+            Action::Delete { email, .. } => write!(f, "delete account manager {email}"),
+        }
+    }
 }
 
 pub fn external_ref(namespace: &str, name: &str, uid: &str) -> String {
@@ -131,18 +110,21 @@ use super::WAIT_FOR_ACCOUNT;
 
 pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
     let mut status = desired.status.clone();
+    status.refused = None;
     let found = observed.manager.as_ref();
     let quiet = |outcome: Outcome, status: AccountManagerStatus| Plan {
         actions: Vec::new(),
         status,
         outcome,
         requeue_after: None,
-        release_finalizer: false,
     };
     if desired.deleting {
         return Plan {
             actions: found
-                .map(|m| Action::Delete { id: m.id.clone() })
+                .map(|m| Action::Delete {
+                    id: m.id.clone(),
+                    email: m.email.clone(),
+                })
                 .into_iter()
                 .collect(),
             status,
@@ -151,7 +133,6 @@ pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
                 message: "removing the account manager from the portal".into(),
             },
             requeue_after: None,
-            release_finalizer: true,
         };
     }
     let account = match &desired.account {
@@ -181,9 +162,10 @@ pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
         AccountState::Ready { portal_id } => portal_id.clone(),
     };
     status.observed_generation = desired.generation;
-    let refused = super::refused_at(&desired.status.conditions, desired.generation);
+    let refused = super::refused_at(desired.status.refused.as_ref(), desired.generation);
     let Some(manager) = found else {
         if let Some(outcome) = refused {
+            status.refused = desired.status.refused.clone();
             return quiet(outcome, status);
         }
         // The create sends the first activation email: the counter as it is now is served.
@@ -207,7 +189,6 @@ pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
                 message: format!("creating account manager {}", desired.spec.email),
             },
             requeue_after: None,
-            release_finalizer: false,
         };
     };
     status.portal_id = Some(manager.id.clone());
@@ -218,6 +199,7 @@ pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
         AccountManagerState::ActivationExpired => AccountManagerPhase::ActivationExpired,
     });
     if let Some(outcome) = refused {
+        status.refused = desired.status.refused.clone();
         return quiet(outcome, status);
     }
     let resend_wanted = desired.spec.resend_activation > desired.status.observed_resend_activation;
@@ -237,7 +219,6 @@ pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
                 message: "sending a new activation email with a new temporary password".into(),
             },
             requeue_after: None,
-            release_finalizer: false,
         };
     }
     // Nothing to resend to someone already active; the request is served all the same.
@@ -275,7 +256,6 @@ pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
                 .and_then(parse_millis)
                 .map(|at| Duration::from_millis((at - now_millis).max(0) as u64)),
             status,
-            release_finalizer: false,
         },
         AccountManagerState::Active => quiet(
             Outcome::Ready {
@@ -294,47 +274,82 @@ pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
     }
 }
 
-/// Carries out `plan`; the portal account manager as it now stands.
-pub async fn execute(
-    portal: &impl PortalApi,
-    plan: &Plan,
-    mut observed: Observed,
-) -> Result<Observed, ExecuteError> {
-    for action in &plan.actions {
-        match action {
-            Action::Create {
-                account,
-                manager,
-                idempotency_key,
-            } => {
-                observed.manager = Some(
+impl Kind for AccountManager {
+    type Status = AccountManagerStatus;
+    type Observed = Observed;
+    type Action = Action;
+    type Executed = Observed;
+
+    const OBSERVE: &'static str = "find the account manager";
+
+    fn recorded_status(&self) -> AccountManagerStatus {
+        self.status.clone().unwrap_or_default()
+    }
+    fn account_ref(&self) -> Option<&crate::crd::AccountRef> {
+        Some(&self.spec.account_ref)
+    }
+    fn refused(status: &mut AccountManagerStatus) -> &mut Option<Refusal> {
+        &mut status.refused
+    }
+    async fn observe_under(
+        portal: &impl PortalApi,
+        account: &str,
+        object: &Self,
+    ) -> PortalResult<Observed> {
+        Ok(Observed {
+            manager: portal
+                .account_manager_by_ref(account, &reference(object))
+                .await?,
+        })
+    }
+    fn plan(input: &Input<'_, Self>, observed: &Observed, now_millis: i64) -> Plan {
+        plan(&Desired::of(input), observed, now_millis)
+    }
+    /// Carries out `plan`; the portal account manager as it now stands.
+    async fn execute(
+        portal: &impl PortalApi,
+        plan: &Plan,
+        mut observed: Observed,
+    ) -> Result<Observed, ExecuteError> {
+        for action in &plan.actions {
+            match action {
+                Action::Create {
+                    account,
+                    manager,
+                    idempotency_key,
+                } => {
+                    observed.manager = Some(
+                        portal
+                            .create_account_manager(account, manager, idempotency_key)
+                            .await
+                            .map_err(ExecuteError::new("create the account manager"))?,
+                    );
+                }
+                Action::ResendActivation {
+                    id,
+                    idempotency_key,
+                } => {
+                    observed.manager = Some(
+                        portal
+                            .resend_activation(id, idempotency_key)
+                            .await
+                            .map_err(ExecuteError::new("send a new activation email"))?,
+                    );
+                }
+                Action::Delete { id, .. } => {
                     portal
-                        .create_account_manager(account, manager, idempotency_key)
+                        .delete_account_manager(id)
                         .await
-                        .map_err(ExecuteError::new("create the account manager"))?,
-                );
-            }
-            Action::ResendActivation {
-                id,
-                idempotency_key,
-            } => {
-                observed.manager = Some(
-                    portal
-                        .resend_activation(id, idempotency_key)
-                        .await
-                        .map_err(ExecuteError::new("send a new activation email"))?,
-                );
-            }
-            Action::Delete { id } => {
-                portal
-                    .delete_account_manager(id)
-                    .await
-                    .map_err(ExecuteError::new("delete the account manager"))?;
-                observed.manager = None;
+                        .map_err(ExecuteError::new("delete the account manager"))?;
+                    observed.manager = None;
+                }
             }
         }
+        Ok(observed)
     }
-    Ok(observed)
+    fn after(input: &Input<'_, Self>, executed: &Observed, now_millis: i64) -> Plan {
+        plan(&Desired::of(input), executed, now_millis)
+    }
 }
 
 #[cfg(test)]
@@ -510,17 +525,11 @@ mod tests {
         assert_eq!(reason(&plan), "AccountNotDelegated");
         assert!(plan.actions.is_empty());
         let refused = AccountManagerStatus {
-            conditions: Outcome::Stalled {
+            refused: Some(Refusal {
+                generation: 1,
                 reason: "EmailConflict".into(),
                 message: "taken".into(),
-            }
-            .conditions(
-                &[],
-                Some(1),
-                &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                    k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
-                ),
-            ),
+            }),
             ..AccountManagerStatus::default()
         };
         let plan = run(&spec(), &refused, ready(), None);

@@ -5,6 +5,7 @@
 //! idempotency key `{uid}/{attempt}`: a crash between the portal write and the status write is
 //! found again by reference, never created twice. Expiry is requeued exactly at `expiresAt`.
 
+use std::fmt;
 use std::time::Duration;
 
 use crate::api::time::parse_millis;
@@ -17,8 +18,10 @@ use crate::crd::{
 use crate::domain::Role;
 use crate::portal_client::{PortalApi, PortalResult};
 
+use super::driver::{Input, Kind};
 pub use super::refs::AccountState;
-use super::{ExecuteError, Outcome};
+use super::refs::Refs;
+use super::{ExecuteError, Lifecycle, Outcome, Refusal};
 
 /// The object as it is now.
 #[derive(Debug, Clone)]
@@ -38,25 +41,20 @@ pub struct Desired<'a> {
 }
 
 impl<'a> Desired<'a> {
-    /// The object as the pure core sees it, with `status` as its recorded status.
-    pub fn of(
-        object: &'a AdminInvitation,
-        status: &'a AdminInvitationStatus,
-        account: AccountState,
-        deleting: bool,
-        link_stored: bool,
-    ) -> Desired<'a> {
+    /// The object as the pure core sees it.
+    pub fn of(input: &Input<'a, AdminInvitation>) -> Desired<'a> {
+        let object = input.object;
         Desired {
             namespace: object.metadata.namespace.as_deref().unwrap_or_default(),
             name: object.metadata.name.as_deref().unwrap_or_default(),
             uid: object.metadata.uid.as_deref().unwrap_or_default(),
             generation: object.metadata.generation,
             spec: &object.spec,
-            status,
-            deleting,
+            status: input.status,
+            deleting: input.lifecycle == Lifecycle::Deleting,
             account_ref: &object.spec.account_ref.name,
-            account,
-            link_stored,
+            account: input.refs.account.clone(),
+            link_stored: input.refs.link_stored,
         }
     }
 }
@@ -69,36 +67,6 @@ pub fn current_ref(object: &AdminInvitation) -> String {
         object.metadata.uid.as_deref().unwrap_or_default(),
         object.status.as_ref().map_or(1, |s| s.attempts.max(1)),
     )
-}
-
-/// The portal invitation of the object's current attempt on the portal account `account`.
-pub async fn observe(
-    portal: &impl PortalApi,
-    account: &str,
-    object: &AdminInvitation,
-) -> PortalResult<Observed> {
-    Ok(Observed {
-        invitation: portal
-            .invitation_by_ref(account, &current_ref(object))
-            .await?,
-    })
-}
-
-/// What cleanup removes: the invitation recorded in the status, or, when the status was never
-/// written (a crash after the create), the current attempt's invitation found by reference on
-/// `account` (the Account's portal account, whatever its delegation now).
-pub async fn observe_for_cleanup(
-    portal: &impl PortalApi,
-    account: Option<&str>,
-    object: &AdminInvitation,
-) -> PortalResult<Observed> {
-    let recorded = object.status.as_ref().and_then(|s| s.portal_id.as_deref());
-    let invitation = match (recorded, account) {
-        (Some(id), _) => portal.invitation(id).await?,
-        (None, Some(account)) => observe(portal, account, object).await?.invitation,
-        (None, None) => None,
-    };
-    Ok(Observed { invitation })
 }
 
 /// What the portal holds for the current attempt (found by its externalRef).
@@ -132,16 +100,46 @@ pub enum Action {
     },
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Plan {
-    pub actions: Vec<Action>,
-    /// The status as this observation shows it (the executor re-observes after acting).
-    pub status: AdminInvitationStatus,
-    pub outcome: Outcome,
-    /// When to look again without an event: at expiry, or soon while waiting.
-    pub requeue_after: Option<Duration>,
-    /// Deleting, and nothing left to do in the portal once the actions succeed.
-    pub release_finalizer: bool,
+pub type Plan = super::Plan<Action, AdminInvitationStatus>;
+
+fn roles_text(roles: &[Role]) -> String {
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Create {
+                invitation,
+                attempt,
+                ..
+            } => {
+                write!(
+                    f,
+                    "invite {} as {} by {} (expires after {})",
+                    invitation.email,
+                    roles_text(invitation.roles.as_deref().unwrap_or_default()),
+                    invitation.delivery.unwrap_or_default(),
+                    invitation.expires_after.as_deref().unwrap_or_default(),
+                )?;
+                if *attempt > 1 {
+                    write!(f, ", attempt {attempt}")?;
+                }
+                Ok(())
+            }
+            Action::UpdateRoles { roles, .. } => write!(
+                f,
+                "change the pending invitation's roles to {}",
+                roles_text(roles)
+            ),
+            Action::Revoke { id } => write!(f, "revoke pending invitation {id}"),
+            Action::Resend { .. } => f.write_str("issue a new link (the stored one is missing)"),
+        }
+    }
 }
 
 /// The portal reference of one attempt.
@@ -166,6 +164,7 @@ pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
     let attempt = desired.status.attempts.max(1);
     let mut status = desired.status.clone();
     status.attempts = attempt;
+    status.refused = None;
     let invitation = observed.invitation.as_ref();
     if desired.deleting {
         // A pending (or expired, still listed) invitation is withdrawn; an accepted one leaves
@@ -191,7 +190,6 @@ pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
             },
             status,
             requeue_after: None,
-            release_finalizer: true,
         };
     }
     let waiting = |reason: &str, message: String, status: AdminInvitationStatus| Plan {
@@ -202,7 +200,6 @@ pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
         },
         status,
         requeue_after: Some(WAIT_FOR_ACCOUNT),
-        release_finalizer: false,
     };
     let account = match &desired.account {
         AccountState::Missing => {
@@ -231,7 +228,6 @@ pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
                 },
                 status,
                 requeue_after: None,
-                release_finalizer: false,
             };
         }
         AccountState::Ready { portal_id } => portal_id.clone(),
@@ -243,15 +239,15 @@ pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
         });
     }
     // A spec the portal refused is not sent again until it changes.
-    let refused = super::refused_at(&desired.status.conditions, desired.generation);
+    let refused = super::refused_at(desired.status.refused.as_ref(), desired.generation);
     let Some(found) = invitation else {
         if let Some(outcome) = refused {
+            status.refused = desired.status.refused.clone();
             return Plan {
                 actions: Vec::new(),
                 outcome,
                 status,
                 requeue_after: None,
-                release_finalizer: false,
             };
         }
         return create(desired, account, attempt, status, "Inviting");
@@ -291,6 +287,9 @@ pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
             }
             let requeue_after = parse_millis(&found.expires_at)
                 .map(|expires| Duration::from_millis((expires - now_millis).max(0) as u64));
+            if refused.is_some() {
+                status.refused = desired.status.refused.clone();
+            }
             Plan {
                 outcome: if let Some(outcome) = refused {
                     outcome
@@ -305,7 +304,6 @@ pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
                 actions,
                 status,
                 requeue_after,
-                release_finalizer: false,
             }
         }
         InvitationState::Accepted => {
@@ -323,7 +321,6 @@ pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
                 },
                 status,
                 requeue_after: None,
-                release_finalizer: false,
             }
         }
         InvitationState::Expired => {
@@ -347,7 +344,6 @@ pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
                 },
                 status,
                 requeue_after: None,
-                release_finalizer: false,
             }
         }
         InvitationState::Revoked => {
@@ -360,7 +356,6 @@ pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
                 },
                 status,
                 requeue_after: None,
-                release_finalizer: false,
             }
         }
     }
@@ -401,7 +396,6 @@ fn create(
         },
         status,
         requeue_after: Some(Duration::ZERO),
-        release_finalizer: false,
     }
 }
 
@@ -423,56 +417,122 @@ pub struct Executed {
     pub link: Option<String>,
 }
 
-/// Carries out `plan` through the portal, stopping at the first failure.
-pub async fn execute(
-    portal: &impl PortalApi,
-    plan: &Plan,
-    mut observed: Observed,
-) -> Result<Executed, ExecuteError> {
-    let mut link = None;
-    for action in &plan.actions {
-        match action {
-            Action::Create {
-                account,
-                invitation,
-                idempotency_key,
-                ..
-            } => {
-                let mut created = portal
-                    .create_invitation(account, invitation, idempotency_key)
-                    .await
-                    .map_err(ExecuteError::new("create the portal invitation"))?;
-                link = created.link.take();
-                observed.invitation = Some(created);
+impl Kind for AdminInvitation {
+    type Status = AdminInvitationStatus;
+    type Observed = Observed;
+    type Action = Action;
+    type Executed = Executed;
+
+    const OBSERVE: &'static str = "find the portal invitation";
+
+    fn recorded_status(&self) -> AdminInvitationStatus {
+        self.status.clone().unwrap_or_default()
+    }
+    fn account_ref(&self) -> Option<&crate::crd::AccountRef> {
+        Some(&self.spec.account_ref)
+    }
+    /// Only a pending Link invitation's link matters; once accepted or expired, none is read.
+    fn link_matters(&self) -> bool {
+        self.spec.delivery == Delivery::Link
+            && matches!(
+                self.status.as_ref().and_then(|s| s.phase),
+                None | Some(AdminInvitationPhase::Pending)
+            )
+    }
+    fn refused(status: &mut AdminInvitationStatus) -> &mut Option<Refusal> {
+        &mut status.refused
+    }
+    /// The invitation of the object's current attempt, by its externalRef.
+    async fn observe_under(
+        portal: &impl PortalApi,
+        account: &str,
+        object: &Self,
+    ) -> PortalResult<Observed> {
+        Ok(Observed {
+            invitation: portal
+                .invitation_by_ref(account, &current_ref(object))
+                .await?,
+        })
+    }
+    /// The invitation recorded in the status, or, when the status was never written (a crash
+    /// after the create), the current attempt's invitation found by reference.
+    async fn observe_for_cleanup(
+        portal: &impl PortalApi,
+        object: &Self,
+        refs: &Refs,
+    ) -> PortalResult<Observed> {
+        let recorded = object.status.as_ref().and_then(|s| s.portal_id.as_deref());
+        let invitation = match (recorded, refs.account_portal_id.as_deref()) {
+            (Some(id), _) => portal.invitation(id).await?,
+            (None, Some(account)) => {
+                Self::observe_under(portal, account, object)
+                    .await?
+                    .invitation
             }
-            Action::UpdateRoles { id, roles, version } => {
-                let updated = portal
-                    .update_invitation_roles(id, roles, *version)
-                    .await
-                    .map_err(ExecuteError::new("change the pending invitation's roles"))?;
-                observed.invitation = Some(updated);
-            }
-            Action::Revoke { id } => {
-                portal
-                    .revoke_invitation(id)
-                    .await
-                    .map_err(ExecuteError::new("revoke the portal invitation"))?;
-                observed.invitation = None;
-            }
-            Action::Resend {
-                id,
-                idempotency_key,
-            } => {
-                let mut resent = portal
-                    .resend_invitation(id, idempotency_key)
-                    .await
-                    .map_err(ExecuteError::new("issue a new invitation link"))?;
-                link = resent.link.take();
-                observed.invitation = Some(resent);
+            (None, None) => None,
+        };
+        Ok(Observed { invitation })
+    }
+    fn plan(input: &Input<'_, Self>, observed: &Observed, now_millis: i64) -> Plan {
+        plan(&Desired::of(input), observed, now_millis)
+    }
+    /// Carries out `plan` through the portal, stopping at the first failure.
+    async fn execute(
+        portal: &impl PortalApi,
+        plan: &Plan,
+        mut observed: Observed,
+    ) -> Result<Executed, ExecuteError> {
+        let mut link = None;
+        for action in &plan.actions {
+            match action {
+                Action::Create {
+                    account,
+                    invitation,
+                    idempotency_key,
+                    ..
+                } => {
+                    let mut created = portal
+                        .create_invitation(account, invitation, idempotency_key)
+                        .await
+                        .map_err(ExecuteError::new("create the portal invitation"))?;
+                    link = created.link.take();
+                    observed.invitation = Some(created);
+                }
+                Action::UpdateRoles { id, roles, version } => {
+                    let updated = portal
+                        .update_invitation_roles(id, roles, *version)
+                        .await
+                        .map_err(ExecuteError::new("change the pending invitation's roles"))?;
+                    observed.invitation = Some(updated);
+                }
+                Action::Revoke { id } => {
+                    portal
+                        .revoke_invitation(id)
+                        .await
+                        .map_err(ExecuteError::new("revoke the portal invitation"))?;
+                    observed.invitation = None;
+                }
+                Action::Resend {
+                    id,
+                    idempotency_key,
+                } => {
+                    let mut resent = portal
+                        .resend_invitation(id, idempotency_key)
+                        .await
+                        .map_err(ExecuteError::new("issue a new invitation link"))?;
+                    link = resent.link.take();
+                    observed.invitation = Some(resent);
+                }
             }
         }
+        Ok(Executed { observed, link })
     }
-    Ok(Executed { observed, link })
+    fn after(input: &Input<'_, Self>, executed: &Executed, now_millis: i64) -> Plan {
+        plan(&Desired::of(input), &executed.observed, now_millis)
+    }
+    fn take_link(executed: &mut Executed) -> Option<String> {
+        executed.link.take()
+    }
 }
 
 #[cfg(test)]
@@ -783,7 +843,7 @@ mod tests {
             ..case("delete pending")
         });
         assert_eq!(pending.actions, [Action::Revoke { id: "inv-1".into() }]);
-        assert!(pending.release_finalizer);
+        assert!(pending.requeue_after.is_none());
         let accepted = run(&Case {
             deleting: true,
             found: Some(portal(InvitationState::Accepted)),
@@ -793,13 +853,13 @@ mod tests {
             accepted.actions.is_empty(),
             "deleting an accepted invitation removes nothing"
         );
-        assert!(accepted.release_finalizer);
+        assert!(accepted.requeue_after.is_none());
         let gone = run(&Case {
             deleting: true,
             ..case("delete, gone upstream")
         });
         assert!(
-            gone.actions.is_empty() && gone.release_finalizer,
+            gone.actions.is_empty() && gone.requeue_after.is_none(),
             "cleanup tolerates an upstream object already gone"
         );
         let undelegated = run(&Case {
@@ -808,7 +868,7 @@ mod tests {
             ..case("delete undelegated")
         });
         assert!(
-            undelegated.release_finalizer,
+            undelegated.actions.is_empty() && undelegated.requeue_after.is_none(),
             "deletion never waits on delegation"
         );
     }
@@ -907,16 +967,12 @@ mod tests {
     fn stalled_at(generation: i64) -> AdminInvitationStatus {
         AdminInvitationStatus {
             observed_generation: Some(generation),
-            conditions: Outcome::Stalled {
+            refused: Some(Refusal {
+                generation,
                 reason: "EscalationDenied".into(),
                 message: "create the portal invitation: you cannot grant SubscriptionContributor"
                     .into(),
-            }
-            .conditions(
-                &[],
-                Some(generation),
-                &Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
-            ),
+            }),
             ..AdminInvitationStatus::default()
         }
     }

@@ -1,14 +1,40 @@
 //! The reconcile core shared by the controllers and the `apply`/`diff` CLI: one pure
-//! `plan(desired, observed, now) -> Plan` per kind, decided here with no I/O, and carried out by
-//! a short executor elsewhere.
+//! `plan(desired, observed, now) -> Plan` per kind, decided with no I/O, each kind's [`Kind`]
+//! impl (how it is observed and how a plan is carried out), and the one [`driver`] that runs
+//! observe → plan → execute → re-plan for every kind and both hosts.
 
 pub mod account;
 pub mod account_manager;
 pub mod admin_invitation;
+pub mod driver;
 pub mod refs;
 pub mod role_binding;
 
+use std::time::Duration;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+pub use crate::crd::Refusal;
+pub use driver::{Host, Kind};
+pub use refs::{AccountState, ParentState, Refs};
+
+/// Whether the object is live (converge it) or being deleted (clean up after it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifecycle {
+    Live,
+    Deleting,
+}
+
+/// What one kind's `plan` decided: the portal writes to make, the status and outcome as this
+/// observation shows them, and when to look again without an event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan<A, S> {
+    pub actions: Vec<A>,
+    pub status: S,
+    pub outcome: Outcome,
+    /// When to look again without an event: at an expiry, or soon while waiting for an Account.
+    pub requeue_after: Option<Duration>,
+}
 
 /// How soon to look again at an object whose Account (or parent) is missing or not in the
 /// portal yet. Watches usually bring the change sooner; this covers a cache that lagged.
@@ -78,24 +104,14 @@ impl Outcome {
     }
 }
 
-/// Stalled reasons that describe what was observed (and are re-evaluated on every pass), as
-/// opposed to a refusal by the portal, which is not retried until the spec changes.
-const OBSERVED_STALLS: &[&str] = &["AccountNotDelegated", "AccountMismatch", "CannotUpdate"];
-
 /// The portal's refusal recorded for this generation, if any: a spec the portal refused is not
-/// sent again until it changes (no retry storm).
-pub fn refused_at(conditions: &[Condition], generation: Option<i64>) -> Option<Outcome> {
-    conditions
-        .iter()
-        .find(|c| {
-            c.type_ == STALLED
-                && c.status == "True"
-                && c.observed_generation == generation
-                && !OBSERVED_STALLS.contains(&c.reason.as_str())
-        })
-        .map(|c| Outcome::Stalled {
-            reason: c.reason.clone(),
-            message: c.message.clone(),
+/// sent again until it changes (no retry storm). A refusal of an older generation is void.
+pub fn refused_at(refused: Option<&Refusal>, generation: Option<i64>) -> Option<Outcome> {
+    refused
+        .filter(|r| Some(r.generation) == generation)
+        .map(|r| Outcome::Stalled {
+            reason: r.reason.clone(),
+            message: r.message.clone(),
         })
 }
 
@@ -119,15 +135,15 @@ impl ExecuteError {
         self.source.is_transient()
     }
 
-    /// The Stalled outcome for a refusal the spec causes: the portal's reason and words.
-    pub fn refusal(&self) -> Outcome {
-        let reason = self
-            .source
-            .problem_type()
-            .map(crate::api::ProblemType::reason)
-            .unwrap_or_else(|| "Refused".into());
-        Outcome::Stalled {
-            reason,
+    /// The refusal of `generation` this error is: the portal's reason and words.
+    pub fn refusal(&self, generation: Option<i64>) -> Refusal {
+        Refusal {
+            generation: generation.unwrap_or_default(),
+            reason: self
+                .source
+                .problem_type()
+                .map(crate::api::ProblemType::reason)
+                .unwrap_or_else(|| "Refused".into()),
             message: format!("{}: {}", self.step, self.source.detail()),
         }
     }
@@ -137,26 +153,21 @@ impl ExecuteError {
 mod tests {
     use super::*;
 
-    fn stalled(reason: &str, generation: i64) -> Condition {
-        Condition {
-            type_: STALLED.into(),
-            status: "True".into(),
-            reason: reason.into(),
-            message: "why".into(),
-            observed_generation: Some(generation),
-            last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
-        }
-    }
-
     #[test]
     fn a_refusal_holds_until_the_generation_changes() {
-        let conditions = [stalled("EmailConflict", 2)];
-        assert!(refused_at(&conditions, Some(2)).is_some());
-        assert!(refused_at(&conditions, Some(3)).is_none());
-        let observed = [stalled("AccountNotDelegated", 2)];
-        assert!(
-            refused_at(&observed, Some(2)).is_none(),
-            "what was observed is looked at again"
+        let refused = Refusal {
+            generation: 2,
+            reason: "EmailConflict".into(),
+            message: "why".into(),
+        };
+        assert_eq!(
+            refused_at(Some(&refused), Some(2)),
+            Some(Outcome::Stalled {
+                reason: "EmailConflict".into(),
+                message: "why".into()
+            })
         );
+        assert_eq!(refused_at(Some(&refused), Some(3)), None);
+        assert_eq!(refused_at(None, Some(2)), None);
     }
 }

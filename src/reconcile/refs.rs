@@ -2,7 +2,49 @@
 //! decided from the referenced objects as a host knows them. Pure, and the only place both hosts
 //! (the cluster's caches, the CLI's manifests) resolve references.
 
-use crate::crd::{Account, AccountType};
+use crate::crd::{Account, AccountRef, AccountType};
+
+/// What a host resolved for one object before planning: its Account, an Account's parent, and
+/// whether a Link invitation's link is stored. Named, so a plan reads `refs.account`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refs {
+    /// The Account the object lives under (namespaced kinds).
+    pub account: AccountState,
+    /// An Account's parent.
+    pub parent: ParentState,
+    /// Whether the object's Account holds contracts (where the subscription roles function).
+    pub account_holds_contracts: bool,
+    /// The Account's portal id whatever its delegation: where cleanup looks.
+    pub account_portal_id: Option<String>,
+    /// With Link delivery: whether the link is stored. A link lost to a crash before it was
+    /// stored, or to a deleted Secret, is replaced by a resend.
+    pub link_stored: bool,
+}
+
+impl Default for Refs {
+    fn default() -> Refs {
+        Refs {
+            account: AccountState::Missing,
+            parent: ParentState::TopLevel,
+            account_holds_contracts: false,
+            account_portal_id: None,
+            link_stored: true,
+        }
+    }
+}
+
+impl Refs {
+    /// An object whose Account is ready in the portal as `portal_id`.
+    pub fn ready(portal_id: &str) -> Refs {
+        Refs {
+            account: AccountState::Ready {
+                portal_id: portal_id.to_owned(),
+            },
+            account_portal_id: Some(portal_id.to_owned()),
+            ..Refs::default()
+        }
+    }
+}
 
 /// Where the referenced Account stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,9 +91,9 @@ pub fn account_state(account: Option<&Account>, namespace: &str) -> AccountState
     }
 }
 
-/// The parent of `object`, found as `parent` by its `spec.parentRef`.
-pub fn parent_state(object: &Account, parent: Option<&Account>) -> ParentState {
-    if object.spec.parent_ref.is_none() {
+/// The parent an Account names in `parent_ref`, found as `parent`.
+pub fn parent_state(parent_ref: Option<&AccountRef>, parent: Option<&Account>) -> ParentState {
+    if parent_ref.is_none() {
         return ParentState::TopLevel;
     }
     let Some(parent) = parent else {
@@ -137,13 +179,19 @@ mod tests {
     #[test]
     fn a_parent_gives_its_portal_id_and_path() {
         let child = account(&[], None);
-        assert_eq!(parent_state(&child, None), ParentState::Missing);
         assert_eq!(
-            parent_state(&child, Some(&account(&[], None))),
+            parent_state(child.spec.parent_ref.as_ref(), None),
+            ParentState::Missing
+        );
+        assert_eq!(
+            parent_state(child.spec.parent_ref.as_ref(), Some(&account(&[], None))),
             ParentState::NotReady
         );
         assert_eq!(
-            parent_state(&child, Some(&account(&[], Some("acc-p")))),
+            parent_state(
+                child.spec.parent_ref.as_ref(),
+                Some(&account(&[], Some("acc-p")))
+            ),
             ParentState::Ready {
                 portal_id: "acc-p".into(),
                 path: "Northwind / Contoso".into()
@@ -156,6 +204,9 @@ mod tests {
             },
             ..child
         };
-        assert_eq!(parent_state(&top, None), ParentState::TopLevel);
+        assert_eq!(
+            parent_state(top.spec.parent_ref.as_ref(), None),
+            ParentState::TopLevel
+        );
     }
 }

@@ -8,6 +8,7 @@
 //! changes).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 
 use crate::api::{ExternalRef, GrantView, ProblemType};
 use crate::crd::{
@@ -16,8 +17,9 @@ use crate::crd::{
 };
 use crate::domain::{Account, AccountKind, AccountTree, Grant, GrantScope, Role, effective_access};
 
-use super::refs::AccountState;
-use super::{ExecuteError, Outcome};
+use super::driver::{Input, Kind};
+use super::refs::{AccountState, Refs};
+use super::{ExecuteError, Lifecycle, Outcome, Refusal};
 use crate::portal_client::{PortalApi, PortalResult};
 
 /// The grants' `source` for this object.
@@ -45,25 +47,20 @@ pub struct Desired<'a> {
 }
 
 impl<'a> Desired<'a> {
-    /// The binding as the pure core sees it, with `status` as its recorded status.
-    pub fn of(
-        object: &'a RoleBinding,
-        status: &'a RoleBindingStatus,
-        account: AccountState,
-        account_holds_contracts: bool,
-        deleting: bool,
-    ) -> Desired<'a> {
+    /// The binding as the pure core sees it.
+    pub fn of(input: &Input<'a, RoleBinding>) -> Desired<'a> {
+        let object = input.object;
         Desired {
             namespace: object.metadata.namespace.as_deref().unwrap_or_default(),
             name: object.metadata.name.as_deref().unwrap_or_default(),
             uid: object.metadata.uid.as_deref().unwrap_or_default(),
             generation: object.metadata.generation,
             spec: &object.spec,
-            status,
-            deleting,
+            status: input.status,
+            deleting: input.lifecycle == Lifecycle::Deleting,
             account_ref: &object.spec.account_ref.name,
-            account,
-            account_holds_contracts,
+            account: input.refs.account.clone(),
+            account_holds_contracts: input.refs.account_holds_contracts,
         }
     }
 }
@@ -77,39 +74,6 @@ pub fn source_of(object: &RoleBinding) -> String {
     )
 }
 
-/// The grants `object` made on the portal account `account`.
-pub async fn observe(
-    portal: &impl PortalApi,
-    account: &str,
-    object: &RoleBinding,
-) -> PortalResult<Observed> {
-    Ok(Observed {
-        grants: portal.grants_by_source(account, &source_of(object)).await?,
-    })
-}
-
-/// What cleanup revokes: the grants this binding made, on the portal account it recorded (or
-/// `account`, the Account's portal account, when it recorded none). An account already gone
-/// took its grants with it.
-pub async fn observe_for_cleanup(
-    portal: &impl PortalApi,
-    account: Option<&str>,
-    object: &RoleBinding,
-) -> PortalResult<(Option<String>, Observed)> {
-    let recorded = object
-        .status
-        .as_ref()
-        .and_then(|s| s.account_portal_id.clone());
-    let Some(account) = recorded.or_else(|| account.map(str::to_owned)) else {
-        return Ok((None, Observed::default()));
-    };
-    match observe(portal, &account, object).await {
-        Ok(observed) => Ok((Some(account), observed)),
-        Err(error) if error.is_not_found() => Ok((None, Observed::default())),
-        Err(error) => Err(error),
-    }
-}
-
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
     /// The portal's grants whose source is this object.
@@ -119,6 +83,8 @@ pub struct Observed {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Grant {
+        /// The portal account.
+        account: String,
         email: String,
         roles: Vec<Role>,
         scope: GrantScope,
@@ -127,18 +93,48 @@ pub enum Action {
     },
     Revoke {
         grant_id: String,
+        /// What the grant gave and to whom (for the description).
+        role: Role,
+        subject: String,
     },
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Plan {
-    pub actions: Vec<Action>,
-    /// When to look again without an event: soon while waiting for the parent or Account.
-    pub requeue_after: Option<std::time::Duration>,
-    pub release_finalizer: bool,
-    /// When nothing needs doing, the status and outcome are final; otherwise [`settle`] makes them.
-    pub settled: Option<(RoleBindingStatus, Outcome)>,
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Grant {
+                email,
+                roles,
+                scope,
+                ..
+            } => write!(
+                f,
+                "grant {} to {email} ({scope:?})",
+                roles
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Action::Revoke { role, subject, .. } => {
+                write!(f, "revoke {} from {subject}", role.as_str())
+            }
+        }
+    }
 }
+
+fn revoke(grant: &GrantView) -> Action {
+    Action::Revoke {
+        grant_id: grant.id.clone(),
+        role: grant.role,
+        subject: grant
+            .email
+            .clone()
+            .unwrap_or_else(|| grant.admin_id.clone()),
+    }
+}
+
+pub type Plan = super::Plan<Action, RoleBindingStatus>;
 
 fn scope(spec: &RoleBindingSpec) -> GrantScope {
     match spec.scope {
@@ -157,53 +153,44 @@ fn subject_name(subject: &crate::crd::Subject) -> String {
 
 pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
     let source = source(desired.namespace, desired.name, desired.uid);
+    let quiet = |outcome: Outcome, requeue_after| Plan {
+        actions: Vec::new(),
+        status: desired.status.clone(),
+        outcome,
+        requeue_after,
+    };
     if desired.deleting {
         // Revoke exactly what this object granted.
         return Plan {
-            actions: observed
-                .grants
-                .iter()
-                .map(|g| Action::Revoke {
-                    grant_id: g.id.clone(),
-                })
-                .collect(),
-            release_finalizer: true,
+            actions: observed.grants.iter().map(revoke).collect(),
+            status: desired.status.clone(),
+            outcome: Outcome::Reconciling {
+                reason: "Deleting".into(),
+                message: "revoking the grants this binding made".into(),
+            },
             requeue_after: None,
-            settled: None,
         };
     }
-    let stalled = |reason: &str, message: String| Plan {
-        actions: Vec::new(),
-        release_finalizer: false,
-        requeue_after: None,
-        settled: Some((
-            desired.status.clone(),
-            Outcome::Stalled {
-                reason: reason.into(),
-                message,
-            },
-        )),
-    };
-    let waiting = |message: String| Plan {
-        actions: Vec::new(),
-        release_finalizer: false,
-        requeue_after: Some(super::WAIT_FOR_ACCOUNT),
-        settled: Some((
-            desired.status.clone(),
+    let waiting = |message: String| {
+        quiet(
             Outcome::Reconciling {
                 reason: "WaitingForAccount".into(),
                 message,
             },
-        )),
+            Some(super::WAIT_FOR_ACCOUNT),
+        )
     };
-    match &desired.account {
+    let account = match &desired.account {
         AccountState::NotDelegated => {
-            return stalled(
-                "AccountNotDelegated",
-                format!(
-                    "Account {} does not list namespace {} in spec.namespaces; nothing was sent to the portal",
-                    desired.account_ref, desired.namespace
-                ),
+            return quiet(
+                Outcome::Stalled {
+                    reason: "AccountNotDelegated".into(),
+                    message: format!(
+                        "Account {} does not list namespace {} in spec.namespaces; nothing was sent to the portal",
+                        desired.account_ref, desired.namespace
+                    ),
+                },
+                None,
             );
         }
         AccountState::Missing => {
@@ -218,23 +205,11 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
                 desired.account_ref
             ));
         }
-        AccountState::Ready { .. } => {}
-    }
+        AccountState::Ready { portal_id } => portal_id.clone(),
+    };
     // A spec the portal already refused is not retried until it changes.
-    let refused_generation = desired
-        .status
-        .subjects
-        .iter()
-        .any(|s| s.state == GrantState::Refused)
-        .then_some(desired.status.observed_generation)
-        .flatten();
-    if refused_generation.is_some() && refused_generation == desired.generation {
-        return Plan {
-            actions: Vec::new(),
-            release_finalizer: false,
-            requeue_after: None,
-            settled: Some((desired.status.clone(), refused_outcome(desired.status))),
-        };
+    if let Some(outcome) = super::refused_at(desired.status.refused.as_ref(), desired.generation) {
+        return quiet(outcome, None);
     }
     let scope = scope(desired.spec);
     let wanted_roles: BTreeSet<Role> = desired.spec.roles.iter().copied().collect();
@@ -254,9 +229,7 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
         if keep {
             held.entry(email).or_default().insert(grant.role);
         } else {
-            actions.push(Action::Revoke {
-                grant_id: grant.id.clone(),
-            });
+            actions.push(revoke(grant));
         }
     }
     for email in &wanted_emails {
@@ -267,6 +240,7 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
             .collect();
         if !missing.is_empty() {
             actions.push(Action::Grant {
+                account: account.clone(),
                 email: email.clone(),
                 // The roles are part of the key: a retry after partial progress asks for fewer
                 // roles, which is a different request and must not reuse the first one's key.
@@ -286,19 +260,57 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
         }
     }
     if actions.is_empty() {
-        let results = BTreeMap::new();
+        let (status, outcome) = settle(desired, &BTreeMap::new());
         return Plan {
             actions,
-            release_finalizer: false,
+            status,
+            outcome,
             requeue_after: None,
-            settled: Some(settle(desired, &results)),
         };
     }
+    let only_waiting = actions
+        .iter()
+        .all(|action| waits_for_person(desired.status, action));
+    if only_waiting {
+        // Tried before: the subjects are not admins yet; granted when they accept.
+        let waiting: Vec<&str> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Grant { email, .. } => Some(email.as_str()),
+                Action::Revoke { .. } => None,
+            })
+            .collect();
+        return Plan {
+            status: desired.status.clone(),
+            outcome: Outcome::Reconciling {
+                reason: "WaitingForSubject".into(),
+                message: format!("waiting for {} to accept an invitation", waiting.join(", ")),
+            },
+            actions,
+            requeue_after: None,
+        };
+    }
+    // The status if every action succeeds; what the portal answers settles it.
+    let (status, _) = settle(desired, &BTreeMap::new());
     Plan {
+        outcome: Outcome::Reconciling {
+            reason: "Granting".into(),
+            message: format!("{} grant(s) to make or revoke", actions.len()),
+        },
         actions,
-        release_finalizer: false,
+        status,
         requeue_after: None,
-        settled: None,
+    }
+}
+
+/// Whether `action` is a grant to a subject that was not an admin last time.
+fn waits_for_person(status: &RoleBindingStatus, action: &Action) -> bool {
+    match action {
+        Action::Grant { email, .. } => status
+            .subjects
+            .iter()
+            .any(|s| s.subject == *email && s.state == GrantState::WaitingForSubject),
+        Action::Revoke { .. } => false,
     }
 }
 
@@ -322,39 +334,63 @@ pub fn settle(
     results: &BTreeMap<String, GrantResult>,
 ) -> (RoleBindingStatus, Outcome) {
     let mut subjects = Vec::new();
+    let mut refused = None;
     for subject in &desired.spec.subjects {
         let name = subject_name(subject);
-        let entry = if subject.account_manager_ref.is_some() {
-            SubjectStatus {
-                subject: name,
-                state: GrantState::Refused,
-                message: Some("the portal grants admin roles to admins only; an account manager already has account-wide access".into()),
-            }
-        } else {
-            match results.get(&name) {
-                Some(GrantResult::NotAnAdmin) => SubjectStatus {
-                    subject: name,
-                    state: GrantState::WaitingForSubject,
-                    message: Some(
-                        "not an admin yet; the roles are granted when their invitation is accepted"
-                            .into(),
-                    ),
-                },
-                Some(GrantResult::Refused { problem, detail }) => SubjectStatus {
+        let (entry, reason) = if subject.account_manager_ref.is_some() {
+            (
+                SubjectStatus {
                     subject: name,
                     state: GrantState::Refused,
-                    message: Some(format!(
-                        "{}: {detail}",
-                        problem.map_or("refused", ProblemType::slug)
-                    )),
+                    message: Some("the portal grants admin roles to admins only; an account manager already has account-wide access".into()),
                 },
-                Some(GrantResult::Granted) | None => SubjectStatus {
-                    subject: name,
-                    state: GrantState::Granted,
-                    message: None,
-                },
+                Some("Refused".to_owned()),
+            )
+        } else {
+            match results.get(&name) {
+                Some(GrantResult::NotAnAdmin) => (
+                    SubjectStatus {
+                        subject: name,
+                        state: GrantState::WaitingForSubject,
+                        message: Some(
+                            "not an admin yet; the roles are granted when their invitation is accepted"
+                                .into(),
+                        ),
+                    },
+                    None,
+                ),
+                Some(GrantResult::Refused { problem, detail }) => (
+                    SubjectStatus {
+                        subject: name,
+                        state: GrantState::Refused,
+                        message: Some(format!(
+                            "{}: {detail}",
+                            problem.map_or("refused", ProblemType::slug)
+                        )),
+                    },
+                    Some(problem.map_or_else(|| "Refused".into(), ProblemType::reason)),
+                ),
+                Some(GrantResult::Granted) | None => (
+                    SubjectStatus {
+                        subject: name,
+                        state: GrantState::Granted,
+                        message: None,
+                    },
+                    None,
+                ),
             }
         };
+        if let (None, Some(reason)) = (&refused, reason) {
+            refused = Some(Refusal {
+                generation: desired.generation.unwrap_or_default(),
+                reason,
+                message: format!(
+                    "{}: {}",
+                    entry.subject,
+                    entry.message.clone().unwrap_or_default()
+                ),
+            });
+        }
         subjects.push(entry);
     }
     let status = RoleBindingStatus {
@@ -365,14 +401,14 @@ pub fn settle(
         },
         subjects,
         effective_roles: effective_roles(desired),
+        refused,
         conditions: desired.status.conditions.clone(),
     };
-    let outcome = if status
-        .subjects
-        .iter()
-        .any(|s| s.state == GrantState::Refused)
-    {
-        refused_outcome(&status)
+    let outcome = if let Some(refusal) = &status.refused {
+        Outcome::Stalled {
+            reason: refusal.reason.clone(),
+            message: refusal.message.clone(),
+        }
     } else if status
         .subjects
         .iter()
@@ -395,24 +431,6 @@ pub fn settle(
         }
     };
     (status, outcome)
-}
-
-fn refused_outcome(status: &RoleBindingStatus) -> Outcome {
-    let first = status
-        .subjects
-        .iter()
-        .find(|s| s.state == GrantState::Refused);
-    let message = first
-        .map(|s| format!("{}: {}", s.subject, s.message.clone().unwrap_or_default()))
-        .unwrap_or_default();
-    // The subject's message starts with the portal's problem type, e.g. "escalation-denied: …".
-    let reason = first
-        .and_then(|s| s.message.as_deref())
-        .and_then(|m| m.split_once(':'))
-        .and_then(|(problem, _)| ProblemType::from_slug(problem.trim()))
-        .map(ProblemType::reason)
-        .unwrap_or_else(|| "Refused".into());
-    Outcome::Stalled { reason, message }
 }
 
 /// The spec's roles on the account itself, expanded with the catalog's implications, with the
@@ -461,47 +479,126 @@ fn effective_roles(desired: &Desired) -> Vec<EffectiveRole> {
         .collect()
 }
 
-/// Carries out `plan` on the portal account `account`: what the portal answered per subject
-/// email. A grant the spec causes the portal to refuse is recorded, not an error; a transient
-/// failure, or a refused revoke, stops here with the error.
-pub async fn execute(
-    portal: &impl PortalApi,
-    account: &str,
-    plan: &Plan,
-) -> Result<BTreeMap<String, GrantResult>, ExecuteError> {
-    let mut results = BTreeMap::new();
-    for action in &plan.actions {
-        match action {
-            Action::Grant {
-                email,
-                roles,
-                scope,
-                source,
-                idempotency_key,
-            } => {
-                let result = match portal
-                    .grant(account, email, roles, *scope, source, idempotency_key)
-                    .await
-                {
-                    Ok(_) => GrantResult::Granted,
-                    Err(error) if error.problem_type() == Some(ProblemType::SubjectNotFound) => {
-                        GrantResult::NotAnAdmin
-                    }
-                    Err(error) if !error.is_transient() => GrantResult::Refused {
-                        problem: error.problem_type(),
-                        detail: error.detail(),
-                    },
-                    Err(error) => return Err(ExecuteError::new("grant the roles")(error)),
-                };
-                results.insert(email.clone(), result);
-            }
-            Action::Revoke { grant_id } => portal
-                .revoke_grant(grant_id)
-                .await
-                .map_err(ExecuteError::new("revoke a grant this binding made"))?,
+impl Kind for RoleBinding {
+    type Status = RoleBindingStatus;
+    type Observed = Observed;
+    type Action = Action;
+    type Executed = BTreeMap<String, GrantResult>;
+
+    const OBSERVE: &'static str = "list the binding's grants";
+
+    fn recorded_status(&self) -> RoleBindingStatus {
+        self.status.clone().unwrap_or_default()
+    }
+    fn account_ref(&self) -> Option<&crate::crd::AccountRef> {
+        Some(&self.spec.account_ref)
+    }
+    fn refused(status: &mut RoleBindingStatus) -> &mut Option<Refusal> {
+        &mut status.refused
+    }
+    /// The grants `object` made (by source).
+    async fn observe_under(
+        portal: &impl PortalApi,
+        account: &str,
+        object: &Self,
+    ) -> PortalResult<Observed> {
+        Ok(Observed {
+            grants: portal.grants_by_source(account, &source_of(object)).await?,
+        })
+    }
+    /// The grants this binding made, on the portal account it recorded (or else its Account's).
+    /// An account already gone took its grants with it.
+    async fn observe_for_cleanup(
+        portal: &impl PortalApi,
+        object: &Self,
+        refs: &Refs,
+    ) -> PortalResult<Observed> {
+        let recorded = object
+            .status
+            .as_ref()
+            .and_then(|s| s.account_portal_id.clone());
+        let Some(account) = recorded.or_else(|| refs.account_portal_id.clone()) else {
+            return Ok(Observed::default());
+        };
+        match Self::observe_under(portal, &account, object).await {
+            Err(error) if error.is_not_found() => Ok(Observed::default()),
+            observed => observed,
         }
     }
-    Ok(results)
+    fn plan(input: &Input<'_, Self>, observed: &Observed, _now_millis: i64) -> Plan {
+        plan(&Desired::of(input), observed)
+    }
+    /// Carries out `plan`: what the portal answered per subject email. A grant the spec causes
+    /// the portal to refuse is recorded, not an error; a transient failure, or a refused revoke,
+    /// stops here with the error.
+    async fn execute(
+        portal: &impl PortalApi,
+        plan: &Plan,
+        _observed: Observed,
+    ) -> Result<Self::Executed, ExecuteError> {
+        let mut results = BTreeMap::new();
+        for action in &plan.actions {
+            match action {
+                Action::Grant {
+                    account,
+                    email,
+                    roles,
+                    scope,
+                    source,
+                    idempotency_key,
+                } => {
+                    let result = match portal
+                        .grant(account, email, roles, *scope, source, idempotency_key)
+                        .await
+                    {
+                        Ok(_) => GrantResult::Granted,
+                        Err(error)
+                            if error.problem_type() == Some(ProblemType::SubjectNotFound) =>
+                        {
+                            GrantResult::NotAnAdmin
+                        }
+                        Err(error) if !error.is_transient() => GrantResult::Refused {
+                            problem: error.problem_type(),
+                            detail: error.detail(),
+                        },
+                        Err(error) => return Err(ExecuteError::new("grant the roles")(error)),
+                    };
+                    results.insert(email.clone(), result);
+                }
+                Action::Revoke { grant_id, .. } => portal
+                    .revoke_grant(grant_id)
+                    .await
+                    .map_err(ExecuteError::new("revoke a grant this binding made"))?,
+            }
+        }
+        Ok(results)
+    }
+    /// Settles the status from what the portal answered per subject.
+    fn after(input: &Input<'_, Self>, executed: &Self::Executed, _now_millis: i64) -> Plan {
+        let (status, outcome) = settle(&Desired::of(input), executed);
+        Plan {
+            actions: Vec::new(),
+            status,
+            outcome,
+            requeue_after: None,
+        }
+    }
+    fn made(action: &Action, executed: &Self::Executed) -> bool {
+        match action {
+            Action::Grant { email, .. } => {
+                matches!(executed.get(email), Some(GrantResult::Granted))
+            }
+            Action::Revoke { .. } => true,
+        }
+    }
+    fn awaits(status: &RoleBindingStatus, action: &Action) -> Option<String> {
+        match action {
+            Action::Grant { email, .. } if waits_for_person(status, action) => {
+                Some(format!("{email} accepts an invitation"))
+            }
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -650,7 +747,7 @@ mod tests {
         };
         let plan = plan(&desired(&spec, &status), &observed);
         assert!(plan.actions.is_empty(), "steady state makes no writes");
-        let (status, outcome) = plan.settled.unwrap();
+        let (status, outcome) = (plan.status, plan.outcome);
         assert!(matches!(outcome, Outcome::Ready { .. }));
         assert_eq!(status.subjects[0].state, GrantState::Granted);
     }
@@ -672,7 +769,7 @@ mod tests {
             .actions
             .iter()
             .filter_map(|a| match a {
-                Action::Revoke { grant_id } => Some(grant_id.as_str()),
+                Action::Revoke { grant_id, .. } => Some(grant_id.as_str()),
                 _ => None,
             })
             .collect();
@@ -720,7 +817,7 @@ mod tests {
         // The same generation again: no retry storm.
         let again = plan(&desired(&spec, &status), &Observed::default());
         assert!(again.actions.is_empty());
-        assert!(matches!(again.settled.unwrap().1, Outcome::Stalled { .. }));
+        assert!(matches!(again.outcome, Outcome::Stalled { .. }));
         // A changed spec (new generation) tries again.
         let mut newer = desired(&spec, &status);
         newer.generation = Some(2);
@@ -736,7 +833,7 @@ mod tests {
         let plan = plan(&d, &Observed::default());
         assert!(plan.actions.is_empty());
         assert!(
-            matches!(plan.settled.unwrap().1, Outcome::Stalled { ref reason, .. } if reason == "AccountNotDelegated")
+            matches!(plan.outcome, Outcome::Stalled { ref reason, .. } if reason == "AccountNotDelegated")
         );
     }
 
@@ -755,10 +852,12 @@ mod tests {
         assert_eq!(
             plan.actions,
             [Action::Revoke {
-                grant_id: "g1".into()
+                grant_id: "g1".into(),
+                role: Role::ServiceViewer,
+                subject: "ann@contoso.example".into(),
             }]
         );
-        assert!(plan.release_finalizer);
+        assert!(plan.requeue_after.is_none());
     }
 
     #[test]
