@@ -17,34 +17,9 @@ use crate::portal_client::{PortalApi, PortalResult};
 use super::driver::{Input, Kind};
 pub use super::refs::ParentState;
 use super::refs::Refs;
-use super::{ExecuteError, Lifecycle, Outcome, Refusal};
+use super::{ExecuteError, Outcome, Refusal};
 
-#[derive(Debug, Clone)]
-pub struct Desired<'a> {
-    pub name: &'a str,
-    pub uid: &'a str,
-    pub generation: Option<i64>,
-    pub spec: &'a AccountSpec,
-    pub status: &'a AccountStatus,
-    pub deleting: bool,
-    pub parent: ParentState,
-}
-
-impl<'a> Desired<'a> {
-    /// The object as the pure core sees it.
-    pub fn of(input: &Input<'a, Account>) -> Desired<'a> {
-        let object = input.object;
-        Desired {
-            name: object.metadata.name.as_deref().unwrap_or_default(),
-            uid: object.metadata.uid.as_deref().unwrap_or_default(),
-            generation: object.metadata.generation,
-            spec: &object.spec,
-            status: input.status,
-            deleting: input.lifecycle == Lifecycle::Deleting,
-            parent: input.refs.parent.clone(),
-        }
-    }
-}
+pub type Desired<'a> = super::Desired<'a, AccountSpec, AccountStatus>;
 
 /// The portal account found by `object`'s external id.
 pub async fn observe(portal: &impl PortalApi, object: &Account) -> PortalResult<Observed> {
@@ -63,7 +38,7 @@ pub struct Observed {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+pub enum Write {
     Create {
         account: CreateAccount,
         idempotency_key: String,
@@ -80,10 +55,10 @@ pub enum Action {
     },
 }
 
-impl fmt::Display for Action {
+impl fmt::Display for Write {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Action::Create { account, under, .. } => {
+            Write::Create { account, under, .. } => {
                 write!(
                     f,
                     "create {} account {:?}",
@@ -94,17 +69,17 @@ impl fmt::Display for Action {
                     None => Ok(()),
                 }
             }
-            Action::Update { changes, .. } => write!(
+            Write::Update { changes, .. } => write!(
                 f,
                 "update {}",
                 serde_json::to_string(changes).unwrap_or_default()
             ),
-            Action::Delete { id } => write!(f, "delete portal account {id}"),
+            Write::Delete { id } => write!(f, "delete portal account {id}"),
         }
     }
 }
 
-pub type Plan = super::Plan<Action, AccountStatus>;
+pub type Plan = super::Plan<Write, AccountStatus>;
 
 /// The external id that finds this object's portal account.
 pub fn external_id(name: &str, spec: &AccountSpec) -> String {
@@ -125,12 +100,12 @@ fn kind(account_type: AccountType) -> AccountKind {
 
 pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
     let mut status = desired.status.clone();
-    status.observed_generation = desired.generation;
+    status.observed_generation = desired.id.generation;
     status.refused = None;
     let found = observed.account.as_ref();
     if desired.deleting {
         let actions = match (desired.spec.deletion_policy, found) {
-            (DeletionPolicy::Delete, Some(account)) => vec![Action::Delete {
+            (DeletionPolicy::Delete, Some(account)) => vec![Write::Delete {
                 id: account.id.clone(),
             }],
             _ => Vec::new(),
@@ -163,7 +138,7 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
         .as_ref()
         .map(|p| p.name.as_str())
         .unwrap_or_default();
-    let (parent_id, parent_path) = match &desired.parent {
+    let (parent_id, parent_path) = match &desired.refs.parent {
         ParentState::TopLevel => (None, None),
         ParentState::Missing => {
             return waiting(
@@ -183,7 +158,7 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
         Some(path) => format!("{path} / {}", desired.spec.display_name),
         None => desired.spec.display_name.clone(),
     });
-    let refused = super::refused_at(desired.status.refused.as_ref(), desired.generation);
+    let refused = super::refused_at(desired.status.refused.as_ref(), desired.id.generation);
     let Some(account) = found else {
         if let Some(outcome) = refused {
             status.refused = desired.status.refused.clone();
@@ -198,16 +173,16 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
         // A create that follows a portal account deleted behind our back is a new request.
         let after = desired.status.portal_id.as_deref().unwrap_or("none");
         return Plan {
-            actions: vec![Action::Create {
+            actions: vec![Write::Create {
                 account: CreateAccount {
                     parent_id,
                     account_type: kind(desired.spec.account_type),
                     display_name: desired.spec.display_name.clone(),
                     tenant_id: desired.spec.tenant_id.clone(),
                     sub_contract: desired.spec.sub_contract,
-                    external_id: Some(external_id(desired.name, desired.spec)),
+                    external_id: Some(external_id(desired.id.name, desired.spec)),
                 },
-                idempotency_key: format!("{}/account/after/{after}", desired.uid),
+                idempotency_key: format!("{}/account/after/{after}", desired.id.uid),
                 under: desired.spec.parent_ref.as_ref().map(|p| p.name.clone()),
             }],
             status,
@@ -267,7 +242,7 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
     }
     if !changes.is_empty() {
         return Plan {
-            actions: vec![Action::Update {
+            actions: vec![Write::Update {
                 id: account.id.clone(),
                 changes,
                 version: account.version,
@@ -294,11 +269,15 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
 impl Kind for Account {
     type Status = AccountStatus;
     type Observed = Observed;
-    type Action = Action;
+    type Spec = AccountSpec;
+    type Write = Write;
     type Executed = Observed;
 
     const OBSERVE: &'static str = "find the portal account";
 
+    fn spec(&self) -> &AccountSpec {
+        &self.spec
+    }
     fn recorded_status(&self) -> AccountStatus {
         self.status.clone().unwrap_or_default()
     }
@@ -344,7 +323,7 @@ impl Kind for Account {
     ) -> Result<Observed, ExecuteError> {
         for action in &plan.actions {
             match action {
-                Action::Create {
+                Write::Create {
                     account,
                     idempotency_key,
                     ..
@@ -356,7 +335,7 @@ impl Kind for Account {
                             .map_err(ExecuteError::new("create the portal account"))?,
                     );
                 }
-                Action::Update {
+                Write::Update {
                     id,
                     changes,
                     version,
@@ -368,7 +347,7 @@ impl Kind for Account {
                             .map_err(ExecuteError::new("update the portal account"))?,
                     );
                 }
-                Action::Delete { id } => {
+                Write::Delete { id } => {
                     portal
                         .delete_account(id)
                         .await
@@ -388,6 +367,7 @@ impl Kind for Account {
 mod tests {
     use super::*;
     use crate::crd::AccountRef;
+    use crate::reconcile::Identity;
 
     fn spec() -> AccountSpec {
         AccountSpec {
@@ -435,13 +415,19 @@ mod tests {
     ) -> Plan {
         plan(
             &Desired {
-                name: "contoso",
-                uid: "uid-7",
-                generation: Some(1),
+                id: Identity {
+                    namespace: "",
+                    name: "contoso",
+                    uid: "uid-7",
+                    generation: Some(1),
+                },
                 spec,
                 status,
                 deleting,
-                parent,
+                refs: Refs {
+                    parent,
+                    ..Refs::default()
+                },
             },
             &Observed { account: found },
         )
@@ -451,7 +437,7 @@ mod tests {
     fn a_new_account_is_created_under_its_parent_with_its_external_id() {
         let plan = run(&spec(), &AccountStatus::default(), parent(), None, false);
         let [
-            Action::Create {
+            Write::Create {
                 account,
                 idempotency_key,
                 ..
@@ -475,7 +461,7 @@ mod tests {
         };
         let plan = run(&spec(), &status, parent(), None, false);
         let [
-            Action::Create {
+            Write::Create {
                 idempotency_key, ..
             },
         ] = &plan.actions[..]
@@ -542,7 +528,7 @@ mod tests {
         );
         assert_eq!(
             plan.actions,
-            vec![Action::Update {
+            vec![Write::Update {
                 id: "acc-2".into(),
                 changes: UpdateAccount {
                     display_name: Some("Contoso Ltd".into()),
@@ -609,7 +595,7 @@ mod tests {
             Some(portal_account()),
             true,
         );
-        assert_eq!(plan.actions, vec![Action::Delete { id: "acc-2".into() }]);
+        assert_eq!(plan.actions, vec![Write::Delete { id: "acc-2".into() }]);
         let gone = run(&delete, &AccountStatus::default(), parent(), None, true);
         assert!(gone.actions.is_empty(), "already gone: nothing to do");
     }

@@ -16,46 +16,14 @@ use crate::portal_client::{PortalApi, PortalResult};
 
 use super::driver::{Input, Kind};
 use super::refs::AccountState;
-use super::{ExecuteError, Lifecycle, Outcome, Refusal};
+use super::{ExecuteError, Outcome, Refusal};
 
-#[derive(Debug, Clone)]
-pub struct Desired<'a> {
-    pub namespace: &'a str,
-    pub name: &'a str,
-    pub uid: &'a str,
-    pub generation: Option<i64>,
-    pub spec: &'a AccountManagerSpec,
-    pub status: &'a AccountManagerStatus,
-    pub deleting: bool,
-    pub account_ref: &'a str,
-    pub account: AccountState,
-}
-
-impl<'a> Desired<'a> {
-    /// The object as the pure core sees it.
-    pub fn of(input: &Input<'a, AccountManager>) -> Desired<'a> {
-        let object = input.object;
-        Desired {
-            namespace: object.metadata.namespace.as_deref().unwrap_or_default(),
-            name: object.metadata.name.as_deref().unwrap_or_default(),
-            uid: object.metadata.uid.as_deref().unwrap_or_default(),
-            generation: object.metadata.generation,
-            spec: &object.spec,
-            status: input.status,
-            deleting: input.lifecycle == Lifecycle::Deleting,
-            account_ref: &object.spec.account_ref.name,
-            account: input.refs.account.clone(),
-        }
-    }
-}
+pub type Desired<'a> = super::Desired<'a, AccountManagerSpec, AccountManagerStatus>;
 
 /// The externalRef of `object`'s portal account manager.
 pub fn reference(object: &AccountManager) -> String {
-    external_ref(
-        object.metadata.namespace.as_deref().unwrap_or_default(),
-        object.metadata.name.as_deref().unwrap_or_default(),
-        object.metadata.uid.as_deref().unwrap_or_default(),
-    )
+    let id = super::Identity::of(&object.metadata);
+    external_ref(id.namespace, id.name, id.uid)
 }
 
 #[derive(Debug, Clone, Default)]
@@ -64,7 +32,7 @@ pub struct Observed {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+pub enum Write {
     Create {
         account: String,
         manager: CreateAccountManager,
@@ -81,18 +49,18 @@ pub enum Action {
     },
 }
 
-pub type Plan = super::Plan<Action, AccountManagerStatus>;
+pub type Plan = super::Plan<Write, AccountManagerStatus>;
 
-impl fmt::Display for Action {
+impl fmt::Display for Write {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Action::Create { manager, .. } => write!(
+            Write::Create { manager, .. } => write!(
                 f,
                 "create account manager {} (the portal emails a temporary password)",
                 manager.email
             ),
-            Action::ResendActivation { .. } => f.write_str("send a new activation email"),
-            Action::Delete { email, .. } => write!(f, "delete account manager {email}"),
+            Write::ResendActivation { .. } => f.write_str("send a new activation email"),
+            Write::Delete { email, .. } => write!(f, "delete account manager {email}"),
         }
     }
 }
@@ -121,7 +89,7 @@ pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
     if desired.deleting {
         return Plan {
             actions: found
-                .map(|m| Action::Delete {
+                .map(|m| Write::Delete {
                     id: m.id.clone(),
                     email: m.email.clone(),
                 })
@@ -135,14 +103,14 @@ pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
             requeue_after: None,
         };
     }
-    let account = match &desired.account {
+    let account = match &desired.refs.account {
         AccountState::NotDelegated => {
             return quiet(
                 Outcome::Stalled {
                     reason: "AccountNotDelegated".into(),
                     message: format!(
                         "Account {} does not list namespace {} in spec.namespaces; nothing was sent to the portal",
-                        desired.account_ref, desired.namespace
+                        desired.spec.account_ref.name, desired.id.namespace
                     ),
                 },
                 status,
@@ -152,7 +120,10 @@ pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
             let mut plan = quiet(
                 Outcome::Reconciling {
                     reason: "WaitingForAccount".into(),
-                    message: format!("Account {} is not in the portal yet", desired.account_ref),
+                    message: format!(
+                        "Account {} is not in the portal yet",
+                        desired.spec.account_ref.name
+                    ),
                 },
                 status,
             );
@@ -161,8 +132,8 @@ pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
         }
         AccountState::Ready { portal_id } => portal_id.clone(),
     };
-    status.observed_generation = desired.generation;
-    let refused = super::refused_at(desired.status.refused.as_ref(), desired.generation);
+    status.observed_generation = desired.id.generation;
+    let refused = super::refused_at(desired.status.refused.as_ref(), desired.id.generation);
     let Some(manager) = found else {
         if let Some(outcome) = refused {
             status.refused = desired.status.refused.clone();
@@ -171,7 +142,7 @@ pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
         // The create sends the first activation email: the counter as it is now is served.
         status.observed_resend_activation = desired.spec.resend_activation;
         return Plan {
-            actions: vec![Action::Create {
+            actions: vec![Write::Create {
                 account,
                 manager: CreateAccountManager {
                     first_name: desired.spec.first_name.clone(),
@@ -179,9 +150,13 @@ pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
                     email: desired.spec.email.clone(),
                     language: Some(desired.spec.language),
                     branding_domain: desired.spec.branding_domain.clone(),
-                    external_ref: Some(external_ref(desired.namespace, desired.name, desired.uid)),
+                    external_ref: Some(external_ref(
+                        desired.id.namespace,
+                        desired.id.name,
+                        desired.id.uid,
+                    )),
                 },
-                idempotency_key: format!("{}/create", desired.uid),
+                idempotency_key: format!("{}/create", desired.id.uid),
             }],
             status,
             outcome: Outcome::Reconciling {
@@ -206,11 +181,11 @@ pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
     if resend_wanted && manager.state != AccountManagerState::Active {
         status.observed_resend_activation = desired.spec.resend_activation;
         return Plan {
-            actions: vec![Action::ResendActivation {
+            actions: vec![Write::ResendActivation {
                 id: manager.id.clone(),
                 idempotency_key: format!(
                     "{}/resend/{}",
-                    desired.uid, desired.spec.resend_activation
+                    desired.id.uid, desired.spec.resend_activation
                 ),
             }],
             status,
@@ -277,11 +252,15 @@ pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
 impl Kind for AccountManager {
     type Status = AccountManagerStatus;
     type Observed = Observed;
-    type Action = Action;
+    type Spec = AccountManagerSpec;
+    type Write = Write;
     type Executed = Observed;
 
     const OBSERVE: &'static str = "find the account manager";
 
+    fn spec(&self) -> &AccountManagerSpec {
+        &self.spec
+    }
     fn recorded_status(&self) -> AccountManagerStatus {
         self.status.clone().unwrap_or_default()
     }
@@ -313,7 +292,7 @@ impl Kind for AccountManager {
     ) -> Result<Observed, ExecuteError> {
         for action in &plan.actions {
             match action {
-                Action::Create {
+                Write::Create {
                     account,
                     manager,
                     idempotency_key,
@@ -325,7 +304,7 @@ impl Kind for AccountManager {
                             .map_err(ExecuteError::new("create the account manager"))?,
                     );
                 }
-                Action::ResendActivation {
+                Write::ResendActivation {
                     id,
                     idempotency_key,
                 } => {
@@ -336,7 +315,7 @@ impl Kind for AccountManager {
                             .map_err(ExecuteError::new("send a new activation email"))?,
                     );
                 }
-                Action::Delete { id, .. } => {
+                Write::Delete { id, .. } => {
                     portal
                         .delete_account_manager(id)
                         .await
@@ -358,6 +337,7 @@ mod tests {
     use crate::api::time::format_millis;
     use crate::crd::AccountRef;
     use crate::domain::Language;
+    use crate::reconcile::{Identity, Refs};
 
     const NOW: i64 = 1_795_000_000_000;
 
@@ -402,15 +382,19 @@ mod tests {
     ) -> Plan {
         plan(
             &Desired {
-                namespace: "team",
-                name: "mia",
-                uid: "uid-3",
-                generation: Some(1),
+                id: Identity {
+                    namespace: "team",
+                    name: "mia",
+                    uid: "uid-3",
+                    generation: Some(1),
+                },
                 spec,
                 status,
                 deleting: false,
-                account_ref: "fabrikam",
-                account,
+                refs: Refs {
+                    account,
+                    ..Refs::default()
+                },
             },
             &Observed { manager: found },
             NOW,
@@ -468,7 +452,7 @@ mod tests {
     fn created_with_the_object_reference_and_no_password() {
         let plan = run(&spec(), &AccountManagerStatus::default(), ready(), None);
         let [
-            Action::Create {
+            Write::Create {
                 account,
                 manager,
                 idempotency_key,
@@ -499,7 +483,7 @@ mod tests {
         );
         assert_eq!(
             plan.actions,
-            vec![Action::ResendActivation {
+            vec![Write::ResendActivation {
                 id: "am-1".into(),
                 idempotency_key: "uid-3/resend/1".into()
             }]

@@ -21,52 +21,15 @@ use crate::portal_client::{PortalApi, PortalResult};
 use super::driver::{Input, Kind};
 pub use super::refs::AccountState;
 use super::refs::Refs;
-use super::{ExecuteError, Lifecycle, Outcome, Refusal};
+use super::{ExecuteError, Outcome, Refusal};
 
-/// The object as it is now.
-#[derive(Debug, Clone)]
-pub struct Desired<'a> {
-    pub namespace: &'a str,
-    pub name: &'a str,
-    pub uid: &'a str,
-    pub generation: Option<i64>,
-    pub spec: &'a AdminInvitationSpec,
-    pub status: &'a AdminInvitationStatus,
-    pub deleting: bool,
-    pub account_ref: &'a str,
-    pub account: AccountState,
-    /// With Link delivery: whether the link is stored (its Secret exists). A link lost to a
-    /// crash before it was stored, or to a deleted Secret, is replaced by a resend.
-    pub link_stored: bool,
-}
-
-impl<'a> Desired<'a> {
-    /// The object as the pure core sees it.
-    pub fn of(input: &Input<'a, AdminInvitation>) -> Desired<'a> {
-        let object = input.object;
-        Desired {
-            namespace: object.metadata.namespace.as_deref().unwrap_or_default(),
-            name: object.metadata.name.as_deref().unwrap_or_default(),
-            uid: object.metadata.uid.as_deref().unwrap_or_default(),
-            generation: object.metadata.generation,
-            spec: &object.spec,
-            status: input.status,
-            deleting: input.lifecycle == Lifecycle::Deleting,
-            account_ref: &object.spec.account_ref.name,
-            account: input.refs.account.clone(),
-            link_stored: input.refs.link_stored,
-        }
-    }
-}
+pub type Desired<'a> = super::Desired<'a, AdminInvitationSpec, AdminInvitationStatus>;
 
 /// The externalRef of the object's current attempt.
 pub fn current_ref(object: &AdminInvitation) -> String {
-    external_ref(
-        object.metadata.namespace.as_deref().unwrap_or_default(),
-        object.metadata.name.as_deref().unwrap_or_default(),
-        object.metadata.uid.as_deref().unwrap_or_default(),
-        object.status.as_ref().map_or(1, |s| s.attempts.max(1)),
-    )
+    let id = super::Identity::of(&object.metadata);
+    let attempt = object.status.as_ref().map_or(1, |s| s.attempts.max(1));
+    external_ref(id.namespace, id.name, id.uid, attempt)
 }
 
 /// What the portal holds for the current attempt (found by its externalRef).
@@ -76,7 +39,7 @@ pub struct Observed {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Action {
+pub enum Write {
     /// Invite (attempt `attempt`); with Link delivery the executor writes the returned link to
     /// the Secret named in the status.
     Create {
@@ -100,7 +63,7 @@ pub enum Action {
     },
 }
 
-pub type Plan = super::Plan<Action, AdminInvitationStatus>;
+pub type Plan = super::Plan<Write, AdminInvitationStatus>;
 
 fn roles_text(roles: &[Role]) -> String {
     roles
@@ -110,10 +73,10 @@ fn roles_text(roles: &[Role]) -> String {
         .join(", ")
 }
 
-impl fmt::Display for Action {
+impl fmt::Display for Write {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Action::Create {
+            Write::Create {
                 invitation,
                 attempt,
                 ..
@@ -131,13 +94,13 @@ impl fmt::Display for Action {
                 }
                 Ok(())
             }
-            Action::UpdateRoles { roles, .. } => write!(
+            Write::UpdateRoles { roles, .. } => write!(
                 f,
                 "change the pending invitation's roles to {}",
                 roles_text(roles)
             ),
-            Action::Revoke { id } => write!(f, "revoke pending invitation {id}"),
-            Action::Resend { .. } => f.write_str("issue a new link (the stored one is missing)"),
+            Write::Revoke { id } => write!(f, "revoke pending invitation {id}"),
+            Write::Resend { .. } => f.write_str("issue a new link (the stored one is missing)"),
         }
     }
 }
@@ -176,7 +139,7 @@ pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
                     InvitationState::Pending | InvitationState::Expired
                 ) =>
             {
-                vec![Action::Revoke {
+                vec![Write::Revoke {
                     id: found.id.clone(),
                 }]
             }
@@ -201,18 +164,24 @@ pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
         status,
         requeue_after: Some(WAIT_FOR_ACCOUNT),
     };
-    let account = match &desired.account {
+    let account = match &desired.refs.account {
         AccountState::Missing => {
             return waiting(
                 "WaitingForAccount",
-                format!("Account {} does not exist yet", desired.account_ref),
+                format!(
+                    "Account {} does not exist yet",
+                    desired.spec.account_ref.name
+                ),
                 status,
             );
         }
         AccountState::NotReady => {
             return waiting(
                 "WaitingForAccount",
-                format!("Account {} is not in the portal yet", desired.account_ref),
+                format!(
+                    "Account {} is not in the portal yet",
+                    desired.spec.account_ref.name
+                ),
                 status,
             );
         }
@@ -223,7 +192,7 @@ pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
                     reason: "AccountNotDelegated".into(),
                     message: format!(
                         "Account {} does not list namespace {} in spec.namespaces; nothing was sent to the portal",
-                        desired.account_ref, desired.namespace
+                        desired.spec.account_ref.name, desired.id.namespace
                     ),
                 },
                 status,
@@ -232,14 +201,14 @@ pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
         }
         AccountState::Ready { portal_id } => portal_id.clone(),
     };
-    status.observed_generation = desired.generation;
+    status.observed_generation = desired.id.generation;
     if desired.spec.delivery == Delivery::Link {
         status.link_secret_ref = Some(SecretRef {
-            name: link_secret_name(desired.name),
+            name: link_secret_name(desired.id.name),
         });
     }
     // A spec the portal refused is not sent again until it changes.
-    let refused = super::refused_at(desired.status.refused.as_ref(), desired.generation);
+    let refused = super::refused_at(desired.status.refused.as_ref(), desired.id.generation);
     let Some(found) = invitation else {
         if let Some(outcome) = refused {
             status.refused = desired.status.refused.clone();
@@ -260,16 +229,16 @@ pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
             status.phase = Some(AdminInvitationPhase::Pending);
             let mut actions = Vec::new();
             if refused.is_none() && !same_roles(&found.roles, &desired.spec.roles) {
-                actions.push(Action::UpdateRoles {
+                actions.push(Write::UpdateRoles {
                     id: found.id.clone(),
                     roles: desired.spec.roles.clone(),
                     version: found.version,
                 });
             }
-            if desired.spec.delivery == Delivery::Link && !desired.link_stored {
-                actions.push(Action::Resend {
+            if desired.spec.delivery == Delivery::Link && !desired.refs.link_stored {
+                actions.push(Write::Resend {
                     id: found.id.clone(),
-                    idempotency_key: format!("{}/{attempt}/resend/{}", desired.uid, found.sends),
+                    idempotency_key: format!("{}/{attempt}/resend/{}", desired.id.uid, found.sends),
                 });
             }
             let mut message = format!(
@@ -377,17 +346,17 @@ fn create(
         delivery: Some(desired.spec.delivery),
         expires_after: Some(desired.spec.expires_after.clone()),
         external_ref: Some(external_ref(
-            desired.namespace,
-            desired.name,
-            desired.uid,
+            desired.id.namespace,
+            desired.id.name,
+            desired.id.uid,
             attempt,
         )),
     };
     Plan {
-        actions: vec![Action::Create {
+        actions: vec![Write::Create {
             account,
             invitation,
-            idempotency_key: format!("{}/{attempt}", desired.uid),
+            idempotency_key: format!("{}/{attempt}", desired.id.uid),
             attempt,
         }],
         outcome: Outcome::Reconciling {
@@ -420,11 +389,15 @@ pub struct Executed {
 impl Kind for AdminInvitation {
     type Status = AdminInvitationStatus;
     type Observed = Observed;
-    type Action = Action;
+    type Spec = AdminInvitationSpec;
+    type Write = Write;
     type Executed = Executed;
 
     const OBSERVE: &'static str = "find the portal invitation";
 
+    fn spec(&self) -> &AdminInvitationSpec {
+        &self.spec
+    }
     fn recorded_status(&self) -> AdminInvitationStatus {
         self.status.clone().unwrap_or_default()
     }
@@ -485,7 +458,7 @@ impl Kind for AdminInvitation {
         let mut link = None;
         for action in &plan.actions {
             match action {
-                Action::Create {
+                Write::Create {
                     account,
                     invitation,
                     idempotency_key,
@@ -498,21 +471,21 @@ impl Kind for AdminInvitation {
                     link = created.link.take();
                     observed.invitation = Some(created);
                 }
-                Action::UpdateRoles { id, roles, version } => {
+                Write::UpdateRoles { id, roles, version } => {
                     let updated = portal
                         .update_invitation_roles(id, roles, *version)
                         .await
                         .map_err(ExecuteError::new("change the pending invitation's roles"))?;
                     observed.invitation = Some(updated);
                 }
-                Action::Revoke { id } => {
+                Write::Revoke { id } => {
                     portal
                         .revoke_invitation(id)
                         .await
                         .map_err(ExecuteError::new("revoke the portal invitation"))?;
                     observed.invitation = None;
                 }
-                Action::Resend {
+                Write::Resend {
                     id,
                     idempotency_key,
                 } => {
@@ -540,6 +513,7 @@ mod tests {
     use super::*;
     use crate::api::{AcceptFailure, Delivery as PortalDelivery};
     use crate::crd::AccountRef;
+    use crate::reconcile::Identity;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     const NOW: i64 = 1_795_000_000_000;
@@ -610,16 +584,20 @@ mod tests {
 
     fn run(case: &Case) -> Plan {
         let desired = Desired {
-            namespace: "team-a",
-            name: "ann",
-            uid: "uid-1",
-            generation: Some(1),
+            id: Identity {
+                namespace: "team-a",
+                name: "ann",
+                uid: "uid-1",
+                generation: Some(1),
+            },
             spec: &case.spec,
             status: &case.status,
             deleting: case.deleting,
-            account_ref: "contoso",
-            account: case.account.clone(),
-            link_stored: case.link_stored,
+            refs: Refs {
+                account: case.account.clone(),
+                link_stored: case.link_stored,
+                ..Refs::default()
+            },
         };
         plan(
             &desired,
@@ -716,7 +694,7 @@ mod tests {
     #[test]
     fn create_is_idempotent_per_attempt_and_names_the_object() {
         let plan = run(&case("new"));
-        let Action::Create {
+        let Write::Create {
             invitation,
             idempotency_key,
             attempt,
@@ -765,7 +743,7 @@ mod tests {
         });
         assert_eq!(
             plan.actions,
-            [Action::UpdateRoles {
+            [Write::UpdateRoles {
                 id: "inv-1".into(),
                 roles: vec![Role::ServiceContributor, Role::ServiceViewer],
                 version: 1
@@ -804,7 +782,7 @@ mod tests {
             found: Some(portal(InvitationState::Expired)),
             ..case("reissue 1")
         });
-        let Action::Create {
+        let Write::Create {
             idempotency_key,
             invitation,
             ..
@@ -842,7 +820,7 @@ mod tests {
             found: Some(portal(InvitationState::Pending)),
             ..case("delete pending")
         });
-        assert_eq!(pending.actions, [Action::Revoke { id: "inv-1".into() }]);
+        assert_eq!(pending.actions, [Write::Revoke { id: "inv-1".into() }]);
         assert!(pending.requeue_after.is_none());
         let accepted = run(&Case {
             deleting: true,
@@ -1001,7 +979,7 @@ mod tests {
             status: stalled_at(0),
             ..case("the spec changed since")
         });
-        assert!(matches!(retried.actions[..], [Action::Create { .. }]));
+        assert!(matches!(retried.actions[..], [Write::Create { .. }]));
     }
 
     #[test]
@@ -1018,7 +996,7 @@ mod tests {
         });
         assert_eq!(
             plan.actions,
-            vec![Action::Resend {
+            vec![Write::Resend {
                 id: "inv-1".into(),
                 idempotency_key: "uid-1/1/resend/1".into()
             }]

@@ -31,17 +31,20 @@ pub struct Input<'a, K: Kind> {
 
 /// One kind of object the operator reconciles against the portal.
 pub trait Kind: Resource<DynamicType = ()> + Send + Sync + Sized {
+    type Spec;
     type Status: Clone + Default + PartialEq + std::fmt::Debug + serde::Serialize + Send + Sync;
     /// What the portal holds for one object.
     type Observed: Default + Send + Sync;
-    /// One portal write; `Display` is how `diff` and `apply` describe it.
-    type Action: Display + Send + Sync;
+    /// One portal write (not to be confused with kube-runtime's `Action`, a requeue); `Display`
+    /// is how `diff` and `apply` describe it.
+    type Write: Display + Send + Sync;
     /// What carrying out a plan yields (usually the portal's objects as they now stand).
     type Executed: Send + Sync;
 
     /// What observing is, in an error message ("find the portal invitation").
     const OBSERVE: &'static str;
 
+    fn spec(&self) -> &Self::Spec;
     fn recorded_status(&self) -> Self::Status;
     /// The Account this object lives under (none for an Account itself).
     fn account_ref(&self) -> Option<&AccountRef>;
@@ -95,10 +98,10 @@ pub trait Kind: Resource<DynamicType = ()> + Send + Sync + Sized {
         input: &Input<'_, Self>,
         observed: &Self::Observed,
         now_millis: i64,
-    ) -> Plan<Self::Action, Self::Status>;
+    ) -> Plan<Self::Write, Self::Status>;
     fn execute(
         portal: &impl PortalApi,
-        plan: &Plan<Self::Action, Self::Status>,
+        plan: &Plan<Self::Write, Self::Status>,
         observed: Self::Observed,
     ) -> impl Future<Output = Result<Self::Executed, ExecuteError>> + Send;
     /// The plan after acting, from what the portal answered (the status to record, and any
@@ -107,19 +110,19 @@ pub trait Kind: Resource<DynamicType = ()> + Send + Sync + Sized {
         input: &Input<'_, Self>,
         executed: &Self::Executed,
         now_millis: i64,
-    ) -> Plan<Self::Action, Self::Status>;
+    ) -> Plan<Self::Write, Self::Status>;
     /// The link the portal just issued (shown only once), if any.
     fn take_link(_executed: &mut Self::Executed) -> Option<String> {
         None
     }
     /// Whether `action` changed the portal (a grant to someone not an admin yet did not).
-    fn made(_action: &Self::Action, _executed: &Self::Executed) -> bool {
+    fn made(_action: &Self::Write, _executed: &Self::Executed) -> bool {
         true
     }
     /// What `action` waits for, when it only waits for a person (it was tried before and is
     /// tried again when they act, e.g. "ann@… accepts an invitation"): `diff` shows it as
     /// waiting, not as a change.
-    fn awaits(_status: &Self::Status, _action: &Self::Action) -> Option<String> {
+    fn awaits(_status: &Self::Status, _action: &Self::Write) -> Option<String> {
         None
     }
 }
@@ -376,7 +379,7 @@ pub fn plan_from<K: Kind>(
     refs: &Refs,
     observed: &K::Observed,
     now_millis: i64,
-) -> Plan<K::Action, K::Status> {
+) -> Plan<K::Write, K::Status> {
     let recorded = object.recorded_status();
     K::plan(
         &Input {
@@ -436,9 +439,9 @@ mod tests {
     /// The portal writes the scripted kind made, by object name.
     static WRITES: Mutex<BTreeMap<String, Vec<String>>> = Mutex::new(BTreeMap::new());
 
-    struct Write(String);
+    struct Scripted(String);
 
-    impl Display for Write {
+    impl Display for Scripted {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             write!(f, "write {}", self.0)
         }
@@ -455,10 +458,14 @@ mod tests {
     impl Kind for Widget {
         type Status = WidgetStatus;
         type Observed = ();
-        type Action = Write;
+        type Spec = WidgetSpec;
+        type Write = Scripted;
         type Executed = (Vec<String>, Option<String>);
         const OBSERVE: &'static str = "find the widget";
 
+        fn spec(&self) -> &WidgetSpec {
+            &self.spec
+        }
         fn recorded_status(&self) -> WidgetStatus {
             self.status.clone().unwrap_or_default()
         }
@@ -474,14 +481,14 @@ mod tests {
         async fn observe_under(_: &impl PortalApi, _: &str, _: &Self) -> PortalResult<()> {
             Ok(())
         }
-        fn plan(input: &Input<'_, Self>, _: &(), _: i64) -> Plan<Write, WidgetStatus> {
+        fn plan(input: &Input<'_, Self>, _: &(), _: i64) -> Plan<Scripted, WidgetStatus> {
             let spec = &input.object.spec;
             let writes = match input.lifecycle {
                 Lifecycle::Deleting => vec![format!("remove-{}", input.object.name_any())],
                 Lifecycle::Live => spec.writes.clone(),
             };
             Plan {
-                actions: writes.into_iter().map(Write).collect(),
+                actions: writes.into_iter().map(Scripted).collect(),
                 status: WidgetStatus {
                     link_stored: input.refs.link_stored,
                     ..input.status.clone()
@@ -495,7 +502,7 @@ mod tests {
         }
         async fn execute(
             _: &impl PortalApi,
-            plan: &Plan<Write, WidgetStatus>,
+            plan: &Plan<Scripted, WidgetStatus>,
             _: (),
         ) -> Result<Self::Executed, ExecuteError> {
             let name = plan
@@ -527,9 +534,16 @@ mod tests {
             input: &Input<'_, Self>,
             executed: &Self::Executed,
             _: i64,
-        ) -> Plan<Write, WidgetStatus> {
+        ) -> Plan<Scripted, WidgetStatus> {
             Plan {
-                actions: input.object.spec.left.iter().cloned().map(Write).collect(),
+                actions: input
+                    .object
+                    .spec
+                    .left
+                    .iter()
+                    .cloned()
+                    .map(Scripted)
+                    .collect(),
                 status: WidgetStatus {
                     made: executed.0.clone(),
                     link_stored: input.refs.link_stored,

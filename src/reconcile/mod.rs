@@ -12,10 +12,10 @@ pub mod role_binding;
 
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 
 pub use crate::crd::Refusal;
-pub use driver::{Host, Kind};
+pub use driver::{Host, Input, Kind};
 pub use refs::{AccountState, ParentState, Refs};
 
 /// Whether the object is live (converge it) or being deleted (clean up after it).
@@ -23,6 +23,51 @@ pub use refs::{AccountState, ParentState, Refs};
 pub enum Lifecycle {
     Live,
     Deleting,
+}
+
+/// Who an object is: what portal references and idempotency keys are made from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity<'a> {
+    /// Empty for a cluster-scoped kind (Account).
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub uid: &'a str,
+    pub generation: Option<i64>,
+}
+
+/// The object as every kind's pure plan reads it: who it is, its spec and recorded status,
+/// whether it is being deleted, and what its references resolved to.
+#[derive(Debug, Clone)]
+pub struct Desired<'a, Spec, Status> {
+    pub id: Identity<'a>,
+    pub spec: &'a Spec,
+    pub status: &'a Status,
+    pub deleting: bool,
+    pub refs: Refs,
+}
+
+impl<'a> Identity<'a> {
+    pub fn of(meta: &'a ObjectMeta) -> Identity<'a> {
+        Identity {
+            namespace: meta.namespace.as_deref().unwrap_or_default(),
+            name: meta.name.as_deref().unwrap_or_default(),
+            uid: meta.uid.as_deref().unwrap_or_default(),
+            generation: meta.generation,
+        }
+    }
+}
+
+impl<'a, Spec, Status> Desired<'a, Spec, Status> {
+    /// What a kind's plan reads of `input`.
+    pub fn of<K: Kind<Spec = Spec, Status = Status>>(input: &Input<'a, K>) -> Self {
+        Desired {
+            id: Identity::of(input.object.meta()),
+            spec: input.object.spec(),
+            status: input.status,
+            deleting: input.lifecycle == Lifecycle::Deleting,
+            refs: input.refs.clone(),
+        }
+    }
 }
 
 /// What one kind's `plan` decided: the portal writes to make, the status and outcome as this

@@ -19,7 +19,7 @@ use crate::domain::{Account, AccountKind, AccountTree, Grant, GrantScope, Role, 
 
 use super::driver::{Input, Kind};
 use super::refs::{AccountState, Refs};
-use super::{ExecuteError, Lifecycle, Outcome, Refusal};
+use super::{ExecuteError, Outcome, Refusal};
 use crate::portal_client::{PortalApi, PortalResult};
 
 /// The grants' `source` for this object.
@@ -32,46 +32,12 @@ pub fn source(namespace: &str, name: &str, uid: &str) -> String {
     .to_string()
 }
 
-pub struct Desired<'a> {
-    pub namespace: &'a str,
-    pub name: &'a str,
-    pub uid: &'a str,
-    pub generation: Option<i64>,
-    pub spec: &'a RoleBindingSpec,
-    pub status: &'a RoleBindingStatus,
-    pub deleting: bool,
-    pub account_ref: &'a str,
-    pub account: AccountState,
-    /// Whether the account holds contracts (a partner, or a client with a sub-contract).
-    pub account_holds_contracts: bool,
-}
-
-impl<'a> Desired<'a> {
-    /// The binding as the pure core sees it.
-    pub fn of(input: &Input<'a, RoleBinding>) -> Desired<'a> {
-        let object = input.object;
-        Desired {
-            namespace: object.metadata.namespace.as_deref().unwrap_or_default(),
-            name: object.metadata.name.as_deref().unwrap_or_default(),
-            uid: object.metadata.uid.as_deref().unwrap_or_default(),
-            generation: object.metadata.generation,
-            spec: &object.spec,
-            status: input.status,
-            deleting: input.lifecycle == Lifecycle::Deleting,
-            account_ref: &object.spec.account_ref.name,
-            account: input.refs.account.clone(),
-            account_holds_contracts: input.refs.account_holds_contracts,
-        }
-    }
-}
+pub type Desired<'a> = super::Desired<'a, RoleBindingSpec, RoleBindingStatus>;
 
 /// The grants' `source` for `object`.
 pub fn source_of(object: &RoleBinding) -> String {
-    source(
-        object.metadata.namespace.as_deref().unwrap_or_default(),
-        object.metadata.name.as_deref().unwrap_or_default(),
-        object.metadata.uid.as_deref().unwrap_or_default(),
-    )
+    let id = super::Identity::of(&object.metadata);
+    source(id.namespace, id.name, id.uid)
 }
 
 #[derive(Debug, Clone, Default)]
@@ -81,7 +47,7 @@ pub struct Observed {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+pub enum Write {
     Grant {
         /// The portal account.
         account: String,
@@ -99,10 +65,10 @@ pub enum Action {
     },
 }
 
-impl fmt::Display for Action {
+impl fmt::Display for Write {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Action::Grant {
+            Write::Grant {
                 email,
                 roles,
                 scope,
@@ -116,15 +82,15 @@ impl fmt::Display for Action {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            Action::Revoke { role, subject, .. } => {
+            Write::Revoke { role, subject, .. } => {
                 write!(f, "revoke {} from {subject}", role.as_str())
             }
         }
     }
 }
 
-fn revoke(grant: &GrantView) -> Action {
-    Action::Revoke {
+fn revoke(grant: &GrantView) -> Write {
+    Write::Revoke {
         grant_id: grant.id.clone(),
         role: grant.role,
         subject: grant
@@ -134,7 +100,7 @@ fn revoke(grant: &GrantView) -> Action {
     }
 }
 
-pub type Plan = super::Plan<Action, RoleBindingStatus>;
+pub type Plan = super::Plan<Write, RoleBindingStatus>;
 
 fn scope(spec: &RoleBindingSpec) -> GrantScope {
     match spec.scope {
@@ -152,7 +118,7 @@ fn subject_name(subject: &crate::crd::Subject) -> String {
 }
 
 pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
-    let source = source(desired.namespace, desired.name, desired.uid);
+    let source = source(desired.id.namespace, desired.id.name, desired.id.uid);
     let quiet = |outcome: Outcome, requeue_after| Plan {
         actions: Vec::new(),
         status: desired.status.clone(),
@@ -180,14 +146,14 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
             Some(super::WAIT_FOR_ACCOUNT),
         )
     };
-    let account = match &desired.account {
+    let account = match &desired.refs.account {
         AccountState::NotDelegated => {
             return quiet(
                 Outcome::Stalled {
                     reason: "AccountNotDelegated".into(),
                     message: format!(
                         "Account {} does not list namespace {} in spec.namespaces; nothing was sent to the portal",
-                        desired.account_ref, desired.namespace
+                        desired.spec.account_ref.name, desired.id.namespace
                     ),
                 },
                 None,
@@ -196,19 +162,20 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
         AccountState::Missing => {
             return waiting(format!(
                 "Account {} does not exist yet",
-                desired.account_ref
+                desired.spec.account_ref.name
             ));
         }
         AccountState::NotReady => {
             return waiting(format!(
                 "Account {} is not in the portal yet",
-                desired.account_ref
+                desired.spec.account_ref.name
             ));
         }
         AccountState::Ready { portal_id } => portal_id.clone(),
     };
     // A spec the portal already refused is not retried until it changes.
-    if let Some(outcome) = super::refused_at(desired.status.refused.as_ref(), desired.generation) {
+    if let Some(outcome) = super::refused_at(desired.status.refused.as_ref(), desired.id.generation)
+    {
         return quiet(outcome, None);
     }
     let scope = scope(desired.spec);
@@ -239,14 +206,14 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
             .filter(|r| !held.get(email).is_some_and(|h| h.contains(r)))
             .collect();
         if !missing.is_empty() {
-            actions.push(Action::Grant {
+            actions.push(Write::Grant {
                 account: account.clone(),
                 email: email.clone(),
                 // The roles are part of the key: a retry after partial progress asks for fewer
                 // roles, which is a different request and must not reuse the first one's key.
                 idempotency_key: format!(
                     "{source}/{}/{email}/{}",
-                    desired.generation.unwrap_or(0),
+                    desired.id.generation.unwrap_or(0),
                     missing
                         .iter()
                         .map(|r| r.as_str())
@@ -276,8 +243,8 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
         let waiting: Vec<&str> = actions
             .iter()
             .filter_map(|a| match a {
-                Action::Grant { email, .. } => Some(email.as_str()),
-                Action::Revoke { .. } => None,
+                Write::Grant { email, .. } => Some(email.as_str()),
+                Write::Revoke { .. } => None,
             })
             .collect();
         return Plan {
@@ -304,13 +271,13 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
 }
 
 /// Whether `action` is a grant to a subject that was not an admin last time.
-fn waits_for_person(status: &RoleBindingStatus, action: &Action) -> bool {
+fn waits_for_person(status: &RoleBindingStatus, action: &Write) -> bool {
     match action {
-        Action::Grant { email, .. } => status
+        Write::Grant { email, .. } => status
             .subjects
             .iter()
             .any(|s| s.subject == *email && s.state == GrantState::WaitingForSubject),
-        Action::Revoke { .. } => false,
+        Write::Revoke { .. } => false,
     }
 }
 
@@ -382,7 +349,7 @@ pub fn settle(
         };
         if let (None, Some(reason)) = (&refused, reason) {
             refused = Some(Refusal {
-                generation: desired.generation.unwrap_or_default(),
+                generation: desired.id.generation.unwrap_or_default(),
                 reason,
                 message: format!(
                     "{}: {}",
@@ -394,8 +361,8 @@ pub fn settle(
         subjects.push(entry);
     }
     let status = RoleBindingStatus {
-        observed_generation: desired.generation,
-        account_portal_id: match &desired.account {
+        observed_generation: desired.id.generation,
+        account_portal_id: match &desired.refs.account {
             AccountState::Ready { portal_id } => Some(portal_id.clone()),
             _ => desired.status.account_portal_id.clone(),
         },
@@ -437,7 +404,7 @@ pub fn settle(
 /// origin of each (granted or implied, and through what).
 fn effective_roles(desired: &Desired) -> Vec<EffectiveRole> {
     let account = Account {
-        kind: if desired.account_holds_contracts {
+        kind: if desired.refs.account_holds_contracts {
             AccountKind::Partner
         } else {
             AccountKind::Client
@@ -482,11 +449,15 @@ fn effective_roles(desired: &Desired) -> Vec<EffectiveRole> {
 impl Kind for RoleBinding {
     type Status = RoleBindingStatus;
     type Observed = Observed;
-    type Action = Action;
+    type Spec = RoleBindingSpec;
+    type Write = Write;
     type Executed = BTreeMap<String, GrantResult>;
 
     const OBSERVE: &'static str = "list the binding's grants";
 
+    fn spec(&self) -> &RoleBindingSpec {
+        &self.spec
+    }
     fn recorded_status(&self) -> RoleBindingStatus {
         self.status.clone().unwrap_or_default()
     }
@@ -539,7 +510,7 @@ impl Kind for RoleBinding {
         let mut results = BTreeMap::new();
         for action in &plan.actions {
             match action {
-                Action::Grant {
+                Write::Grant {
                     account,
                     email,
                     roles,
@@ -565,7 +536,7 @@ impl Kind for RoleBinding {
                     };
                     results.insert(email.clone(), result);
                 }
-                Action::Revoke { grant_id, .. } => portal
+                Write::Revoke { grant_id, .. } => portal
                     .revoke_grant(grant_id)
                     .await
                     .map_err(ExecuteError::new("revoke a grant this binding made"))?,
@@ -583,17 +554,17 @@ impl Kind for RoleBinding {
             requeue_after: None,
         }
     }
-    fn made(action: &Action, executed: &Self::Executed) -> bool {
+    fn made(action: &Write, executed: &Self::Executed) -> bool {
         match action {
-            Action::Grant { email, .. } => {
+            Write::Grant { email, .. } => {
                 matches!(executed.get(email), Some(GrantResult::Granted))
             }
-            Action::Revoke { .. } => true,
+            Write::Revoke { .. } => true,
         }
     }
-    fn awaits(status: &RoleBindingStatus, action: &Action) -> Option<String> {
+    fn awaits(status: &RoleBindingStatus, action: &Write) -> Option<String> {
         match action {
-            Action::Grant { email, .. } if waits_for_person(status, action) => {
+            Write::Grant { email, .. } if waits_for_person(status, action) => {
                 Some(format!("{email} accepts an invitation"))
             }
             _ => None,
@@ -605,6 +576,7 @@ impl Kind for RoleBinding {
 mod tests {
     use super::*;
     use crate::crd::{AccountManagerRef, AccountRef, Subject};
+    use crate::reconcile::Identity;
 
     fn spec(emails: &[&str], roles: &[Role]) -> RoleBindingSpec {
         RoleBindingSpec {
@@ -638,18 +610,16 @@ mod tests {
 
     fn desired<'a>(spec: &'a RoleBindingSpec, status: &'a RoleBindingStatus) -> Desired<'a> {
         Desired {
-            namespace: "team-a",
-            name: "owners",
-            uid: "uid-1",
-            generation: Some(1),
+            id: Identity {
+                namespace: "team-a",
+                name: "owners",
+                uid: "uid-1",
+                generation: Some(1),
+            },
             spec,
             status,
             deleting: false,
-            account_ref: "contoso",
-            account: AccountState::Ready {
-                portal_id: "acc".into(),
-            },
-            account_holds_contracts: false,
+            refs: Refs::ready("acc"),
         }
     }
 
@@ -658,10 +628,8 @@ mod tests {
         let spec = spec(&["ann@contoso.example"], &[Role::ServiceViewer]);
         let status = RoleBindingStatus::default();
         for account in [AccountState::Missing, AccountState::NotReady] {
-            let desired = Desired {
-                account,
-                ..desired(&spec, &status)
-            };
+            let mut desired = desired(&spec, &status);
+            desired.refs.account = account;
             let plan = plan(&desired, &Observed::default());
             assert!(plan.actions.is_empty());
             assert_eq!(plan.requeue_after, Some(crate::reconcile::WAIT_FOR_ACCOUNT));
@@ -681,7 +649,7 @@ mod tests {
             |grants: Vec<GrantView>| match &plan(&desired(&spec, &status), &Observed { grants })
                 .actions[0]
             {
-                Action::Grant {
+                Write::Grant {
                     idempotency_key, ..
                 } => idempotency_key.clone(),
                 other => panic!("{other:?}"),
@@ -714,7 +682,7 @@ mod tests {
             .actions
             .iter()
             .filter_map(|a| match a {
-                Action::Grant { email, roles, .. } => Some((email.clone(), roles.clone())),
+                Write::Grant { email, roles, .. } => Some((email.clone(), roles.clone())),
                 _ => None,
             })
             .collect();
@@ -734,7 +702,7 @@ mod tests {
         assert!(
             plan.actions
                 .iter()
-                .all(|a| !matches!(a, Action::Revoke { .. }))
+                .all(|a| !matches!(a, Write::Revoke { .. }))
         );
     }
 
@@ -769,7 +737,7 @@ mod tests {
             .actions
             .iter()
             .filter_map(|a| match a {
-                Action::Revoke { grant_id, .. } => Some(grant_id.as_str()),
+                Write::Revoke { grant_id, .. } => Some(grant_id.as_str()),
                 _ => None,
             })
             .collect();
@@ -780,7 +748,7 @@ mod tests {
         );
         assert!(plan.actions.iter().any(|a| matches!(
             a,
-            Action::Grant {
+            Write::Grant {
                 scope: GrantScope::AccountOnly,
                 ..
             }
@@ -820,7 +788,7 @@ mod tests {
         assert!(matches!(again.outcome, Outcome::Stalled { .. }));
         // A changed spec (new generation) tries again.
         let mut newer = desired(&spec, &status);
-        newer.generation = Some(2);
+        newer.id.generation = Some(2);
         assert_eq!(plan(&newer, &Observed::default()).actions.len(), 1);
     }
 
@@ -829,7 +797,7 @@ mod tests {
         let spec = spec(&["ann@contoso.example"], &[Role::ServiceViewer]);
         let status = RoleBindingStatus::default();
         let mut d = desired(&spec, &status);
-        d.account = AccountState::NotDelegated;
+        d.refs.account = AccountState::NotDelegated;
         let plan = plan(&d, &Observed::default());
         assert!(plan.actions.is_empty());
         assert!(
@@ -851,7 +819,7 @@ mod tests {
         );
         assert_eq!(
             plan.actions,
-            [Action::Revoke {
+            [Write::Revoke {
                 grant_id: "g1".into(),
                 role: Role::ServiceViewer,
                 subject: "ann@contoso.example".into(),
