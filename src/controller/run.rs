@@ -13,13 +13,13 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::Controller;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use tokio::sync::{Notify, watch};
 
 use super::metrics::Metrics;
-use super::{Context, MANAGER, Stores, error_policy, feed, resync};
+use super::{Context, MANAGER, Managed, Stores, error_policy, feed, resync};
 use crate::crd::{Account, AccountManager, AdminInvitation, RoleBinding};
 use crate::portal_client::PortalApi;
 
@@ -229,6 +229,50 @@ async fn serve_health(
     }))
 }
 
+/// What every kind's controller shares.
+struct Shared<'a, P> {
+    accounts: &'a Api<Account>,
+    watched: &'a watcher::Config,
+    settings: &'a kube::runtime::controller::Config,
+    stopped: &'a watch::Receiver<bool>,
+    ctx: &'a Arc<Context<P>>,
+}
+
+/// Runs one kind's controller until stopped: reconciled when it changes, when an Account it
+/// refers to (or, for an Account, its parent) changes, and when the feed or the resync asks.
+fn drive<K: Managed, P: PortalApi + 'static>(
+    controller: Controller<K>,
+    store: Store<K>,
+    asked: futures::channel::mpsc::UnboundedReceiver<ObjectRef<K>>,
+    shared: &Shared<'_, P>,
+) -> impl Future<Output = ()> + use<K, P> {
+    let mut stopped = shared.stopped.clone();
+    controller
+        .with_config(shared.settings.clone())
+        .watches(
+            shared.accounts.clone(),
+            shared.watched.clone(),
+            move |account| {
+                let name = account.name_any();
+                store
+                    .state_filter(|o| {
+                        o.account_ref()
+                            .or_else(|| o.parent_ref())
+                            .is_some_and(|r| r.name == name)
+                    })
+                    .iter()
+                    .map(|o| ObjectRef::from_obj(o.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .reconcile_on(asked)
+        .graceful_shutdown_on(async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        })
+        .run(super::reconcile, error_policy, shared.ctx.clone())
+        .for_each(|_| async {})
+}
+
 /// The controllers, the feed follower and the resync, until `stopped`.
 async fn controllers<P: PortalApi + 'static>(
     client: kube::Client,
@@ -268,79 +312,44 @@ async fn controllers<P: PortalApi + 'static>(
     let (triggers, streams) = feed::triggers();
     let resync_now = Arc::new(Notify::new());
 
-    let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
-        let _ = stopped.wait_for(|stop| *stop).await;
-    };
     let settings = kube::runtime::controller::Config::default().concurrency(config.concurrency);
 
-    // An Account change reconciles its child Accounts and the objects that reference it.
-    let children = ctx.accounts.clone();
-    let accounts_run = account_controller
-        .with_config(settings.clone())
-        .watches(accounts.clone(), watched.clone(), move |parent| {
-            let name = parent.name_any();
-            children
-                .state_filter(|a| a.spec.parent_ref.as_ref().is_some_and(|p| p.name == name))
-                .iter()
-                .map(|a| ObjectRef::from_obj(a.as_ref()))
-                .collect::<Vec<_>>()
-        })
-        .reconcile_on(streams.accounts)
-        .graceful_shutdown_on(until_stopped(stopped.clone()))
-        .run(super::reconcile, error_policy, ctx.clone())
-        .for_each(|_| async {});
-
-    let referencing = ctx.invitations.clone();
-    let invitations_run = invitation_controller
-        .with_config(settings.clone())
-        .owns(
-            Api::<Secret>::all(client.clone()),
-            watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}")),
-        )
-        .watches(accounts.clone(), watched.clone(), move |account| {
-            let name = account.name_any();
-            referencing
-                .state_filter(|i| i.spec.account_ref.name == name)
-                .iter()
-                .map(|i| ObjectRef::from_obj(i.as_ref()))
-                .collect::<Vec<_>>()
-        })
-        .reconcile_on(streams.invitations)
-        .graceful_shutdown_on(until_stopped(stopped.clone()))
-        .run(super::reconcile, error_policy, ctx.clone())
-        .for_each(|_| async {});
-
-    let referencing = ctx.role_bindings.clone();
-    let bindings_run = binding_controller
-        .with_config(settings.clone())
-        .watches(accounts.clone(), watched.clone(), move |account| {
-            let name = account.name_any();
-            referencing
-                .state_filter(|b| b.spec.account_ref.name == name)
-                .iter()
-                .map(|b| ObjectRef::from_obj(b.as_ref()))
-                .collect::<Vec<_>>()
-        })
-        .reconcile_on(streams.role_bindings)
-        .graceful_shutdown_on(until_stopped(stopped.clone()))
-        .run(super::reconcile, error_policy, ctx.clone())
-        .for_each(|_| async {});
-
-    let referencing = ctx.account_managers.clone();
-    let managers_run = manager_controller
-        .with_config(settings)
-        .watches(accounts, watched, move |account| {
-            let name = account.name_any();
-            referencing
-                .state_filter(|m| m.spec.account_ref.name == name)
-                .iter()
-                .map(|m| ObjectRef::from_obj(m.as_ref()))
-                .collect::<Vec<_>>()
-        })
-        .reconcile_on(streams.account_managers)
-        .graceful_shutdown_on(until_stopped(stopped.clone()))
-        .run(super::reconcile, error_policy, ctx.clone())
-        .for_each(|_| async {});
+    // An Account change reconciles its child Accounts and the objects that reference it; a
+    // Link invitation's Secret changing (deleted, say) reconciles its invitation.
+    let shared = Shared {
+        accounts: &accounts,
+        watched: &watched,
+        settings: &settings,
+        stopped: &stopped,
+        ctx: &ctx,
+    };
+    let secrets = Api::<Secret>::all(client.clone());
+    let managed =
+        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
+    let accounts_run = drive(
+        account_controller,
+        ctx.accounts.clone(),
+        streams.accounts,
+        &shared,
+    );
+    let invitations_run = drive(
+        invitation_controller.owns(secrets, managed),
+        ctx.invitations.clone(),
+        streams.invitations,
+        &shared,
+    );
+    let bindings_run = drive(
+        binding_controller,
+        ctx.role_bindings.clone(),
+        streams.role_bindings,
+        &shared,
+    );
+    let managers_run = drive(
+        manager_controller,
+        ctx.account_managers.clone(),
+        streams.account_managers,
+        &shared,
+    );
 
     let (connected, mut connection) = watch::channel(false);
     let feed_task = tokio::spawn(feed::follow(
