@@ -451,9 +451,10 @@ async fn a_role_binding_waits_for_its_subject_and_is_granted_on_acceptance() {
             })
         })
         .await;
+    // Done right, waiting for a person: Ready (kstatus Current), with the reason.
     assert_eq!(
         ready_reason(&waiting),
-        ("False".into(), "WaitingForSubject".into())
+        ("True".into(), "WaitingForSubject".into())
     );
     w.invitation_in("dee", AdminInvitationPhase::Pending).await;
     w.accept_link("dee-invitation-link", "dee")
@@ -760,6 +761,30 @@ async fn portal_down_backs_off_then_converges() {
         },
     )
     .await;
+    // A first reconcile that fails is not a false green: the status says it is retrying, why,
+    // and for this generation (kstatus InProgress, not Current).
+    let accounts: Api<portal_operator::crd::Account> = Api::all(w.kube.client());
+    let failing = w
+        .wait_for(&accounts, "northwind", "the failure in the status", |a| {
+            a.status.is_some()
+        })
+        .await;
+    let value = serde_json::to_value(&failing).unwrap();
+    let reconciling = value["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Reconciling")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&reconciling["status"], &reconciling["reason"]),
+        (&json!("True"), &json!("PortalUnavailable"))
+    );
+    assert_eq!(
+        value["status"]["observedGeneration"],
+        value["metadata"]["generation"]
+    );
     // The portal comes up at that address (a forwarder to the real one).
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
@@ -778,7 +803,6 @@ async fn portal_down_backs_off_then_converges() {
             });
         }
     });
-    let accounts: Api<portal_operator::crd::Account> = Api::all(w.kube.client());
     let converged = wait_for(
         Duration::from_secs(30),
         "convergence once the portal is up",

@@ -11,7 +11,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 
-use super::{Context, Error, MANAGER, Managed, reconcile_object, record, requeue};
+use super::{Context, Error, MANAGER, Managed, reconcile_object, record, record_failure, requeue};
 use crate::crd::Account;
 use crate::portal_client::PortalApi;
 use crate::reconcile::admin_invitation::link_secret_name;
@@ -125,7 +125,14 @@ async fn converge<K: Managed, P: PortalApi>(
     ctx: &Context<P>,
     object: Arc<K>,
 ) -> Result<Action, Error> {
-    let converged = driver::converge(&Cluster { ctx }, &ctx.portal, object.as_ref()).await?;
+    let converged = match driver::converge(&Cluster { ctx }, &ctx.portal, object.as_ref()).await {
+        Ok(converged) => converged,
+        Err(error) => {
+            let error = Error::from(error);
+            record_failure(ctx, object.as_ref(), &error).await;
+            return Err(error);
+        }
+    };
     record(ctx, object.as_ref(), converged.status, &converged.outcome).await?;
     Ok(requeue(converged.requeue_after))
 }

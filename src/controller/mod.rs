@@ -148,6 +148,15 @@ impl Error {
         }
     }
 
+    /// Whether trying again later can succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Observe(error) => error.is_transient(),
+            Error::Execute(error) => error.is_transient(),
+            Error::Kube { .. } | Error::Finalizer(_) => true,
+        }
+    }
+
     /// What the portal asked for, if it named a time to come back.
     fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -273,7 +282,13 @@ pub trait Managed:
 {
     fn status(&self) -> Option<&<Self as Kind>::Status>;
     fn conditions(status: &<Self as Kind>::Status) -> &[Condition];
-    fn set_conditions(status: &mut <Self as Kind>::Status, conditions: Vec<Condition>);
+    /// Sets the conditions and the status-level `observedGeneration` (the only generation
+    /// kstatus reads) together: every status written describes the generation it was made for.
+    fn set_conditions(
+        status: &mut <Self as Kind>::Status,
+        conditions: Vec<Condition>,
+        generation: Option<i64>,
+    );
     /// The API that serves this object (in its namespace, for a namespaced kind).
     fn api(&self, client: &kube::Client) -> Api<Self>;
 }
@@ -287,8 +302,13 @@ macro_rules! managed {
             fn conditions(status: &$status) -> &[Condition] {
                 &status.conditions
             }
-            fn set_conditions(status: &mut $status, conditions: Vec<Condition>) {
+            fn set_conditions(
+                status: &mut $status,
+                conditions: Vec<Condition>,
+                generation: Option<i64>,
+            ) {
                 status.conditions = conditions;
+                status.observed_generation = generation;
             }
             fn api(&self, client: &kube::Client) -> Api<Self> {
                 let ($object, $client) = (self, client.clone());
@@ -326,7 +346,7 @@ pub fn with_conditions<K: Managed>(
     let previous = object.status().map(K::conditions).unwrap_or_default();
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let conditions = outcome.conditions(previous, object.meta().generation, &now);
-    K::set_conditions(&mut status, conditions);
+    K::set_conditions(&mut status, conditions, object.meta().generation);
     status
 }
 
@@ -339,42 +359,87 @@ pub async fn record<K: Managed, P>(
     status: <K as Kind>::Status,
     outcome: &Outcome,
 ) -> Result<(), Error> {
-    let status = with_conditions(object, status, outcome);
-    if object.status() == Some(&status) {
+    if !write_status(ctx, object, status, outcome).await? {
         return Ok(());
     }
-    let api = object.api(&ctx.client);
-    let patch = serde_json::json!({
-        "apiVersion": K::api_version(&()),
-        "kind": K::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        &object.name_any(),
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(Error::kube("write the status"))?;
-    let previous_reason = object
+    let (reason, message, warning) = match outcome {
+        Outcome::Ready { reason, message } | Outcome::Reconciling { reason, message } => {
+            (reason, message, false)
+        }
+        Outcome::Stalled { reason, message } => (reason, message, true),
+    };
+    if ready_reason(object) != Some(reason.as_str()) {
+        publish(ctx, object, reason, message, warning).await;
+    }
+    Ok(())
+}
+
+/// The reason of the object's recorded Ready condition.
+fn ready_reason<K: Managed>(object: &K) -> Option<&str> {
+    object
         .status()
         .map(K::conditions)
         .unwrap_or_default()
         .iter()
         .find(|c| c.type_ == READY)
-        .map(|c| c.reason.clone());
-    let (reason, message, warning) = match outcome {
-        Outcome::Ready { reason, message } | Outcome::Reconciling { reason, message } => {
-            (reason, message, false)
+        .map(|c| c.reason.as_str())
+}
+
+/// Writes `status` with the outcome's conditions when it differs from what the object holds;
+/// whether it wrote.
+async fn write_status<K: Managed, P>(
+    ctx: &Context<P>,
+    object: &K,
+    status: <K as Kind>::Status,
+    outcome: &Outcome,
+) -> Result<bool, Error> {
+    let status = with_conditions(object, status, outcome);
+    if object.status() == Some(&status) {
+        return Ok(false);
+    }
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    object
+        .api(&ctx.client)
+        .patch_status(
+            &object.name_any(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(Error::kube("write the status"))?;
+    Ok(true)
+}
+
+/// Records that reconciling `object` failed, so that no tool reads an object that never got a
+/// status as healthy: `Reconciling` while retrying, `Stalled` for a refusal, with the error's
+/// category as the reason. Written when the reason changes, never per retry; the Event is the
+/// caller's. A failure to write it is logged (the reconcile error is what counts).
+pub async fn record_failure<K: Managed, P>(ctx: &Context<P>, object: &K, error: &Error) {
+    let reason = error.category();
+    if matches!(error, Error::Kube { .. } | Error::Finalizer(_))
+        || ready_reason(object) == Some(reason)
+    {
+        return;
+    }
+    let message = error_chain(error);
+    let outcome = if error.is_transient() {
+        Outcome::Reconciling {
+            reason: reason.into(),
+            message,
         }
-        Outcome::Stalled { reason, message } | Outcome::NotReady { reason, message } => {
-            (reason, message, true)
+    } else {
+        Outcome::Stalled {
+            reason: reason.into(),
+            message,
         }
     };
-    if previous_reason.as_deref() != Some(reason.as_str()) {
-        publish(ctx, object, reason, message, warning).await;
+    if let Err(error) = write_status(ctx, object, object.recorded_status(), &outcome).await {
+        tracing::debug!(error = %error_chain(&error), "record the failure in the status");
     }
-    Ok(())
 }
 
 /// Publishes an Event about `object`. A failure to publish is logged, not fatal.

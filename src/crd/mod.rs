@@ -3,7 +3,8 @@
 //! `crds/` are checked against these types by a test.
 //!
 //! Status follows kstatus: `observedGeneration` and `Ready` / `Reconciling` / `Stalled`
-//! conditions, so Flux and Argo CD read health without custom scripts.
+//! conditions, which Flux and `kubectl wait` read as they are; Argo CD reads them through the
+//! health check in `docs/argocd/health.lua` (it has no generic health for custom resources).
 
 pub mod admission;
 
@@ -160,7 +161,8 @@ fn default_max_reissues() -> i32 {
     printcolumn = r#"{"name":"Email","type":"string","jsonPath":".spec.email"}"#,
     printcolumn = r#"{"name":"Roles","type":"string","jsonPath":".spec.roles"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
-    printcolumn = r#"{"name":"Expires","type":"date","jsonPath":".status.expiresAt"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Expires","type":"string","description":"When the pending invitation expires (UTC)","jsonPath":".status.expiresAt"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -410,6 +412,7 @@ pub struct RoleBindingStatus {
     printcolumn = r#"{"name":"Account","type":"string","jsonPath":".spec.accountRef.name"}"#,
     printcolumn = r#"{"name":"Email","type":"string","jsonPath":".spec.email"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]

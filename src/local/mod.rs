@@ -265,9 +265,7 @@ fn describe_outcome(outcome: &Outcome) -> (String, String, String) {
         Outcome::Reconciling { reason, message } => {
             (reason.clone(), "False".into(), message.clone())
         }
-        Outcome::Stalled { reason, message } | Outcome::NotReady { reason, message } => {
-            (reason.clone(), "False".into(), message.clone())
-        }
+        Outcome::Stalled { reason, message } => (reason.clone(), "False".into(), message.clone()),
     }
 }
 

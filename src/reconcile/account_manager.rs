@@ -240,7 +240,7 @@ pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
             status,
         ),
         AccountManagerState::ActivationExpired => quiet(
-            Outcome::NotReady {
+            Outcome::Stalled {
                 reason: "ActivationExpired".into(),
                 message: "the temporary password expired before it was used; raise spec.resendActivation by one to send a new one".into(),
             },
@@ -411,8 +411,7 @@ mod tests {
         match &plan.outcome {
             Outcome::Ready { reason, .. }
             | Outcome::Reconciling { reason, .. }
-            | Outcome::Stalled { reason, .. }
-            | Outcome::NotReady { reason, .. } => reason,
+            | Outcome::Stalled { reason, .. } => reason,
         }
     }
 
@@ -444,7 +443,7 @@ mod tests {
             ready(),
             Some(portal(AccountManagerState::ActivationExpired)),
         );
-        assert!(matches!(expired.outcome, Outcome::NotReady { .. }));
+        assert!(matches!(expired.outcome, Outcome::Stalled { .. }));
         assert!(expired.actions.is_empty());
     }
 

@@ -304,7 +304,7 @@ pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
             status.phase = Some(AdminInvitationPhase::Expired);
             Plan {
                 actions: Vec::new(),
-                outcome: Outcome::NotReady {
+                outcome: Outcome::Stalled {
                     reason: "Expired".into(),
                     message: format!(
                         "the invitation expired at {} without being accepted; an expired invitation must be recreated: delete and re-apply this object, or set spec.reissue: OnExpiry",
@@ -319,7 +319,7 @@ pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
             status.phase = Some(AdminInvitationPhase::Revoked);
             Plan {
                 actions: Vec::new(),
-                outcome: Outcome::NotReady {
+                outcome: Outcome::Stalled {
                     reason: "Revoked".into(),
                     message: "the invitation was revoked in the portal; delete and re-apply this object to invite again".into(),
                 },
@@ -613,7 +613,6 @@ mod tests {
             Outcome::Ready { reason, .. } => ("Ready", reason),
             Outcome::Reconciling { reason, .. } => ("Reconciling", reason),
             Outcome::Stalled { reason, .. } => ("Stalled", reason),
-            Outcome::NotReady { reason, .. } => ("NotReady", reason),
         }
     }
 
@@ -666,7 +665,7 @@ mod tests {
                     found: Some(portal(InvitationState::Expired)),
                     ..case("expired, no reissue: not ready")
                 },
-                ("NotReady", "Expired"),
+                ("Stalled", "Expired"),
                 0,
             ),
             (
@@ -674,7 +673,7 @@ mod tests {
                     found: Some(portal(InvitationState::Revoked)),
                     ..case("revoked elsewhere: not ready")
                 },
-                ("NotReady", "Revoked"),
+                ("Stalled", "Revoked"),
                 0,
             ),
         ];
@@ -810,7 +809,7 @@ mod tests {
             ..case("spent")
         });
         assert!(spent.actions.is_empty());
-        assert_eq!(reason(&spent), ("NotReady", "Expired"));
+        assert_eq!(reason(&spent), ("Stalled", "Expired"));
     }
 
     #[test]

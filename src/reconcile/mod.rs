@@ -98,10 +98,9 @@ pub enum Outcome {
     Ready { reason: String, message: String },
     /// Work is under way (or waiting for something that will happen by itself).
     Reconciling { reason: String, message: String },
-    /// The spec cannot be carried out as written; a person must change it.
+    /// A person must act: the spec cannot be carried out as written (a refusal), or it settled
+    /// as something other than what it asked for (an invitation that expired or was revoked).
     Stalled { reason: String, message: String },
-    /// Settled, but not what the spec asked for (e.g. an invitation that expired).
-    NotReady { reason: String, message: String },
 }
 
 impl Outcome {
@@ -117,7 +116,6 @@ impl Outcome {
             Outcome::Ready { reason, message } => ("True", "False", "False", reason, message),
             Outcome::Reconciling { reason, message } => ("False", "True", "False", reason, message),
             Outcome::Stalled { reason, message } => ("False", "False", "True", reason, message),
-            Outcome::NotReady { reason, message } => ("False", "False", "False", reason, message),
         };
         [
             (READY, ready),

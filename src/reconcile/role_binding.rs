@@ -249,7 +249,7 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Plan {
             .collect();
         return Plan {
             status: desired.status.clone(),
-            outcome: Outcome::Reconciling {
+            outcome: Outcome::Ready {
                 reason: "WaitingForSubject".into(),
                 message: format!("waiting for {} to accept an invitation", waiting.join(", ")),
             },
@@ -387,7 +387,8 @@ pub fn settle(
             .filter(|s| s.state == GrantState::WaitingForSubject)
             .map(|s| s.subject.as_str())
             .collect();
-        Outcome::Reconciling {
+        // Done right, waiting for a person: Ready (kstatus Current), with the reason.
+        Outcome::Ready {
             reason: "WaitingForSubject".into(),
             message: format!("waiting for {} to accept an invitation", waiting.join(", ")),
         }
@@ -763,7 +764,7 @@ mod tests {
         let (status, outcome) = settle(&desired(&spec, &status), &results);
         assert_eq!(status.subjects[0].state, GrantState::WaitingForSubject);
         assert!(
-            matches!(outcome, Outcome::Reconciling { ref reason, .. } if reason == "WaitingForSubject")
+            matches!(outcome, Outcome::Ready { ref reason, .. } if reason == "WaitingForSubject")
         );
     }
 
