@@ -160,6 +160,18 @@ fn the_deployment_runs_the_operator_with_its_key_from_a_secret() {
             .any(|(name, _)| *name == "PORTAL_OPERATOR_LEADER_ELECT")
     );
     assert!(find(&documents, "Role").is_empty());
+    // One replica, no leader election: never two operators at once, not even in a rollout.
+    assert_eq!(deployment["spec"]["strategy"]["type"], "Recreate");
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    assert_eq!(
+        container["securityContext"]["capabilities"]["drop"],
+        serde_json::json!(["ALL"])
+    );
     // Every status subresource and the link Secrets are covered by the ClusterRole.
     let rules = find(&documents, "ClusterRole")[0]["rules"].to_string();
     for needed in [
@@ -191,4 +203,121 @@ fn a_missing_portal_url_is_a_clear_error() {
     let (ok, _, stderr) = helm_output(&["template", "portal", chart.as_str()]);
     assert!(!ok);
     assert!(stderr.contains("portal.url is required"), "{stderr}");
+}
+
+/// The secrets rules of `document` (a Role or ClusterRole).
+fn secret_verbs(document: &Value) -> Vec<String> {
+    document["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["resources"].to_string().contains("\"secrets\""))
+        .flat_map(|r| r["verbs"].as_array().unwrap().clone())
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn the_operator_never_lists_or_watches_secrets_and_can_be_confined_to_namespaces() {
+    let documents = render(&["portal.url=https://portal.example.com"]);
+    let operator = find(&documents, "ClusterRole")
+        .into_iter()
+        .find(|r| r["metadata"]["name"] == "portal-portal-operator")
+        .unwrap();
+    assert_eq!(secret_verbs(operator), ["get", "create", "patch"]);
+
+    let confined = render(&[
+        "portal.url=https://portal.example.com",
+        "rbac.linkSecretNamespaces={team-a,team-b}",
+    ]);
+    let operator = find(&confined, "ClusterRole")
+        .into_iter()
+        .find(|r| r["metadata"]["name"] == "portal-portal-operator")
+        .unwrap();
+    assert!(
+        secret_verbs(operator).is_empty(),
+        "no cluster-wide Secret access"
+    );
+    let roles: Vec<(&str, Vec<String>)> = find(&confined, "Role")
+        .into_iter()
+        .map(|r| {
+            (
+                r["metadata"]["namespace"].as_str().unwrap(),
+                secret_verbs(r),
+            )
+        })
+        .collect();
+    let expected = vec!["get".to_owned(), "create".to_owned(), "patch".to_owned()];
+    assert_eq!(
+        roles,
+        [("team-a", expected.clone()), ("team-b", expected)],
+        "one Role per namespace served"
+    );
+    assert_eq!(find(&confined, "RoleBinding").len(), 2);
+}
+
+#[test]
+fn namespace_teams_get_the_kinds_through_the_built_in_edit_and_view_roles() {
+    let documents = render(&["portal.url=https://portal.example.com"]);
+    let aggregated = |label: &str| {
+        find(&documents, "ClusterRole")
+            .into_iter()
+            .find(|r| r["metadata"]["labels"][label] == "true")
+            .unwrap_or_else(|| panic!("no ClusterRole labelled {label}"))
+    };
+    let edit = aggregated("rbac.authorization.k8s.io/aggregate-to-edit");
+    assert!(edit["rules"].to_string().contains("admininvitations"));
+    assert!(edit["rules"].to_string().contains("\"create\""));
+    let view = aggregated("rbac.authorization.k8s.io/aggregate-to-view");
+    assert!(!view["rules"].to_string().contains("\"create\""));
+}
+
+#[test]
+fn bad_values_fail_at_template_time() {
+    let chart = chart();
+    for bad in [
+        "replicaCount=two",
+        "image.pullPolicy=Sometimes",
+        "resync=ten minutes",
+    ] {
+        let (ok, _, stderr) = helm_output(&[
+            "template",
+            "portal",
+            chart.as_str(),
+            "--set",
+            "portal.url=https://portal.example.com",
+            "--set",
+            bad,
+        ]);
+        assert!(!ok, "{bad} was accepted");
+        let field = bad.split('=').next().unwrap().replace('.', "/");
+        assert!(stderr.contains(&field), "{bad}: {stderr}");
+    }
+}
+
+#[test]
+fn leader_election_rolls_and_optional_objects_render_when_asked() {
+    let documents = render(&[
+        "portal.url=https://portal.example.com",
+        "replicaCount=2",
+        "podDisruptionBudget.enabled=true",
+        "serviceMonitor.enabled=true",
+        "networkPolicy.enabled=true",
+        "extraEnv[0].name=SSL_CERT_FILE",
+        "extraEnv[0].value=/etc/portal-ca/ca.crt",
+    ]);
+    let deployment = find(&documents, "Deployment")[0];
+    assert!(
+        deployment["spec"]["strategy"].is_null(),
+        "with leader election the default rolling update is safe"
+    );
+    let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"].to_string();
+    assert!(env.contains("SSL_CERT_FILE"), "{env}");
+    for kind in ["PodDisruptionBudget", "ServiceMonitor", "NetworkPolicy"] {
+        assert_eq!(find(&documents, kind).len(), 1, "{kind}");
+    }
+    let plain = render(&["portal.url=https://portal.example.com"]);
+    for kind in ["PodDisruptionBudget", "ServiceMonitor", "NetworkPolicy"] {
+        assert!(find(&plain, kind).is_empty(), "{kind} rendered unasked");
+    }
 }

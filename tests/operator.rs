@@ -365,6 +365,39 @@ async fn link_invitation_goes_pending_then_accepted_from_the_feed_and_delete_kee
     w.stop().await;
 }
 
+/// Secrets are not watched (no list/watch on every Secret in the cluster): a deleted link
+/// Secret is found by the resync, which reads it by name, and a new link is issued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_link_is_reissued_by_the_resync_without_watching_secrets() {
+    let mut w = world().await;
+    w.start_operator(Duration::from_secs(1));
+    w.partner(&[NS]).await;
+    w.apply(invitation(
+        "lin",
+        "lin@contoso.example",
+        json!({ "delivery": "Link" }),
+    ))
+    .await;
+    w.invitation_in("lin", AdminInvitationPhase::Pending).await;
+    let secrets: Api<Secret> = Api::namespaced(w.kube.client(), NS);
+    let link = |secret: Secret| secret.data.unwrap()["link"].0.clone();
+    let first = link(secrets.get("lin-invitation-link").await.unwrap());
+    secrets
+        .delete("lin-invitation-link", &Default::default())
+        .await
+        .unwrap();
+    let second = wait_for(DEADLINE, "a new link in a new Secret", || async {
+        secrets
+            .get_opt("lin-invitation-link")
+            .await
+            .unwrap()
+            .map(link)
+    })
+    .await;
+    assert_ne!(first, second, "the lost link is replaced, not restored");
+    w.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expiry_is_recorded_and_reissue_invites_again_up_to_the_limit() {
     let mut w = world().await;
@@ -974,7 +1007,23 @@ async fn only_the_lease_holder_acts_and_health_is_served() {
     })
     .await;
     let standby_metrics = Arc::new(Metrics::default());
-    let (stop_standby, standby) = start("replica-b", standby_metrics.clone(), None);
+    let standby_port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let (stop_standby, standby) = start(
+        "replica-b",
+        standby_metrics.clone(),
+        Some(([127, 0, 0, 1], standby_port).into()),
+    );
+    // A standby is ready to take over: it passes readiness without holding the Lease.
+    wait_for(DEADLINE, "the standby's /readyz", || async {
+        let response = reqwest::get(format!("http://127.0.0.1:{standby_port}/readyz"))
+            .await
+            .ok()?;
+        (response.status() == 200).then_some(())
+    })
+    .await;
     w.partner(&[NS]).await;
     assert!(
         !standby_metrics

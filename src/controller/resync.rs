@@ -1,6 +1,7 @@
 //! The periodic resync, the safety net under the change feed: one paged list of accounts per
 //! parent, and per portal account one paged list each of invitations, grants and account
-//! managers (never one GET per object); each
+//! managers (never one portal GET per object; only a pending Link invitation's Secret is read
+//! by name, since Secrets are not watched); each
 //! object is planned against that observation with the same pure core, and only the objects
 //! whose plan has work or whose status would change are reconciled. A resync of converged
 //! objects writes nothing to the portal and nothing to Kubernetes.
@@ -21,7 +22,7 @@ use crate::portal_client::{PortalApi, PortalError};
 use crate::reconcile::account;
 use crate::reconcile::admin_invitation;
 use crate::reconcile::driver;
-use crate::reconcile::{AccountState, Kind, ParentState};
+use crate::reconcile::{AccountState, Host, Kind, ParentState};
 use crate::reconcile::{account_manager, role_binding};
 
 /// Resyncs every `interval`, and at once when `now` is notified.
@@ -102,7 +103,13 @@ pub async fn once<P: PortalApi>(ctx: &Context<P>, triggers: &Triggers) -> Result
                 let observed = admin_invitation::Observed {
                     invitation: listed.get(&admin_invitation::current_ref(&object)).cloned(),
                 };
-                if drifted(ctx, object.as_ref(), &observed, now) {
+                // Link Secrets are not watched: a pending Link invitation's is read by name.
+                let lost_link = object.link_matters()
+                    && matches!(
+                        super::Cluster { ctx }.link_stored(object.as_ref()).await,
+                        Ok(false)
+                    );
+                if lost_link || drifted(ctx, object.as_ref(), &observed, now) {
                     triggered += 1;
                     let _ = triggers
                         .invitations

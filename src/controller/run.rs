@@ -10,7 +10,6 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Secret;
 use kube::runtime::controller::Controller;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -134,6 +133,9 @@ async fn led<P: PortalApi + 'static>(
             .await
             .map_err(lease_error)?;
     let (mut leader, _task) = manager.watch().await;
+    ready
+        .standby
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     let mut waiting = stopped.clone();
     tokio::select! {
         became = leader.wait_for(|is_leader| *is_leader) => {
@@ -144,6 +146,9 @@ async fn led<P: PortalApi + 'static>(
         _ = waiting.wait_for(|stop| *stop) => return Ok(()),
     }
     tracing::info!(identity = %election.identity, "became the leader");
+    ready
+        .standby
+        .store(false, std::sync::atomic::Ordering::Relaxed);
     // Stop when asked, or when the Lease is lost.
     let (stop_all, stop_rx) = watch::channel(false);
     let mut lost = leader.clone();
@@ -163,9 +168,12 @@ async fn led<P: PortalApi + 'static>(
     }
 }
 
-/// Whether the caches are filled and the change feed is connected.
+/// Ready: a standby waiting for the Lease (ready to take over, so rolling updates and
+/// disruption budgets count it), or the leader with its caches filled and the change feed
+/// connected.
 #[derive(Default)]
 struct Readiness {
+    standby: std::sync::atomic::AtomicBool,
     caches: std::sync::atomic::AtomicBool,
     feed: std::sync::atomic::AtomicBool,
 }
@@ -173,7 +181,7 @@ struct Readiness {
 impl Readiness {
     fn is_ready(&self) -> bool {
         use std::sync::atomic::Ordering::Relaxed;
-        self.caches.load(Relaxed) && self.feed.load(Relaxed)
+        self.standby.load(Relaxed) || (self.caches.load(Relaxed) && self.feed.load(Relaxed))
     }
 }
 
@@ -314,8 +322,9 @@ async fn controllers<P: PortalApi + 'static>(
 
     let settings = kube::runtime::controller::Config::default().concurrency(config.concurrency);
 
-    // An Account change reconciles its child Accounts and the objects that reference it; a
-    // Link invitation's Secret changing (deleted, say) reconciles its invitation.
+    // An Account change reconciles its child Accounts and the objects that reference it. Link
+    // Secrets are not watched (that would need list/watch on every Secret in the cluster): the
+    // resync reads a pending Link invitation's Secret by name and reissues a lost link.
     let shared = Shared {
         accounts: &accounts,
         watched: &watched,
@@ -323,9 +332,6 @@ async fn controllers<P: PortalApi + 'static>(
         stopped: &stopped,
         ctx: &ctx,
     };
-    let secrets = Api::<Secret>::all(client.clone());
-    let managed =
-        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGER}"));
     let accounts_run = drive(
         account_controller,
         ctx.accounts.clone(),
@@ -333,7 +339,7 @@ async fn controllers<P: PortalApi + 'static>(
         &shared,
     );
     let invitations_run = drive(
-        invitation_controller.owns(secrets, managed),
+        invitation_controller,
         ctx.invitations.clone(),
         streams.invitations,
         &shared,
