@@ -503,8 +503,12 @@ fn print_report(
             }
         }
         LocalOutput::Json | LocalOutput::Yaml => {
-            let objects: Vec<serde_json::Value> =
-                report.rows.iter().map(|r| r.object.clone()).collect();
+            let objects: Vec<serde_json::Value> = report
+                .rows
+                .iter()
+                .filter(|r| !r.object.is_null())
+                .map(|r| r.object.clone())
+                .collect();
             if args.output == LocalOutput::Json {
                 serde_json::to_writer_pretty(&mut *out, &objects)?;
                 writeln!(out)?;
@@ -519,7 +523,7 @@ fn print_report(
             Mode::Apply if changed == 0 => writeln!(
                 out,
                 "\nNo changes: the portal already matches all {} object(s).",
-                report.rows.len()
+                report.in_manifests()
             )?,
             Mode::Apply => writeln!(
                 out,
@@ -529,7 +533,7 @@ fn print_report(
             Mode::Diff if changed == 0 => writeln!(
                 out,
                 "No changes: the portal matches all {} object(s).",
-                report.rows.len()
+                report.in_manifests()
             )?,
             Mode::Diff => writeln!(out, "\n{changed} object(s) would change.")?,
             Mode::Status => {}

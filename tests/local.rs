@@ -228,6 +228,103 @@ fn bad_manifests_are_refused_naming_file_and_field_and_nothing_is_written() {
     }
 }
 
+/// The state folder lives in the folder applied by default; it, and hidden folders generally,
+/// are never read as manifests.
+#[test]
+fn applying_the_current_folder_twice_skips_the_state_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&repo("examples"), dir.path());
+    std::fs::create_dir_all(dir.path().join(".git")).unwrap();
+    std::fs::write(dir.path().join(".git/config.yaml"), "not: a manifest\n").unwrap();
+    let first = run(dir.path(), &["apply", "-f", "."]);
+    assert_eq!(first.code, 0, "{}{}", first.stdout, first.stderr);
+    assert!(dir.path().join(".portal/state.json").exists());
+    let again = run(dir.path(), &["apply", "-f", "."]);
+    assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
+    assert!(again.stdout.contains("No changes"), "{}", again.stdout);
+}
+
+/// `diff` gates a pull request: an object an earlier apply made that is gone from the manifests
+/// is a change (exit 2) with a `-` line saying what pruning would do, with or without --prune.
+#[test]
+fn diff_shows_removals_and_exits_two() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("manifests");
+    copy_dir(&repo("examples"), &manifests);
+    let path = manifests.to_str().unwrap();
+    assert_eq!(run(dir.path(), &["apply", "-f", path]).code, 0);
+    // The whole client account fabrikam goes, with what lives under it.
+    std::fs::remove_file(manifests.join("accounts/fabrikam.yaml")).unwrap();
+    std::fs::remove_dir_all(manifests.join("team-fabrikam")).unwrap();
+    for args in [
+        vec!["diff", "-f", path],
+        vec!["diff", "-f", path, "--prune", "--max-removals", "9"],
+    ] {
+        let diff = run(dir.path(), &args);
+        assert_eq!(diff.code, 2, "{args:?}: {}{}", diff.stdout, diff.stderr);
+        for line in [
+            "Account fabrikam\n  - ",
+            "AccountManager team-fabrikam/camille\n  - delete account manager camille.dubois@fabrikam.example",
+            "AdminInvitation team-fabrikam/billing-lead\n  - revoke pending invitation ",
+        ] {
+            assert!(
+                diff.stdout.contains(line),
+                "{args:?}: {line:?} in\n{}",
+                diff.stdout
+            );
+        }
+        assert!(
+            diff.stdout.contains("3 object(s) would change."),
+            "{}",
+            diff.stdout
+        );
+    }
+    // Nothing was removed by looking.
+    let state = std::fs::read_to_string(dir.path().join(".portal/state.json")).unwrap();
+    assert!(state.contains("AccountManager/team-fabrikam/camille"));
+    // What stays in place is said as such: an Orphan account is only no longer managed.
+    let diff = run(dir.path(), &["diff", "-f", path]);
+    let fabrikam = std::fs::read_to_string(repo("examples/accounts/fabrikam.yaml")).unwrap();
+    let expected = if fabrikam.contains("deletionPolicy: Delete") {
+        "- delete portal account "
+    } else {
+        "- stop managing Account fabrikam (deletionPolicy: Orphan keeps the portal account)"
+    };
+    assert!(diff.stdout.contains(expected), "{}", diff.stdout);
+}
+
+/// Putting back what `--prune` removed makes it anew, as re-creating an object does in a
+/// cluster: the invitation is sent again instead of finding the revoked one.
+#[test]
+fn a_pruned_invitation_put_back_is_invited_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("manifests");
+    copy_dir(&repo("examples"), &manifests);
+    let path = manifests.to_str().unwrap();
+    assert_eq!(run(dir.path(), &["apply", "-f", path]).code, 0);
+    let invitations = manifests.join("team-contoso/invitations.yaml");
+    let original = std::fs::read_to_string(&invitations).unwrap();
+    let without: Vec<&str> = original
+        .split("\n---")
+        .filter(|document| !document.contains("name: ana-owner"))
+        .collect();
+    std::fs::write(&invitations, without.join("\n---")).unwrap();
+    let pruned = run(dir.path(), &["apply", "-f", path, "--prune"]);
+    assert_eq!(pruned.code, 0, "{}{}", pruned.stdout, pruned.stderr);
+    std::fs::write(&invitations, &original).unwrap();
+    let back = run(dir.path(), &["apply", "-f", path]);
+    assert_eq!(back.code, 0, "{}{}", back.stdout, back.stderr);
+    let row = back
+        .stdout
+        .lines()
+        .find(|l| l.contains("team-contoso/ana-owner"))
+        .unwrap();
+    assert!(
+        row.contains("Pending") && row.contains("invitation sent to ana.silva"),
+        "{row}"
+    );
+}
+
 #[test]
 fn a_missing_path_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
@@ -307,9 +404,12 @@ fn prune_removes_only_when_asked_and_only_under_the_cap() {
         "{}",
         pruned.stdout
     );
-    let state = std::fs::read_to_string(dir.path().join(".portal/state.json")).unwrap();
-    assert!(!state.contains("AccountManager/team-fabrikam/camille"));
-    assert!(!state.contains("RoleBinding/team-contoso/auditors"));
+    let state: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join(".portal/state.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(state["objects"]["AccountManager/team-fabrikam/camille"].is_null());
+    assert!(state["objects"]["RoleBinding/team-contoso/auditors"].is_null());
     let after = run(dir.path(), &["apply", "-f", path, "--prune"]);
     assert_eq!(after.code, 0);
     assert!(after.stdout.contains("No changes"), "{}", after.stdout);
@@ -343,9 +443,11 @@ fn prune_revokes_an_invitation_whose_recorded_id_was_lost() {
     let preview = run(dir.path(), &["diff", "-f", path, "--prune"]);
     assert_eq!(preview.code, 2, "{}{}", preview.stdout, preview.stderr);
     assert!(
-        regex::Regex::new(r"AdminInvitation team-contoso/ana-owner\n  \+ revoke pending invitation [0-9a-f-]{36}\n")
-            .unwrap()
-            .is_match(&preview.stdout),
+        regex::Regex::new(
+            r"AdminInvitation team-contoso/ana-owner\n  - revoke pending invitation [0-9a-f-]{36}\n"
+        )
+        .unwrap()
+        .is_match(&preview.stdout),
         "{}",
         preview.stdout
     );

@@ -135,6 +135,143 @@ fn check_rules(
     }
 }
 
+/// The fields of `object` its schema does not declare, as `kubectl apply` (strict field
+/// validation) reports them: each with its path and the closest declared field, if one is close.
+/// Read before [`admit`], which prunes them.
+pub fn unknown_fields(object: &Value, schema: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    let Some(fields) = object.as_object() else {
+        return causes;
+    };
+    let properties = schema.get("properties").and_then(Value::as_object);
+    for (key, value) in fields {
+        match key.as_str() {
+            "apiVersion" | "kind" => {}
+            "metadata" => unknown_in_metadata(value, &mut causes),
+            _ => match properties.and_then(|p| p.get(key)) {
+                Some(property) => unknown_below(value, property, key, &mut causes),
+                None => causes.push(unknown(
+                    key,
+                    ["apiVersion", "kind", "metadata"]
+                        .into_iter()
+                        .chain(properties.into_iter().flatten().map(|(k, _)| k.as_str())),
+                )),
+            },
+        }
+    }
+    causes
+}
+
+/// The fields of ObjectMeta (what `metadata` may hold).
+const OBJECT_META: [&str; 15] = [
+    "name",
+    "namespace",
+    "labels",
+    "annotations",
+    "generateName",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "ownerReferences",
+    "finalizers",
+    "managedFields",
+    "selfLink",
+];
+
+fn unknown_in_metadata(metadata: &Value, causes: &mut Vec<Cause>) {
+    for key in metadata.as_object().into_iter().flatten().map(|(k, _)| k) {
+        if !OBJECT_META.contains(&key.as_str()) {
+            causes.push(unknown(&format!("metadata.{key}"), OBJECT_META));
+        }
+    }
+}
+
+fn unknown_below(value: &Value, schema: &Value, path: &str, causes: &mut Vec<Cause>) {
+    if schema
+        .get("x-kubernetes-preserve-unknown-fields")
+        .and_then(Value::as_bool)
+        == Some(true)
+    {
+        return;
+    }
+    match value {
+        Value::Object(fields) => {
+            let properties = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties").filter(|a| a.is_object());
+            for (key, child) in fields {
+                let child_path = format!("{path}.{key}");
+                match (properties.and_then(|p| p.get(key)), additional) {
+                    (Some(property), _) => unknown_below(child, property, &child_path, causes),
+                    (None, Some(additional)) => {
+                        unknown_below(child, additional, &child_path, causes)
+                    }
+                    (None, None) => causes.push(unknown(
+                        &child_path,
+                        properties.into_iter().flatten().map(|(k, _)| k.as_str()),
+                    )),
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = schema.get("items") {
+                for (index, item) in items.iter().enumerate() {
+                    unknown_below(item, item_schema, &format!("{path}[{index}]"), causes);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn unknown<'a>(path: &str, known: impl IntoIterator<Item = &'a str>) -> Cause {
+    let name = path.rsplit('.').next().unwrap_or(path);
+    let closest = known
+        .into_iter()
+        .map(|candidate| {
+            (
+                edit_distance(&name.to_lowercase(), &candidate.to_lowercase()),
+                candidate,
+            )
+        })
+        .filter(|(distance, candidate)| {
+            *distance <= 2.max(name.len() / 3)
+                || candidate.starts_with(name)
+                || name.starts_with(candidate)
+        })
+        .min();
+    let message = match closest {
+        Some((_, candidate)) => {
+            format!(
+                "{path}: Unknown field: the schema does not declare it; did you mean {candidate:?}?"
+            )
+        }
+        None => format!("{path}: Unknown field: the schema does not declare it"),
+    };
+    Cause {
+        reason: "FieldValueUnknown",
+        field: path.to_owned(),
+        message,
+    }
+}
+
+/// Levenshtein distance between two short strings.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = previous[j] + usize::from(ca != *cb);
+            current.push(substitute.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
 fn default_and_prune(value: &mut Value, schema: &Value) {
     let preserve = schema
         .get("x-kubernetes-preserve-unknown-fields")
@@ -490,6 +627,38 @@ mod tests {
                 "status": { "type": "object", "properties": { "phase": { "type": "string" } } }
             }
         })
+    }
+
+    #[test]
+    fn unknown_fields_are_named_with_the_closest_declared_field() {
+        let schema = json!({ "type": "object", "properties": {
+            "spec": { "type": "object", "properties": {
+                "roles": { "type": "array", "items": { "type": "string" } },
+                "accountRef": { "type": "object", "properties": { "name": { "type": "string" } } },
+                "free": { "type": "object", "x-kubernetes-preserve-unknown-fields": true }
+            } }
+        } });
+        let object = json!({
+            "apiVersion": "v1", "kind": "K",
+            "metadata": { "name": "a", "lables": {} },
+            "spec": { "role": ["ServiceViewer"], "accountRef": { "nmae": "x" }, "free": { "any": 1 },
+                      "zzz": true },
+            "sepc": {}
+        });
+        let messages: Vec<String> = unknown_fields(&object, &schema)
+            .into_iter()
+            .map(|c| c.message)
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                "metadata.lables: Unknown field: the schema does not declare it; did you mean \"labels\"?",
+                "sepc: Unknown field: the schema does not declare it; did you mean \"spec\"?",
+                "spec.accountRef.nmae: Unknown field: the schema does not declare it; did you mean \"name\"?",
+                "spec.role: Unknown field: the schema does not declare it; did you mean \"roles\"?",
+                "spec.zzz: Unknown field: the schema does not declare it",
+            ]
+        );
     }
 
     #[test]

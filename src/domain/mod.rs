@@ -19,7 +19,9 @@ pub use permission::{Permission, UnknownPermission};
 pub use roles::{
     Applicability, CATALOG, Implication, ImplicationScope, Role, RoleSpec, UnknownRole,
 };
-pub use tree::{Account, AccountId, AccountKind, AccountTree, TreeError};
+pub use tree::{
+    Account, AccountId, AccountKind, AccountTree, TreeError, cycle_through, placement_problems,
+};
 pub use validation::{
     Email, InvitationLifetime, Language, ValidationError, parse_duration, person_name,
 };

@@ -253,6 +253,36 @@ impl AccountTree {
     }
 }
 
+/// Every account's placement problem, in id order (where [`AccountTree::new`] stops at the
+/// first): for reporting a whole set of manifests at once.
+pub fn placement_problems(accounts: &[Account]) -> Vec<TreeError> {
+    let by_id: HashMap<AccountId, Account> =
+        accounts.iter().map(|a| (a.id.clone(), a.clone())).collect();
+    let sorted: BTreeMap<&AccountId, &Account> = by_id.iter().collect();
+    sorted
+        .values()
+        .filter_map(|account| check_placement(account, &by_id).err())
+        .collect()
+}
+
+/// The parent chain from `id` back to itself, when it loops: `[a, b, a]`.
+pub fn cycle_through(id: &AccountId, accounts: &[Account]) -> Option<Vec<AccountId>> {
+    let parent_of: HashMap<&AccountId, &AccountId> = accounts
+        .iter()
+        .filter_map(|a| Some((&a.id, a.parent.as_ref()?)))
+        .collect();
+    let mut chain = vec![id.clone()];
+    let mut current = id;
+    for _ in 0..=accounts.len() {
+        current = parent_of.get(current)?;
+        chain.push(current.clone());
+        if current == id {
+            return Some(chain);
+        }
+    }
+    None
+}
+
 fn check_placement(
     account: &Account,
     accounts: &HashMap<AccountId, Account>,
@@ -293,6 +323,40 @@ fn check_placement(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_placement_problem_is_found_with_the_cycle_spelt_out() {
+        let accounts = vec![
+            Account::client("a", "b"),
+            Account::client("b", "a"),
+            Account::client("c", "d"),
+            Account::partner("p").with_parent("c"),
+            Account::partner("d"),
+        ];
+        let problems = placement_problems(&accounts);
+        assert_eq!(
+            problems,
+            [
+                TreeError::Cycle("a".into()),
+                TreeError::Cycle("b".into()),
+                TreeError::PartnerBelowClient {
+                    account: "p".into(),
+                    parent: "c".into()
+                },
+            ]
+        );
+        let ids = |chain: Vec<AccountId>| {
+            chain
+                .iter()
+                .map(|a| a.as_str().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            ids(cycle_through(&"a".into(), &accounts).unwrap()),
+            ["a", "b", "a"]
+        );
+        assert_eq!(cycle_through(&"c".into(), &accounts), None);
+    }
 
     fn tree(accounts: Vec<Account>) -> Result<AccountTree, TreeError> {
         AccountTree::new(accounts)

@@ -1,5 +1,5 @@
 //! Reading a folder of manifests the way the cluster would admit them: every YAML document of
-//! every file (folders recursively) is checked against the CRD schemas with the same defaults,
+//! every file (folders recursively, hidden ones skipped) is checked against the CRD schemas with the same defaults,
 //! pruning, validation and CEL rules, then against the other manifests (duplicate names,
 //! references to Accounts that are missing or do not delegate the namespace). Every problem is
 //! reported at once, naming the file, the document and the field.
@@ -124,6 +124,11 @@ fn files(paths: &[PathBuf], problems: &mut Vec<String>) -> Vec<PathBuf> {
                 };
                 for entry in entries.flatten() {
                     let path = entry.path();
+                    // Hidden files and folders (the state folder `.portal/`, `.git/`) are not
+                    // manifests, as `kubectl apply -R` users expect.
+                    if entry.file_name().to_string_lossy().starts_with('.') {
+                        continue;
+                    }
                     if path.is_dir() {
                         stack.push(path);
                     } else if path
@@ -270,6 +275,13 @@ fn admit(mut document: Value, schemas: &BTreeMap<String, Value>) -> Result<Objec
     } else if let Some(metadata) = document["metadata"].as_object_mut() {
         metadata.remove("namespace");
     }
+    // Strict field validation, as `kubectl apply` asks of the server: a misspelt field is an
+    // error, not silently dropped (a dropped `roles` would invite with the default role).
+    problems.extend(
+        crate::crd::admission::unknown_fields(&document, schema)
+            .into_iter()
+            .map(|c| format!("{kind}/{name}: {}", c.message)),
+    );
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -320,6 +332,66 @@ fn admit(mut document: Value, schemas: &BTreeMap<String, Value>) -> Result<Objec
     Ok(object)
 }
 
+/// The Accounts' tree, by the domain's rules and the manifests' names: a parent cycle, or a
+/// partner under a client, is refused here instead of waiting forever or being refused by the
+/// portal with its ids.
+fn check_tree(
+    manifests: &[Manifest],
+    accounts: &BTreeMap<String, &Account>,
+    problems: &mut Vec<String>,
+) {
+    use crate::domain::{AccountKind, TreeError};
+    let tree: Vec<crate::domain::Account> = accounts
+        .iter()
+        .map(|(name, account)| crate::domain::Account {
+            kind: match account.spec.account_type {
+                crate::crd::AccountType::Partner => AccountKind::Partner,
+                crate::crd::AccountType::Client => AccountKind::Client,
+            },
+            parent: account
+                .spec
+                .parent_ref
+                .as_ref()
+                .map(|p| p.name.as_str().into()),
+            ..crate::domain::Account::partner(name.as_str())
+        })
+        .collect();
+    let source = |name: &str| {
+        manifests
+            .iter()
+            .find(|m| matches!(&m.object, Object::Account(a) if a.name_any() == name))
+            .map(Manifest::source)
+            .unwrap_or_default()
+    };
+    for problem in crate::domain::placement_problems(&tree) {
+        match problem {
+            TreeError::Cycle(account) => {
+                let chain = crate::domain::cycle_through(&account, &tree)
+                    .map(|chain| {
+                        chain
+                            .iter()
+                            .map(|a| a.as_str())
+                            .collect::<Vec<_>>()
+                            .join(" → ")
+                    })
+                    .unwrap_or_else(|| account.as_str().to_owned());
+                problems.push(format!(
+                    "{}: Account/{account}: spec.parentRef.name: Invalid value: parent cycle: {chain}",
+                    source(account.as_str())
+                ));
+            }
+            TreeError::PartnerBelowClient { account, parent } => problems.push(format!(
+                "{}: Account/{account}: spec.parentRef.name: Forbidden: Partner account {:?} cannot sit under Client account {:?}",
+                source(account.as_str()),
+                account.as_str(),
+                parent.as_str()
+            )),
+            // A missing parent is reported with the references; duplicates with the names.
+            TreeError::MissingParent { .. } | TreeError::DuplicateAccount(_) => {}
+        }
+    }
+}
+
 /// What only the set of manifests can say: duplicates and references.
 fn check_together(manifests: &[Manifest], problems: &mut Vec<String>) {
     let mut seen: BTreeMap<String, &Manifest> = BTreeMap::new();
@@ -344,6 +416,7 @@ fn check_together(manifests: &[Manifest], problems: &mut Vec<String>) {
             _ => None,
         })
         .collect();
+    check_tree(manifests, &accounts, problems);
     let managers: BTreeSet<String> = manifests
         .iter()
         .filter(|m| m.object.kind() == "AccountManager")

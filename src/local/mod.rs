@@ -220,8 +220,8 @@ pub async fn run(
         run.report.rows.push(row);
     }
     for key in &stale {
-        let row = if prune.enabled {
-            run.remove(key).await
+        let row = if prune.enabled || mode == Mode::Diff {
+            run.remove(key, prune.enabled).await
         } else {
             run.kept(key)
         };
@@ -246,8 +246,14 @@ struct Run<'a> {
 }
 
 /// A stable uid per object: a cluster would assign one; here it is derived from the key.
-fn uid_for(key: &str) -> String {
-    let digest = sha2::Sha256::digest(key.as_bytes());
+fn uid_for(key: &str, incarnation: u32) -> String {
+    // Stable across runs (a crash before the state is saved finds what it made by reference);
+    // a new incarnation after a prune is a new object.
+    let seed = match incarnation {
+        0 => key.to_owned(),
+        n => format!("{key}#{n}"),
+    };
+    let digest = sha2::Sha256::digest(seed.as_bytes());
     let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
     format!(
         "{}-{}-{}-{}-{}",
@@ -322,12 +328,15 @@ impl Run<'_> {
             message: "no longer in the manifests; left in place (--prune removes it)".into(),
             changes: Vec::new(),
             waiting: Vec::new(),
+            removals: Vec::new(),
             object: Value::Null,
         }
     }
 
-    /// Carries out the deletion plan of a managed object missing from the manifests.
-    async fn remove(&mut self, key: &str) -> Row {
+    /// The deletion plan of a managed object missing from the manifests: carried out by
+    /// `apply --prune`, shown by `diff` (with or without `--prune`: `diff` shows what pruning
+    /// would do, so a pull request that removes an object is a change).
+    async fn remove(&mut self, key: &str, pruning: bool) -> Row {
         let Some((object, display)) = self.recorded(key) else {
             if self.mode == Mode::Apply {
                 self.state.objects.remove(key);
@@ -346,23 +355,32 @@ impl Run<'_> {
             }
         };
         let apply = self.mode == Mode::Apply;
-        let (phase, ready, message, changes) = match result {
+        let orphan = matches!(&object, Object::Account(a) if a.spec.deletion_policy == crate::crd::DeletionPolicy::Orphan);
+        let (phase, ready, message, removals) = match result {
             Ok(changes) => {
                 if apply {
                     self.state.objects.remove(key);
+                    *self.state.pruned.entry(key.to_owned()).or_default() += 1;
                 }
-                let (phase, message) = if apply {
-                    ("Removed", "removed: no longer in the manifests")
-                } else {
-                    ("ToRemove", "would be removed: no longer in the manifests")
+                let (phase, message) = match (apply, pruning) {
+                    (true, _) => ("Removed", "removed: no longer in the manifests"),
+                    (false, true) => ("ToRemove", "would be removed: no longer in the manifests"),
+                    (false, false) => (
+                        "NotInManifests",
+                        "no longer in the manifests; apply --prune would remove it",
+                    ),
                 };
                 // Removing something that left nothing in the portal is still a change here.
-                let changes = if changes.is_empty() {
+                let changes = if !changes.is_empty() {
+                    changes
+                } else if orphan {
+                    vec![format!(
+                        "stop managing {kind} {display} (deletionPolicy: Orphan keeps the portal account)"
+                    )]
+                } else {
                     vec![format!(
                         "forget {kind} {display} (nothing to undo in the portal)"
                     )]
-                } else {
-                    changes
                 };
                 (
                     phase.to_owned(),
@@ -388,8 +406,9 @@ impl Run<'_> {
             phase,
             ready,
             message,
-            changes,
+            changes: Vec::new(),
             waiting: Vec::new(),
+            removals,
             object: Value::Null,
         }
     }
@@ -400,12 +419,13 @@ impl Run<'_> {
             .ok()
             .and_then(|v| v.get("spec").cloned())
             .unwrap_or(Value::Null);
+        let incarnation = self.state.pruned.get(key).copied().unwrap_or(0);
         let entry = self
             .state
             .objects
             .entry(key.to_owned())
             .or_insert_with(|| Entry {
-                uid: uid_for(key),
+                uid: uid_for(key, incarnation),
                 generation: 1,
                 spec: spec.clone(),
                 status: Value::Null,
@@ -433,6 +453,7 @@ impl Run<'_> {
             message: crate::controller::error_chain(error),
             changes: Vec::new(),
             waiting: Vec::new(),
+            removals: Vec::new(),
             object: serde_json::to_value(object).unwrap_or(Value::Null),
         }
     }
@@ -514,6 +535,7 @@ impl Run<'_> {
             message,
             changes,
             waiting: converged.waiting,
+            removals: Vec::new(),
             object: value,
         }
     }

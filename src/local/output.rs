@@ -21,6 +21,9 @@ pub struct Row {
     /// What waits on something outside the manifests (e.g. an invitee accepting).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub waiting: Vec<String>,
+    /// What removing an object no longer in the manifests does (or would do) in the portal.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub removals: Vec<String>,
     /// The object as the operator would record it, status included.
     #[serde(skip)]
     pub object: Value,
@@ -35,8 +38,17 @@ pub struct Report {
 }
 
 impl Report {
+    /// Objects whose portal side changes (or would): made, changed or removed.
     pub fn changed(&self) -> usize {
-        self.rows.iter().filter(|r| !r.changes.is_empty()).count()
+        self.rows
+            .iter()
+            .filter(|r| !r.changes.is_empty() || !r.removals.is_empty())
+            .count()
+    }
+
+    /// Objects in the manifests (rows for objects no longer in them aside).
+    pub fn in_manifests(&self) -> usize {
+        self.rows.iter().filter(|r| !r.object.is_null()).count()
     }
 }
 
@@ -88,11 +100,14 @@ pub fn plan_text(rows: &[Row]) -> String {
     let mut text = String::new();
     for row in rows
         .iter()
-        .filter(|r| !r.changes.is_empty() || !r.waiting.is_empty())
+        .filter(|r| !r.changes.is_empty() || !r.waiting.is_empty() || !r.removals.is_empty())
     {
         text.push_str(&format!("{} {}\n", row.kind, row.name));
         for change in &row.changes {
             text.push_str(&format!("  + {change}\n"));
+        }
+        for removal in &row.removals {
+            text.push_str(&format!("  - {removal}\n"));
         }
         for waiting in &row.waiting {
             text.push_str(&format!("  ~ {waiting} (no change until then)\n"));

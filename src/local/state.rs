@@ -36,6 +36,10 @@ pub(super) fn write_private(path: &Path, contents: &str) -> std::io::Result<()> 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(super) struct State {
     pub(super) objects: BTreeMap<String, Entry>,
+    /// How many times each key was pruned: an object put back after `--prune` removed it is a
+    /// new object (a new uid, so a new invitation), as a re-created object is in a cluster.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(super) pruned: BTreeMap<String, u32>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
