@@ -46,7 +46,7 @@ pub struct LocalArgs {
     pub paths: Vec<std::path::PathBuf>,
 
     /// A portal to act on instead of the embedded one.
-    #[arg(long, env = "PORTAL_URL")]
+    #[arg(long, env = "PORTAL_URL", hide_env_values = true)]
     pub portal_url: Option<String>,
 
     /// The API key for --portal-url, in a file.
@@ -93,7 +93,12 @@ pub enum LocalOutput {
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// The portal's base URL.
-    #[arg(long, env = "PORTAL_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "PORTAL_URL",
+        default_value = "http://127.0.0.1:8080",
+        hide_env_values = true
+    )]
     pub portal_url: String,
 
     /// A file holding the portal API key the operator acts with.
@@ -148,6 +153,13 @@ pub enum PortalCommand {
     Serve(Box<ServeArgs>),
     /// Print a new random API key, e.g. for PORTAL_BOOTSTRAP_API_KEY.
     NewApiKey,
+    /// Recover a portal locked out of its platform principal: run on the server, against its
+    /// database; installs a new platform API key and prints it once (other keys stay).
+    ResetPlatformKey {
+        /// sqlite://FILE or postgres://USER@HOST/DB.
+        #[arg(long, env = "PORTAL_DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+    },
     /// Print the OpenAPI 3 document of the portal API.
     Openapi,
 }
@@ -162,6 +174,8 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "PORTAL_DATABASE_URL",
+        // A PostgreSQL URL carries its password.
+        hide_env_values = true,
         default_value = "sqlite://portal.db"
     )]
     pub database_url: String,
@@ -266,6 +280,15 @@ impl Cli {
             Command::Portal(PortalCommand::Openapi) => {
                 serde_json::to_writer_pretty(&mut *out, &crate::portal::openapi_document())?;
                 writeln!(out)?;
+                Ok(())
+            }
+            Command::Portal(PortalCommand::ResetPlatformKey { database_url }) => {
+                let key = tokio::runtime::Runtime::new()?
+                    .block_on(crate::portal::reset_platform_key(&database_url))?;
+                writeln!(out, "{key}")?;
+                eprintln!(
+                    "a new API key for the platform principal (shown once; keep it as PORTAL_BOOTSTRAP_API_KEY or in the operator's Secret)"
+                );
                 Ok(())
             }
             Command::Portal(PortalCommand::NewApiKey) => {

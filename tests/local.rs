@@ -325,6 +325,48 @@ fn a_pruned_invitation_put_back_is_invited_again() {
     );
 }
 
+/// `--help` shows where each flag's environment variable is read, never its value: a database
+/// URL or a portal URL may carry a password.
+#[test]
+fn help_never_prints_a_secret_from_the_environment() {
+    for (args, variable, value) in [
+        (
+            vec!["portal", "serve", "--help"],
+            "PORTAL_DATABASE_URL",
+            "postgres://portal:hunter2-db@db.example/portal",
+        ),
+        (
+            vec!["run", "--help"],
+            "PORTAL_URL",
+            "https://operator:hunter2-url@portal.example",
+        ),
+        (
+            vec!["diff", "--help"],
+            "PORTAL_URL",
+            "https://operator:hunter2-url@portal.example",
+        ),
+        (vec!["run", "--help"], "PORTAL_API_KEY", "hunter2-key"),
+        (
+            vec!["portal", "serve", "--help"],
+            "PORTAL_SMTP_URL",
+            "smtp://u:hunter2-smtp@mail",
+        ),
+    ] {
+        let output = Command::new(binary())
+            .args(&args)
+            .env(variable, value)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{args:?}");
+        assert!(text.contains(variable), "{args:?} does not name {variable}");
+        assert!(
+            !text.contains("hunter2"),
+            "{args:?} printed {variable}'s value:\n{text}"
+        );
+    }
+}
+
 #[test]
 fn a_missing_path_is_an_error() {
     let dir = tempfile::tempdir().unwrap();

@@ -29,6 +29,7 @@ on_both_backends!(
     concurrent_writes_commit_whole_and_refused_ones_leave_nothing,
     a_refusal_is_answered_once_what_it_ran_into_can_be_read,
     one_create_sent_eight_times_at_once_with_one_key_makes_one_account,
+    the_platform_cannot_revoke_its_last_key_and_a_server_can_recover_it,
 );
 
 /// A partner with an owner "olivia", a client with a sub-contract and one without.
@@ -195,13 +196,27 @@ async fn account_updates_need_a_current_if_match(backend: Backend) {
         .patch(&path, json!({ "displayName": "Again" }), Some("\"1\""))
         .await
         .expect_problem(412, "precondition-failed");
+    // `*` matches whatever version is current (RFC 9110), and a list matches any of its tags.
+    let any = platform
+        .patch(&path, json!({ "displayName": "Any" }), Some("*"))
+        .await
+        .expect(200);
+    assert_eq!(any.header("etag"), Some("\"3\""));
+    platform
+        .patch(
+            &path,
+            json!({ "displayName": "Listed" }),
+            Some("\"1\", W/\"3\""),
+        )
+        .await
+        .expect(200);
     // A client's own owner cannot give it a sub-contract: that is the partner's decision.
     let (_, client_owner) = platform
         .admin_with_key(&w.client, "carl@contoso.example", &["AccountOwner"])
         .await;
     w.portal
         .api(&client_owner)
-        .patch(&path, json!({ "subContract": true }), Some("\"2\""))
+        .patch(&path, json!({ "subContract": true }), Some("\"4\""))
         .await
         .expect_problem(403, "forbidden");
     w.portal.stop().await;
@@ -1113,5 +1128,46 @@ async fn one_create_sent_eight_times_at_once_with_one_key_makes_one_account(back
         ids.insert(reply.body["id"].as_str().unwrap().to_owned());
     }
     assert_eq!(ids.len(), 1, "one account: {ids:?}");
+    w.portal.stop().await;
+}
+
+async fn the_platform_cannot_revoke_its_last_key_and_a_server_can_recover_it(backend: Backend) {
+    let w = world(backend).await;
+    let platform = w.portal.platform();
+    let keys = platform.get("/v1/api-keys").await.expect(200);
+    assert_eq!(keys.body["items"].as_array().unwrap().len(), 1);
+    let bootstrap = keys.body["items"][0]["id"].as_str().unwrap().to_owned();
+    platform
+        .delete(&format!("/v1/api-keys/{bootstrap}"))
+        .await
+        .expect_problem(409, "last-platform-key");
+    platform.get("/v1/accounts").await.expect(200);
+    // Rotation: a second key first, then the first one can go.
+    let second = platform
+        .post("/v1/api-keys", json!({ "name": "rotation" }))
+        .await
+        .expect(201);
+    let second_key = second.body["key"].as_str().unwrap().to_owned();
+    platform
+        .delete(&format!("/v1/api-keys/{bootstrap}"))
+        .await
+        .expect(204);
+    let rotated = w.portal.api(&second_key);
+    rotated.get("/v1/accounts").await.expect(200);
+    let second_id = second.body["id"].as_str().unwrap().to_owned();
+    rotated
+        .delete(&format!("/v1/api-keys/{second_id}"))
+        .await
+        .expect_problem(409, "last-platform-key");
+    // Recovery on the server, against its database: a new key that works.
+    let recovered = portal_operator::portal::reset_platform_key(&w.portal.database_url)
+        .await
+        .unwrap();
+    w.portal
+        .api(&recovered)
+        .get("/v1/accounts")
+        .await
+        .expect(200);
+    rotated.get("/v1/accounts").await.expect(200);
     w.portal.stop().await;
 }

@@ -62,6 +62,7 @@ problem_types! {
     RoleNotAssignable = "role-not-assignable", 422, "Role cannot be assigned here";
     EscalationDenied = "escalation-denied", 403, "Escalation denied";
     LastOwner = "last-owner", 409, "Account would have no owner";
+    LastPlatformKey = "last-platform-key", 409, "The platform would have no API key";
     EmailConflict = "email-conflict", 409, "Email already in use";
     ExternalIdConflict = "external-id-conflict", 409, "External id already in use";
     ExternalRefConflict = "external-ref-conflict", 409, "External reference already in use";

@@ -405,7 +405,8 @@ pub async fn update(
     let mut tx = state.begin().await?;
     let access = authorize(&mut tx.tx, &principal, &id, Permission::AccountsWrite).await?;
     let mut row = access.account.clone();
-    if row.version != expected {
+    let read_version = row.version;
+    if !expected.admits(row.version) {
         return Err(ApiError::new(
             ProblemType::PreconditionFailed,
             format!(
@@ -467,7 +468,7 @@ pub async fn update(
     .bind(row.version)
     .bind(row.updated_at)
     .bind(&id)
-    .bind(expected)
+    .bind(read_version)
     .execute(&mut *tx.tx)
     .await
     .map_err(db_error("update the account"))?;
@@ -476,25 +477,89 @@ pub async fn update(
     Ok(account_response(StatusCode::OK, &row))
 }
 
-/// The version an `If-Match` header names (`"3"` or `W/"3"`).
-pub fn if_match(headers: &HeaderMap) -> ApiResult<i64> {
+/// What an `If-Match` header admits (RFC 9110 §13.1.1): `*` (any current version), or a list
+/// of ETags (`"3"`, `W/"3"`, `"3", "4"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IfMatch {
+    Any,
+    Versions(Vec<i64>),
+}
+
+impl IfMatch {
+    pub fn admits(&self, version: i64) -> bool {
+        match self {
+            IfMatch::Any => true,
+            IfMatch::Versions(versions) => versions.contains(&version),
+        }
+    }
+}
+
+impl std::fmt::Display for IfMatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IfMatch::Any => f.write_str("*"),
+            IfMatch::Versions(versions) => f.write_str(
+                &versions
+                    .iter()
+                    .map(|v| format!("\"{v}\""))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+        }
+    }
+}
+
+/// The `If-Match` header of an update (required: updates are conditional).
+pub fn if_match(headers: &HeaderMap) -> ApiResult<IfMatch> {
     let value = headers.get(header::IF_MATCH).ok_or_else(|| {
         ApiError::new(
             ProblemType::PreconditionRequired,
             "updates need an If-Match header with the ETag of the version you read",
         )
     })?;
-    value
-        .to_str()
-        .ok()
-        .map(|v| v.trim().trim_start_matches("W/").trim_matches('"'))
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| {
-            ApiError::new(
-                ProblemType::PreconditionFailed,
-                "If-Match must be an ETag such as \"3\"",
-            )
+    parse_if_match(value.to_str().unwrap_or_default()).ok_or_else(|| {
+        ApiError::new(
+            ProblemType::PreconditionFailed,
+            "If-Match must be * or ETags such as \"3\"",
+        )
+    })
+}
+
+fn parse_if_match(text: &str) -> Option<IfMatch> {
+    if text.trim() == "*" {
+        return Some(IfMatch::Any);
+    }
+    text.split(',')
+        .map(|tag| {
+            tag.trim()
+                .trim_start_matches("W/")
+                .strip_prefix('"')?
+                .strip_suffix('"')?
+                .parse()
+                .ok()
         })
+        .collect::<Option<Vec<i64>>>()
+        .filter(|versions| !versions.is_empty())
+        .map(IfMatch::Versions)
+}
+
+#[cfg(test)]
+mod if_match_tests {
+    use super::*;
+
+    #[test]
+    fn if_match_reads_a_star_and_lists_of_strong_or_weak_etags() {
+        assert_eq!(parse_if_match("*"), Some(IfMatch::Any));
+        assert_eq!(parse_if_match("\"3\""), Some(IfMatch::Versions(vec![3])));
+        assert_eq!(
+            parse_if_match("W/\"3\", \"4\""),
+            Some(IfMatch::Versions(vec![3, 4]))
+        );
+        assert_eq!(parse_if_match("3"), None, "an ETag is quoted");
+        assert_eq!(parse_if_match(""), None);
+        assert!(IfMatch::Any.admits(17));
+        assert!(!IfMatch::Versions(vec![3, 4]).admits(5));
+    }
 }
 
 #[derive(Debug, Deserialize)]

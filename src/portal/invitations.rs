@@ -536,7 +536,7 @@ pub async fn update(
         Permission::AdminInvitationsWrite,
     )
     .await?;
-    if row.version != expected {
+    if !expected.admits(row.version) {
         return Err(ApiError::new(
             ProblemType::PreconditionFailed,
             format!(

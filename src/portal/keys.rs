@@ -11,6 +11,7 @@ use super::auth::{Principal, grants_of, new_api_key};
 use super::json::JsonBody;
 use super::problem::{ApiError, ApiResult};
 use super::{AppState, SecretResponse, db_error};
+use crate::api::ProblemType;
 use crate::api::time::format_millis;
 pub use crate::api::{CreateKey, KeyView, Page};
 use crate::domain::{AccountTree, Permission};
@@ -127,6 +128,36 @@ pub async fn revoke(
 ) -> ApiResult<StatusCode> {
     let now = state.now();
     let mut tx = state.begin().await?;
+    // The platform principal must keep a key: without one every request is 401, for good.
+    // Touching its row first serialises concurrent revocations of its keys.
+    let owner = sqlx::query_scalar::<_, String>(
+        "SELECT k.principal_id FROM api_keys k JOIN principals p ON p.id = k.principal_id \
+         WHERE k.id = $1 AND k.revoked_at IS NULL AND p.kind = 'platform'",
+    )
+    .bind(&id)
+    .fetch_optional(&mut *tx.tx)
+    .await
+    .map_err(db_error("read the API key"))?;
+    if let Some(platform) = owner {
+        sqlx::query("UPDATE principals SET kind = kind WHERE id = $1")
+            .bind(&platform)
+            .execute(&mut *tx.tx)
+            .await
+            .map_err(db_error("lock the platform principal"))?;
+        let active: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM api_keys WHERE principal_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(&platform)
+        .fetch_one(&mut *tx.tx)
+        .await
+        .map_err(db_error("count the platform's API keys"))?;
+        if active <= 1 {
+            return Err(ApiError::new(
+                ProblemType::LastPlatformKey,
+                "this is the platform principal's last API key; issue another first (POST /v1/api-keys), then revoke this one. A portal locked out already is recovered on its server with `portal-operator portal reset-platform-key`",
+            ));
+        }
+    }
     let updated = sqlx::query(
         "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL AND (principal_id = $3 OR $4 = 1)",
     )

@@ -286,16 +286,61 @@ impl Portal {
     }
 }
 
-/// Installs the platform principal with `key` unless one exists.
-async fn bootstrap(store: &Store, key: &str, now: i64) -> Result<(), PortalError> {
-    let (id, secret) = key
-        .trim()
+/// An API key's id and secret (`pk_<32 hex digits>_<secret>`).
+fn split_key(key: &str) -> Option<(&str, &str)> {
+    key.trim()
         .strip_prefix("pk_")
         .and_then(|rest| rest.split_once('_'))
         .filter(|(id, secret)| {
             id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit()) && secret.len() >= 16
         })
-        .ok_or(PortalError::BadBootstrapKey)?;
+}
+
+/// The recovery of a portal whose platform principal has no working API key (its keys revoked
+/// or lost): run on the server, against its database. Installs a new key for the platform
+/// principal (creating the principal if there is none) and returns it, to be shown once; the
+/// principal's other keys stay as they are. Only whoever can reach the database can do this.
+pub async fn reset_platform_key(database_url: &str) -> Result<String, PortalError> {
+    let store = Store::connect(database_url).await?;
+    let now = SystemClock.now_millis();
+    let key = new_api_key();
+    let (id, secret) = split_key(&key).expect("a new key is well formed");
+    let mut tx = store.write().await.map_err(PortalError::Bootstrap)?;
+    let existing: Option<String> =
+        sqlx::query_scalar("SELECT id FROM principals WHERE kind = 'platform'")
+            .fetch_optional(&mut *tx.tx)
+            .await
+            .map_err(PortalError::Bootstrap)?;
+    let principal_id = match existing {
+        Some(id) => id,
+        None => {
+            let id = uuid::Uuid::now_v7().to_string();
+            sqlx::query(
+                "INSERT INTO principals (id, kind, created_at) VALUES ($1, 'platform', $2)",
+            )
+            .bind(&id)
+            .bind(now)
+            .execute(&mut *tx.tx)
+            .await
+            .map_err(PortalError::Bootstrap)?;
+            id
+        }
+    };
+    sqlx::query("INSERT INTO api_keys (id, principal_id, name, secret_hash, created_at) VALUES ($1, $2, 'reset-platform-key', $3, $4)")
+        .bind(id)
+        .bind(&principal_id)
+        .bind(auth::hash_secret(secret))
+        .bind(now)
+        .execute(&mut *tx.tx)
+        .await
+        .map_err(PortalError::Bootstrap)?;
+    tx.commit().await.map_err(PortalError::Bootstrap)?;
+    Ok(key)
+}
+
+/// Installs the platform principal with `key` unless one exists.
+async fn bootstrap(store: &Store, key: &str, now: i64) -> Result<(), PortalError> {
+    let (id, secret) = split_key(key).ok_or(PortalError::BadBootstrapKey)?;
     let mut tx = store.write().await.map_err(PortalError::Bootstrap)?;
     let existing = sqlx::query("SELECT id FROM principals WHERE kind = 'platform'")
         .fetch_optional(&mut *tx.tx)
