@@ -30,6 +30,7 @@ on_both_backends!(
     a_refusal_is_answered_once_what_it_ran_into_can_be_read,
     one_create_sent_eight_times_at_once_with_one_key_makes_one_account,
     the_platform_cannot_revoke_its_last_key_and_a_server_can_recover_it,
+    every_refusal_is_a_problem_document_and_authentication_comes_first,
 );
 
 /// A partner with an owner "olivia", a client with a sub-contract and one without.
@@ -1169,5 +1170,60 @@ async fn the_platform_cannot_revoke_its_last_key_and_a_server_can_recover_it(bac
         .await
         .expect(200);
     rotated.get("/v1/accounts").await.expect(200);
+    w.portal.stop().await;
+}
+
+async fn every_refusal_is_a_problem_document_and_authentication_comes_first(backend: Backend) {
+    let w = world(backend).await;
+    let platform = w.portal.platform();
+    // A missing or malformed query parameter, or an unknown one, names it.
+    let missing = platform
+        .get(&format!("/v1/access?account={}", w.client))
+        .await
+        .expect_problem(400, "malformed-request");
+    assert!(
+        missing.body["detail"].as_str().unwrap().contains("subject"),
+        "{:#}",
+        missing.body
+    );
+    let unknown = platform
+        .get("/v1/accounts?limt=5")
+        .await
+        .expect_problem(400, "malformed-request");
+    assert!(
+        unknown.body["detail"].as_str().unwrap().contains("limt"),
+        "{:#}",
+        unknown.body
+    );
+    platform
+        .delete(&format!("/v1/accounts/{}?cascade=perhaps", w.client))
+        .await
+        .expect_problem(400, "malformed-request");
+    // A method the endpoint does not take: 405, and the document says 405.
+    let method = platform
+        .send(Method::PUT, "/v1/accounts", Some(json!({})), &[])
+        .await
+        .expect_problem(405, "method-not-allowed");
+    assert_eq!(method.body["status"], 405);
+    // Who is asking is settled before anything else about the request.
+    w.portal
+        .anonymous()
+        .send(
+            Method::POST,
+            "/v1/accounts",
+            Some(json!({ "type": "Partner", "displayName": "X" })),
+            &[("idempotency-key", "")],
+        )
+        .await
+        .expect_problem(401, "unauthenticated");
+    platform
+        .send(
+            Method::POST,
+            "/v1/accounts",
+            Some(json!({ "type": "Partner", "displayName": "X" })),
+            &[("idempotency-key", "")],
+        )
+        .await
+        .expect_problem(422, "validation-failed");
     w.portal.stop().await;
 }

@@ -57,6 +57,7 @@ problem_types! {
     NotFound = "not-found", 404, "Not found";
     SubjectNotFound = "subject-not-found", 404, "No such admin";
     MalformedRequest = "malformed-request", 400, "Malformed request";
+    MethodNotAllowed = "method-not-allowed", 405, "Method not allowed";
     ValidationFailed = "validation-failed", 422, "Invalid value";
     UnknownRole = "unknown-role", 422, "Unknown role";
     RoleNotAssignable = "role-not-assignable", 422, "Role cannot be assigned here";

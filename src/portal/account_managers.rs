@@ -9,7 +9,7 @@
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use rand::RngCore;
@@ -17,7 +17,7 @@ use serde::Deserialize;
 use sqlx::{AnyConnection, Row};
 
 use super::auth::{Principal, authorize, authorize_for};
-use super::json::{JsonBody, PageQuery};
+use super::json::{JsonBody, PageQuery, Params};
 use super::problem::{ApiError, ApiResult, ProblemType};
 use super::store::{NewEvent, Store, WriteTx};
 use super::{AppState, db_error, mail};
@@ -412,7 +412,7 @@ pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
     Path(account_id): Path<String>,
-    Query(query): Query<ListQuery>,
+    Params(query): Params<ListQuery>,
 ) -> ApiResult<Json<Page<AccountManagerView>>> {
     let limit = query.page.limit()?;
     let after = query.page.after()?;

@@ -1,14 +1,14 @@
 //! `/v1/accounts`: the partner → client tree.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use sqlx::{AnyConnection, Row};
 
 use super::auth::{Principal, authorize};
-use super::json::{JsonBody, PageQuery};
+use super::json::{JsonBody, PageQuery, Params};
 use super::problem::{ApiError, ApiResult, ProblemType};
 use super::store::NewEvent;
 use super::{AppState, db_error};
@@ -320,7 +320,7 @@ pub struct ListQuery {
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
-    Query(query): Query<ListQuery>,
+    Params(query): Params<ListQuery>,
 ) -> ApiResult<Json<Page<AccountView>>> {
     let limit = query.page.limit()?;
     let after = query.page.after()?;
@@ -581,7 +581,7 @@ pub async fn delete(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
-    Query(query): Query<DeleteQuery>,
+    Params(query): Params<DeleteQuery>,
 ) -> ApiResult<StatusCode> {
     let now = state.now();
     let mut tx = state.begin().await?;

@@ -5,12 +5,13 @@
 //! resumes after N misses nothing. A caller sees the events of accounts it can read; the
 //! platform principal sees all.
 
+use super::json::Params;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -40,7 +41,7 @@ pub async fn events(
     State(state): State<AppState>,
     principal: Principal,
     headers: HeaderMap,
-    Query(query): Query<FeedQuery>,
+    Params(query): Params<FeedQuery>,
 ) -> ApiResult<Response> {
     let resume = headers
         .get("last-event-id")

@@ -2,14 +2,14 @@
 //! `/v1/accounts/{id}/admins`, `/v1/access`, `/v1/roles`.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use sqlx::{AnyConnection, Row};
 
 use super::auth::{Principal, authorize, authorize_for, grant_from_row, grants_of, subtree_for};
-use super::json::{JsonBody, PageQuery};
+use super::json::{JsonBody, PageQuery, Params};
 use super::problem::{ApiError, ApiResult, ProblemType};
 use super::store::{NewEvent, WriteTx};
 use super::{AppState, db_error};
@@ -370,7 +370,7 @@ pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
     Path(account_id): Path<String>,
-    Query(query): Query<ListGrantsQuery>,
+    Params(query): Params<ListGrantsQuery>,
 ) -> ApiResult<Json<Page<GrantView>>> {
     let limit = query.page.limit()?;
     let after = query.page.after()?;
@@ -515,7 +515,7 @@ pub async fn revoke_by_source(
     State(state): State<AppState>,
     principal: Principal,
     Path(account_id): Path<String>,
-    Query(query): Query<RevokeBySourceQuery>,
+    Params(query): Params<RevokeBySourceQuery>,
 ) -> ApiResult<Json<RevokedGrants>> {
     let now = state.now();
     let mut tx = state.begin().await?;
@@ -546,7 +546,7 @@ pub async fn list_admins(
     State(state): State<AppState>,
     principal: Principal,
     Path(account_id): Path<String>,
-    Query(page): Query<PageQuery>,
+    Params(page): Params<PageQuery>,
 ) -> ApiResult<Json<Page<AdminView>>> {
     let limit = page.limit()?;
     let after = page.after()?;
@@ -733,7 +733,7 @@ pub struct AccessQuery {
 pub async fn access(
     State(state): State<AppState>,
     principal: Principal,
-    Query(query): Query<AccessQuery>,
+    Params(query): Params<AccessQuery>,
 ) -> ApiResult<Json<EffectiveAccess>> {
     let mut connection = state.connection().await?;
     let subject_id = if query.subject.contains('@') {

@@ -42,16 +42,6 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
     else {
         return next.run(request).await;
     };
-    let key = match key {
-        Ok(key) if !key.is_empty() && key.len() <= 255 => key,
-        _ => {
-            return ApiError::invalid(
-                "/headers/Idempotency-Key",
-                "Idempotency-Key must be 1 to 255 visible ASCII characters",
-            )
-            .into_response();
-        }
-    };
     // Unauthenticated requests pass through; the handler answers 401.
     let principal = {
         let bearer = request
@@ -70,6 +60,18 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
         match authenticate(&mut connection, &bearer).await {
             Ok(principal) => principal,
             Err(_) => return next.run(request).await,
+        }
+    };
+    // Checked once the caller is known: a request without a valid API key is answered 401
+    // by the handler, whatever its other headers.
+    let key = match key {
+        Ok(key) if !key.is_empty() && key.len() <= 255 => key,
+        _ => {
+            return ApiError::invalid(
+                "/headers/Idempotency-Key",
+                "Idempotency-Key must be 1 to 255 visible ASCII characters",
+            )
+            .into_response();
         }
     };
     let (mut parts, body) = request.into_parts();

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -17,7 +17,7 @@ use sqlx::{AnyConnection, Row};
 use super::accounts::if_match;
 use super::auth::{Principal, authorize, authorize_for, hash_secret, random_token};
 use super::grants::{check_may_grant_at, check_roles};
-use super::json::{JsonBody, PageQuery};
+use super::json::{JsonBody, PageQuery, Params};
 use super::problem::{ApiError, ApiResult, ProblemType};
 use super::store::{Deferred, NewEvent, Store, WriteTx};
 use super::{AppState, SecretResponse, db_error};
@@ -381,7 +381,7 @@ pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
     Path(account_id): Path<String>,
-    Query(query): Query<ListQuery>,
+    Params(query): Params<ListQuery>,
 ) -> ApiResult<Json<Page<InvitationView>>> {
     let limit = query.page.limit()?;
     let after = query.page.after()?;

@@ -99,6 +99,32 @@ fn explain_domain_fields(bytes: &[u8]) -> ApiResult<()> {
     Ok(())
 }
 
+/// A request's query parameters. Malformed, missing or unknown parameters → 400 problem+json
+/// naming the parameter (never axum's text/plain rejection).
+pub struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|query| Params(query.0))
+            .map_err(|rejection| {
+                let text = rejection.body_text();
+                let cause = text
+                    .strip_prefix("Failed to deserialize query string: ")
+                    .unwrap_or(&text);
+                ApiError::new(
+                    ProblemType::MalformedRequest,
+                    format!("query parameters: {cause}"),
+                )
+            })
+    }
+}
+
 /// `?limit=&cursor=` on list endpoints.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]

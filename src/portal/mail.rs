@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use lettre::message::Mailbox;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
@@ -16,7 +16,7 @@ use sqlx::Row;
 
 use super::AppState;
 use super::auth::Principal;
-use super::json::PageQuery;
+use super::json::{PageQuery, Params};
 use super::problem::{ApiError, ApiResult};
 use super::store::{Deferred, WriteTx};
 use crate::api::time::format_millis;
@@ -48,7 +48,7 @@ pub fn queue(tx: &mut WriteTx, to: &str, subject: &str, body: &str, now: i64) {
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
-    Query(page): Query<PageQuery>,
+    Params(page): Params<PageQuery>,
 ) -> ApiResult<Json<Page<OutboxMessage>>> {
     if !principal.is_platform() {
         return Err(ApiError::forbidden(

@@ -43,7 +43,6 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
 use axum::middleware;
 use axum::routing::{delete, get, post};
 use sqlx::Row;
@@ -535,12 +534,9 @@ async fn not_found() -> ApiError {
     )
 }
 
-async fn method_not_allowed() -> (StatusCode, ApiError) {
-    (
-        StatusCode::METHOD_NOT_ALLOWED,
-        ApiError::new(
-            ProblemType::MalformedRequest,
-            "this endpoint does not accept that method",
-        ),
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        ProblemType::MethodNotAllowed,
+        "this endpoint does not accept that method; /openapi.json lists the ones it does",
     )
 }
