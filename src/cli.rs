@@ -362,6 +362,11 @@ fn local(
     use anyhow::Context;
     use std::process::ExitCode;
 
+    if args.watch && mode != Mode::Apply {
+        anyhow::bail!(
+            "--watch works with apply only: diff and status look once (run them again, or use apply --watch)"
+        );
+    }
     let manifests = match crate::local::manifests::load(&args.paths) {
         Ok(manifests) => manifests,
         Err(problems) => {
@@ -410,7 +415,7 @@ fn local(
                 print_report(mode, &args, report, out)?;
                 out.flush()?;
             }
-            let watched = watch(&manifests, &target, &args, prune, out).await;
+            let watched = watch(manifests, &target, &args, prune, out).await;
             target.close().await;
             watched?;
             return Ok(None);
@@ -439,7 +444,7 @@ fn local(
 /// `apply --watch`: reconcile again on every portal event (debounced) and print the table when
 /// it changes, until interrupted.
 async fn watch(
-    manifests: &[crate::local::manifests::Manifest],
+    mut manifests: Vec<crate::local::manifests::Manifest>,
     target: &crate::local::Target,
     args: &LocalArgs,
     prune: crate::local::Prune,
@@ -460,6 +465,8 @@ async fn watch(
     out.flush()?;
     let mut last = String::new();
     let mut cursor = None;
+    let mut files = crate::local::manifests::fingerprint(&args.paths);
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         let mut events = match target.portal.events(cursor).await {
             Ok(events) => events,
@@ -473,26 +480,51 @@ async fn watch(
         };
         loop {
             let event = tokio::select! {
-                event = events.next() => event,
+                event = events.next() => Some(event),
+                _ = tick.tick() => None,
                 _ = tokio::signal::ctrl_c() => return Ok(()),
             };
-            let Some(Ok(event)) = event else { break };
-            cursor = event.seq().or(cursor);
-            // Let a burst of events settle, then look once.
-            while let Ok(Some(Ok(more))) =
-                tokio::time::timeout(std::time::Duration::from_millis(100), events.next()).await
-            {
-                cursor = more.seq().or(cursor);
+            match event {
+                Some(Some(Ok(event))) => {
+                    cursor = event.seq().or(cursor);
+                    // Let a burst of events settle, then look once.
+                    while let Ok(Some(Ok(more))) =
+                        tokio::time::timeout(std::time::Duration::from_millis(100), events.next())
+                            .await
+                    {
+                        cursor = more.seq().or(cursor);
+                    }
+                }
+                Some(_) => break,
+                // The manifests changed on disk: read them again (keeping the last good ones
+                // while they do not load).
+                None => {
+                    let now = crate::local::manifests::fingerprint(&args.paths);
+                    if now == files {
+                        continue;
+                    }
+                    files = now;
+                    match crate::local::manifests::load(&args.paths) {
+                        Ok(loaded) => {
+                            writeln!(out, "\nThe manifests changed; applying them.")?;
+                            manifests = loaded;
+                        }
+                        Err(problems) => {
+                            eprint!("{problems}");
+                            continue;
+                        }
+                    }
+                }
             }
             let report = crate::local::run(
                 crate::local::Mode::Apply,
-                manifests,
+                &manifests,
                 target,
                 &args.state_dir,
                 prune,
             )
             .await?;
-            let table = crate::local::table(&report.rows);
+            let table = crate::local::table(&report.rows, terminal_width());
             if table != last {
                 writeln!(
                     out,
@@ -522,7 +554,11 @@ fn print_report(
             if mode == Mode::Diff {
                 write!(out, "{}", crate::local::plan_text(&report.rows))?;
             } else {
-                write!(out, "{}", crate::local::table(&report.rows))?;
+                write!(
+                    out,
+                    "{}",
+                    crate::local::table(&report.rows, terminal_width())
+                )?;
             }
         }
         LocalOutput::Json | LocalOutput::Yaml => {
@@ -641,6 +677,17 @@ fn init_tracing() {
         .try_init();
 }
 
+/// The terminal's width when stdout is one (`COLUMNS`, or 120); none when piped.
+fn terminal_width() -> Option<usize> {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal().then(|| {
+        std::env::var("COLUMNS")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(120)
+    })
+}
+
 fn roles(args: RolesArgs, out: &mut impl Write) -> anyhow::Result<()> {
     match (args.role, args.output) {
         (None, Output::Json) => {
@@ -648,30 +695,40 @@ fn roles(args: RolesArgs, out: &mut impl Write) -> anyhow::Result<()> {
             writeln!(out)?;
         }
         (None, Output::Table) => {
-            writeln!(out, "{:<24} {:<48} PERMISSIONS", "ROLE", "IMPLIES")?;
-            for spec in crate::domain::CATALOG {
-                let implies: Vec<String> = spec
-                    .implies
-                    .iter()
-                    .map(|i| match i.scope {
-                        ImplicationScope::Everywhere => i.role.to_string(),
-                        ImplicationScope::ChildAccountsOnly => {
-                            format!("{} (child accounts only)", i.role)
-                        }
-                    })
-                    .collect();
-                let implies = if implies.is_empty() {
-                    "-".to_owned()
-                } else {
-                    implies.join(", ")
-                };
-                let permissions: Vec<&str> = spec.permissions.iter().map(|p| p.as_str()).collect();
+            let rows: Vec<(String, String, String)> = crate::domain::CATALOG
+                .iter()
+                .map(|spec| {
+                    let implies: Vec<String> = spec
+                        .implies
+                        .iter()
+                        .map(|i| match i.scope {
+                            ImplicationScope::Everywhere => i.role.to_string(),
+                            ImplicationScope::ChildAccountsOnly => {
+                                format!("{} (child accounts only)", i.role)
+                            }
+                        })
+                        .collect();
+                    let implies = if implies.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        implies.join(", ")
+                    };
+                    let permissions: Vec<&str> =
+                        spec.permissions.iter().map(|p| p.as_str()).collect();
+                    (spec.role.to_string(), implies, permissions.join(" "))
+                })
+                .collect();
+            let role_width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max(4);
+            let implies_width = rows.iter().map(|r| r.1.len()).max().unwrap_or(0).max(7);
+            writeln!(
+                out,
+                "{:<role_width$}  {:<implies_width$}  PERMISSIONS",
+                "ROLE", "IMPLIES"
+            )?;
+            for (role, implies, permissions) in rows {
                 writeln!(
                     out,
-                    "{:<24} {:<48} {}",
-                    spec.role,
-                    implies,
-                    permissions.join(" ")
+                    "{role:<role_width$}  {implies:<implies_width$}  {permissions}"
                 )?;
             }
         }

@@ -161,9 +161,19 @@ fn examples_apply_then_apply_again_then_diff_and_status() {
     assert!(
         change
             .stdout
-            .contains("change the pending invitation's roles to ServiceViewer"),
-        "{}",
+            .contains("  ~ change the pending invitation's roles to ServiceViewer\n"),
+        "a change in place is marked ~: {}",
         change.stdout
+    );
+    // Its PHASE says what is under way, not only that it is pending.
+    let table = run(dir.path(), &["status", "-f", edited]);
+    assert!(
+        table
+            .stdout
+            .lines()
+            .any(|l| l.contains("team-contoso/helpdesk") && l.contains("Pending (Updating)")),
+        "{}",
+        table.stdout
     );
     let applied = run(dir.path(), &["apply", "-f", edited]);
     assert_eq!(applied.code, 0, "{}", applied.stderr);
@@ -219,6 +229,15 @@ fn bad_manifests_are_refused_naming_file_and_field_and_nothing_is_written() {
                 "{}",
                 output.stderr
             );
+            // Words for a person: the offending value, never a type name or an evaluator's
+            // internals.
+            for internal in ["evaluation error", "Error {", "Invalid value: \"string\""] {
+                assert!(
+                    !output.stderr.contains(internal),
+                    "{command} {name}: {internal:?} in:\n{}",
+                    output.stderr
+                );
+            }
         }
         assert!(
             !dir.path().join(".portal").exists(),
@@ -365,6 +384,38 @@ fn help_never_prints_a_secret_from_the_environment() {
             "{args:?} printed {variable}'s value:\n{text}"
         );
     }
+}
+
+#[test]
+fn the_roles_table_lines_up_and_a_closed_pipe_is_no_error() {
+    let output = run(Path::new("."), &["roles"]);
+    assert_eq!(output.code, 0);
+    let lines: Vec<&str> = output.stdout.lines().collect();
+    let column = lines[0].find("IMPLIES").unwrap();
+    let permissions = lines[0].find("PERMISSIONS").unwrap();
+    for line in &lines[1..] {
+        let bytes = line.as_bytes();
+        assert!(
+            bytes[column - 1] == b' ' && bytes[column] != b' ' && bytes[permissions - 1] == b' ',
+            "not aligned with the header:\n{}\n{line}",
+            lines[0]
+        );
+    }
+    // `roles | head`: the reader goes away; no "Broken pipe" error, exit 0.
+    let mut child = Command::new(binary())
+        .arg("roles")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let finished = child.wait_with_output().unwrap();
+    assert!(finished.status.success(), "{finished:?}");
+    assert!(
+        finished.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&finished.stderr)
+    );
 }
 
 #[test]
@@ -685,6 +736,97 @@ async fn watch_until(dir: &Path, manifests: &Path, accept: &[(&str, &str)], done
         assert_eq!(response.status(), 200);
     }
     wait(done.into()).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    reader.join().unwrap();
+}
+
+/// `apply --watch` notices edited manifests (and applies them); `diff --watch` is refused, not
+/// silently run once.
+#[test]
+fn watch_reads_the_manifests_again_when_they_change_and_only_apply_watches() {
+    use std::io::BufRead;
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("manifests");
+    copy_dir(&repo("examples"), &manifests);
+    let refused = run(
+        dir.path(),
+        &["diff", "--watch", "-f", manifests.to_str().unwrap()],
+    );
+    assert_eq!(refused.code, 1);
+    assert!(
+        refused.stderr.contains("--watch works with apply only"),
+        "{}",
+        refused.stderr
+    );
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(binary())
+        .args([
+            "apply",
+            "--watch",
+            "-f",
+            manifests.to_str().unwrap(),
+            "--listen",
+            &listen,
+        ])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let lines = lines.clone();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                lines.lock().unwrap().push(line);
+            }
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let wait = |needle: &str| {
+        while !lines.lock().unwrap().iter().any(|l| l.contains(needle)) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "waiting for {needle:?}: {:?}",
+                lines.lock().unwrap()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    wait("Watching.");
+    std::fs::write(
+        manifests.join("team-contoso/newcomer.yaml"),
+        "apiVersion: access.portal.dev/v1alpha1\nkind: AdminInvitation\nmetadata: {name: newcomer, namespace: team-contoso}\nspec: {accountRef: {name: contoso}, email: new@contoso.example, firstName: New, lastName: Comer}\n",
+    )
+    .unwrap();
+    wait("The manifests changed; applying them.");
+    let found = || {
+        lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("team-contoso/newcomer") && l.contains("Pending"))
+    };
+    while !found() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            lines.lock().unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     child.kill().unwrap();
     child.wait().unwrap();
     reader.join().unwrap();

@@ -116,8 +116,22 @@ impl Shown for Account {
 }
 
 impl Shown for AdminInvitation {
-    fn phase(status: &crate::crd::AdminInvitationStatus, _outcome: &Outcome) -> Option<String> {
-        status.phase.map(|phase| format!("{phase:?}"))
+    /// The phase, and what went wrong while in it (a pending invitation whose last attempt to
+    /// accept failed: `Pending (WrongTenant)`).
+    fn phase(status: &crate::crd::AdminInvitationStatus, outcome: &Outcome) -> Option<String> {
+        let reason = match outcome {
+            Outcome::Ready { reason, .. }
+            | Outcome::Reconciling { reason, .. }
+            | Outcome::Stalled { reason, .. } => reason,
+        };
+        status.phase.map(|phase| {
+            let phase = format!("{phase:?}");
+            if *reason == phase {
+                phase
+            } else {
+                format!("{phase} ({reason})")
+            }
+        })
     }
     const NOT_MADE: &'static str = "NotSent";
     fn intent(&self) -> String {

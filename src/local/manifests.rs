@@ -150,6 +150,20 @@ fn files(paths: &[PathBuf], problems: &mut Vec<String>) -> Vec<PathBuf> {
     found
 }
 
+/// What the YAML files under `paths` are now (names, sizes, modification times), for noticing
+/// that they changed.
+pub fn fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
+    files(paths, &mut Vec::new())
+        .into_iter()
+        .map(|file| {
+            let meta = std::fs::metadata(&file).ok();
+            let len = meta.as_ref().map_or(0, |m| m.len());
+            let modified = meta.and_then(|m| m.modified().ok());
+            (file, len, modified)
+        })
+        .collect()
+}
+
 /// The CRD schema of each kind, from the same definitions the cluster gets.
 fn schemas() -> BTreeMap<String, Value> {
     crate::crd::definitions()
@@ -285,9 +299,10 @@ fn admit(mut document: Value, schemas: &BTreeMap<String, Value>) -> Result<Objec
     if !problems.is_empty() {
         return Err(problems);
     }
+    let original = document.clone();
     let causes = crate::crd::admission::admit(&mut document, schema, None);
     if !causes.is_empty() {
-        return Err(causes
+        return Err(readable(causes, &original)
             .into_iter()
             .map(|c| {
                 if c.field.is_empty() || c.message.starts_with(&c.field) {
@@ -390,6 +405,64 @@ fn check_tree(
             TreeError::MissingParent { .. } | TreeError::DuplicateAccount(_) => {}
         }
     }
+}
+
+/// The API server's causes, made for a person: the offending value instead of its type
+/// (`Invalid value: "not-an-email"`, not `Invalid value: "string"`), and a rule that could not
+/// even be evaluated dropped when the field's own check already said why (or, alone, said
+/// without the evaluator's internals).
+fn readable(
+    causes: Vec<crate::crd::admission::Cause>,
+    document: &Value,
+) -> Vec<crate::crd::admission::Cause> {
+    let fields: Vec<String> = causes
+        .iter()
+        .filter(|c| !c.message.contains("(evaluation error:"))
+        .map(|c| c.field.clone())
+        .collect();
+    causes
+        .into_iter()
+        .filter_map(|mut cause| {
+            if let Some(at) = cause.message.find(" (evaluation error:") {
+                let explained = fields
+                    .iter()
+                    .any(|f| f.starts_with(&format!("{}.", cause.field)) || *f == cause.field);
+                if explained {
+                    return None;
+                }
+                cause.message.truncate(at);
+            }
+            if let Some(value) =
+                value_at(document, &cause.field).filter(|v| !v.is_object() && !v.is_array())
+            {
+                for type_name in ["string", "integer", "number", "boolean"] {
+                    let shown = format!("Invalid value: \"{type_name}\":");
+                    if cause.message.starts_with(&shown) {
+                        cause.message =
+                            format!("Invalid value: {value}:{}", &cause.message[shown.len()..]);
+                        break;
+                    }
+                }
+            }
+            Some(cause)
+        })
+        .collect()
+}
+
+/// The value at a field path such as `spec.subjects[0].adminEmail`.
+fn value_at<'a>(document: &'a Value, path: &str) -> Option<&'a Value> {
+    let mut current = document;
+    for part in path.split('.') {
+        let (name, indices) = match part.find('[') {
+            Some(at) => (&part[..at], &part[at..]),
+            None => (part, ""),
+        };
+        current = current.get(name)?;
+        for index in indices.split(['[', ']']).filter(|i| !i.is_empty()) {
+            current = current.get(index.parse::<usize>().ok()?)?;
+        }
+    }
+    Some(current)
 }
 
 /// What only the set of manifests can say: duplicates and references.

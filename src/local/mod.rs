@@ -30,7 +30,7 @@ use crate::api::ProblemType;
 use crate::controller::{Managed, with_conditions};
 use crate::crd::Account;
 use crate::portal_client::HttpPortal;
-use crate::reconcile::driver;
+use crate::reconcile::driver::{self, Mark};
 use crate::reconcile::{Outcome, refs};
 
 use folder::{Folder, Shown};
@@ -327,6 +327,7 @@ impl Run<'_> {
             ready: "-".into(),
             message: "no longer in the manifests; left in place (--prune removes it)".into(),
             changes: Vec::new(),
+            updates: Vec::new(),
             waiting: Vec::new(),
             removals: Vec::new(),
             object: Value::Null,
@@ -407,6 +408,7 @@ impl Run<'_> {
             ready,
             message,
             changes: Vec::new(),
+            updates: Vec::new(),
             waiting: Vec::new(),
             removals,
             object: Value::Null,
@@ -452,6 +454,7 @@ impl Run<'_> {
             ready: "False".into(),
             message: crate::controller::error_chain(error),
             changes: Vec::new(),
+            updates: Vec::new(),
             waiting: Vec::new(),
             removals: Vec::new(),
             object: serde_json::to_value(object).unwrap_or(Value::Null),
@@ -497,7 +500,16 @@ impl Run<'_> {
             Ok(converged) => converged,
             Err(error) => return self.failed(object, &error),
         };
-        let mut changes = converged.changes;
+        let mut changes = Vec::new();
+        let mut updates = Vec::new();
+        let mut removals = Vec::new();
+        for (mark, text) in converged.changes {
+            match mark {
+                Mark::Add => changes.push(text),
+                Mark::Change => updates.push(text),
+                Mark::Remove => removals.push(text),
+            }
+        }
         // What waits on an Account this run would create is a change too, said as such.
         let once = if object
             .parent_ref()
@@ -512,11 +524,14 @@ impl Run<'_> {
         };
         if let Some(once) = once
             && changes.is_empty()
+            && updates.is_empty()
+            && removals.is_empty()
         {
             changes.push(format!("{} (once {once} is created)", object.intent()));
         }
         let phase = K::phase(&converged.status, &converged.outcome).or_else(|| {
-            (self.mode != Mode::Apply && !changes.is_empty()).then(|| K::NOT_MADE.to_owned())
+            (self.mode != Mode::Apply && !(changes.is_empty() && updates.is_empty()))
+                .then(|| K::NOT_MADE.to_owned())
         });
         let status = with_conditions(object, converged.status, &converged.outcome);
         let mut value = serde_json::to_value(object).expect("objects serialize");
@@ -534,8 +549,9 @@ impl Run<'_> {
             ready,
             message,
             changes,
+            updates,
             waiting: converged.waiting,
-            removals: Vec::new(),
+            removals,
             object: value,
         }
     }

@@ -18,6 +18,9 @@ pub struct Row {
     /// What was (or would be) done in the portal.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<String>,
+    /// What is (or would be) changed in place in the portal.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub updates: Vec<String>,
     /// What waits on something outside the manifests (e.g. an invitee accepting).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub waiting: Vec<String>,
@@ -42,7 +45,7 @@ impl Report {
     pub fn changed(&self) -> usize {
         self.rows
             .iter()
-            .filter(|r| !r.changes.is_empty() || !r.removals.is_empty())
+            .filter(|r| !r.changes.is_empty() || !r.updates.is_empty() || !r.removals.is_empty())
             .count()
     }
 
@@ -52,22 +55,19 @@ impl Report {
     }
 }
 
-/// The table: KIND, NAME, PHASE, READY, MESSAGE.
-pub fn table(rows: &[Row]) -> String {
+/// The table: KIND, NAME, PHASE, READY, MESSAGE. On a terminal `width` columns wide, long
+/// messages are cut to fit (with `…`); piped or redirected (`width` none), nothing is cut.
+pub fn table(rows: &[Row], width: Option<usize>) -> String {
     let headers = ["KIND", "NAME", "PHASE", "READY", "MESSAGE"];
-    let cells: Vec<[String; 5]> = rows
+    let mut cells: Vec<[String; 5]> = rows
         .iter()
         .map(|r| {
-            let mut message = r.message.replace('\n', " ");
-            if message.chars().count() > 100 {
-                message = message.chars().take(99).collect::<String>() + "…";
-            }
             [
                 r.kind.clone(),
                 r.name.clone(),
                 r.phase.clone(),
                 r.ready.clone(),
-                message,
+                r.message.replace('\n', " "),
             ]
         })
         .collect();
@@ -75,6 +75,15 @@ pub fn table(rows: &[Row]) -> String {
     for row in &cells {
         for (i, cell) in row.iter().enumerate() {
             widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    if let Some(width) = width {
+        let before: usize = widths[..4].iter().map(|w| w + 2).sum();
+        let room = width.saturating_sub(before).max(40);
+        for row in &mut cells {
+            if row[4].chars().count() > room {
+                row[4] = row[4].chars().take(room - 1).collect::<String>() + "…";
+            }
         }
     }
     let line = |cells: [&str; 5]| {
@@ -98,19 +107,24 @@ pub fn table(rows: &[Row]) -> String {
 /// The plan, object by object: what `diff` prints.
 pub fn plan_text(rows: &[Row]) -> String {
     let mut text = String::new();
-    for row in rows
-        .iter()
-        .filter(|r| !r.changes.is_empty() || !r.waiting.is_empty() || !r.removals.is_empty())
-    {
+    for row in rows.iter().filter(|r| {
+        !r.changes.is_empty()
+            || !r.updates.is_empty()
+            || !r.waiting.is_empty()
+            || !r.removals.is_empty()
+    }) {
         text.push_str(&format!("{} {}\n", row.kind, row.name));
         for change in &row.changes {
             text.push_str(&format!("  + {change}\n"));
+        }
+        for update in &row.updates {
+            text.push_str(&format!("  ~ {update}\n"));
         }
         for removal in &row.removals {
             text.push_str(&format!("  - {removal}\n"));
         }
         for waiting in &row.waiting {
-            text.push_str(&format!("  ~ {waiting} (no change until then)\n"));
+            text.push_str(&format!("  … {waiting} (no change until then)\n"));
         }
     }
     text

@@ -14,7 +14,7 @@ use crate::crd::{Account, AccountRef, AccountSpec, AccountStatus, AccountType, D
 use crate::domain::AccountKind;
 use crate::portal_client::{PortalApi, PortalResult};
 
-use super::driver::{Input, Kind};
+use super::driver::{Input, Kind, Mark};
 pub use super::refs::ParentState;
 use super::refs::Refs;
 use super::{ExecuteError, Outcome, Refusal};
@@ -357,6 +357,13 @@ impl Kind for Account {
             }
         }
         Ok(observed)
+    }
+    fn mark(write: &Write) -> Mark {
+        match write {
+            Write::Create { .. } => Mark::Add,
+            Write::Update { .. } => Mark::Change,
+            Write::Delete { .. } => Mark::Remove,
+        }
     }
     fn after(input: &Input<'_, Self>, executed: &Observed, _now_millis: i64) -> Plan {
         plan(&Desired::of(input), executed)

@@ -14,7 +14,7 @@ use crate::api::{CreateAccountManager, ExternalRef};
 use crate::crd::{AccountManager, AccountManagerPhase, AccountManagerSpec, AccountManagerStatus};
 use crate::portal_client::{PortalApi, PortalResult};
 
-use super::driver::{Input, Kind};
+use super::driver::{Input, Kind, Mark};
 use super::refs::AccountState;
 use super::{ExecuteError, Outcome, Refusal};
 
@@ -325,6 +325,13 @@ impl Kind for AccountManager {
             }
         }
         Ok(observed)
+    }
+    fn mark(write: &Write) -> Mark {
+        match write {
+            Write::Create { .. } => Mark::Add,
+            Write::ResendActivation { .. } => Mark::Change,
+            Write::Delete { .. } => Mark::Remove,
+        }
     }
     fn after(input: &Input<'_, Self>, executed: &Observed, now_millis: i64) -> Plan {
         plan(&Desired::of(input), executed, now_millis)

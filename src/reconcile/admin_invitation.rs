@@ -18,7 +18,7 @@ use crate::crd::{
 use crate::domain::Role;
 use crate::portal_client::{PortalApi, PortalResult};
 
-use super::driver::{Input, Kind};
+use super::driver::{Input, Kind, Mark};
 pub use super::refs::AccountState;
 use super::refs::Refs;
 use super::{ExecuteError, Outcome, Refusal};
@@ -241,10 +241,17 @@ pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
                     idempotency_key: format!("{}/{attempt}/resend/{}", desired.id.uid, found.sends),
                 });
             }
-            let mut message = format!(
-                "invitation sent to {}; it expires at {}",
-                found.email, found.expires_at
-            );
+            // A Link invitation is sent by whoever shares the link, not by the portal.
+            let mut message = match found.delivery {
+                crate::api::Delivery::Link => format!(
+                    "invitation link for {} created, to be shared; it expires at {}",
+                    found.email, found.expires_at
+                ),
+                _ => format!(
+                    "invitation sent to {}; it expires at {}",
+                    found.email, found.expires_at
+                ),
+            };
             let mut reason = "Pending".to_owned();
             if let Some(failure) = &found.last_failure {
                 // Still pending and as specified, but the invitee needs the seeds' remedy.
@@ -502,6 +509,13 @@ impl Kind for AdminInvitation {
     }
     fn after(input: &Input<'_, Self>, executed: &Executed, now_millis: i64) -> Plan {
         plan(&Desired::of(input), &executed.observed, now_millis)
+    }
+    fn mark(write: &Write) -> Mark {
+        match write {
+            Write::Create { .. } => Mark::Add,
+            Write::UpdateRoles { .. } | Write::Resend { .. } => Mark::Change,
+            Write::Revoke { .. } => Mark::Remove,
+        }
     }
     fn take_link(executed: &mut Executed) -> Option<String> {
         executed.link.take()

@@ -119,11 +119,34 @@ pub trait Kind: Resource<DynamicType = ()> + Send + Sync + Sized {
     fn made(_action: &Self::Write, _executed: &Self::Executed) -> bool {
         true
     }
+    /// What kind of change `write` is, for `diff`'s `+` / `~` / `-`.
+    fn mark(_write: &Self::Write) -> Mark {
+        Mark::Add
+    }
     /// What `action` waits for, when it only waits for a person (it was tried before and is
     /// tried again when they act, e.g. "ann@… accepts an invitation"): `diff` shows it as
     /// waiting, not as a change.
     fn awaits(_status: &Self::Status, _action: &Self::Write) -> Option<String> {
         None
+    }
+}
+
+/// What kind of change a portal write is: something made (`+`), changed in place (`~`), or
+/// taken away (`-`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Mark {
+    Add,
+    Change,
+    Remove,
+}
+
+impl Mark {
+    pub fn sign(self) -> char {
+        match self {
+            Mark::Add => '+',
+            Mark::Change => '~',
+            Mark::Remove => '-',
+        }
     }
 }
 
@@ -196,7 +219,7 @@ pub struct Converged<S> {
     /// When to look again without an event; zero when work remains after acting.
     pub requeue_after: Option<Duration>,
     /// What was done (or, when the host does not act, would be done), in the actions' words.
-    pub changes: Vec<String>,
+    pub changes: Vec<(Mark, String)>,
     /// What waits for a person, when the host does not act.
     pub waiting: Vec<String>,
 }
@@ -265,7 +288,7 @@ pub async fn converge<K: Kind, H: Host>(
         for action in &first.actions {
             match K::awaits(&recorded, action) {
                 Some(awaited) => waiting.push(format!("{action} once {awaited}")),
-                None => changes.push(action.to_string()),
+                None => changes.push((K::mark(action), action.to_string())),
             }
         }
         return Ok(Converged {
@@ -309,7 +332,7 @@ pub async fn converge<K: Kind, H: Host>(
         .actions
         .iter()
         .filter(|action| K::made(action, &executed))
-        .map(ToString::to_string)
+        .map(|action| (K::mark(action), action.to_string()))
         .collect();
     let after = K::after(
         &Input {
@@ -631,7 +654,13 @@ mod tests {
         };
         let object = widget("shown", &[], true);
         let converged = converge(&host, &portal(), &object).await.unwrap();
-        assert_eq!(converged.changes, ["write shown", "write second"]);
+        assert_eq!(
+            converged.changes,
+            [
+                (Mark::Add, "write shown".to_owned()),
+                (Mark::Add, "write second".to_owned())
+            ]
+        );
         assert!(writes("shown").is_empty(), "diff made a portal write");
         assert!(host.links.lock().unwrap().is_empty());
         assert_eq!(converged.requeue_after, Some(Duration::from_secs(60)));
@@ -649,7 +678,13 @@ mod tests {
             .unwrap();
         assert_eq!(writes("acted"), ["acted", "second"]);
         assert_eq!(converged.status.made, ["acted", "second"]);
-        assert_eq!(converged.changes, ["write acted", "write second"]);
+        assert_eq!(
+            converged.changes,
+            [
+                (Mark::Add, "write acted".to_owned()),
+                (Mark::Add, "write second".to_owned())
+            ]
+        );
         assert_eq!(
             *host.links.lock().unwrap(),
             ["https://portal.example/accept#token=secret"]

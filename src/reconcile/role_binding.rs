@@ -17,7 +17,7 @@ use crate::crd::{
 };
 use crate::domain::{Account, AccountKind, AccountTree, Grant, GrantScope, Role, effective_access};
 
-use super::driver::{Input, Kind};
+use super::driver::{Input, Kind, Mark};
 use super::refs::{AccountState, Refs};
 use super::{ExecuteError, Outcome, Refusal};
 use crate::portal_client::{PortalApi, PortalResult};
@@ -553,6 +553,12 @@ impl Kind for RoleBinding {
             status,
             outcome,
             requeue_after: None,
+        }
+    }
+    fn mark(write: &Write) -> Mark {
+        match write {
+            Write::Grant { .. } => Mark::Add,
+            Write::Revoke { .. } => Mark::Remove,
         }
     }
     fn made(action: &Write, executed: &Self::Executed) -> bool {
