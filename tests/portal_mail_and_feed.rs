@@ -129,6 +129,31 @@ async fn without_smtp_mail_waits_in_the_outbox_for_the_platform(backend: Backend
         .get("/v1/outbox")
         .await
         .expect_problem(403, "forbidden");
+    // No live credential at rest: once the invitation can no longer be accepted, the link is
+    // gone from the outbox, in the answer at once and in the database by the next sweep.
+    portal
+        .clock
+        .advance(std::time::Duration::from_secs(48 * 3600));
+    let outbox = platform.get("/v1/outbox").await.expect(200);
+    assert_eq!(outbox.body["items"][0]["body"], "", "{:#}", outbox.body);
+    sqlx::any::install_default_drivers();
+    let database = sqlx::AnyPool::connect(&portal.database_url).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let bodies: Vec<String> = sqlx::query_scalar("SELECT body FROM outbox")
+            .fetch_all(&database)
+            .await
+            .unwrap();
+        if bodies.iter().all(|b| !b.contains("#token=")) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the link stayed in the outbox table"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    database.close().await;
     portal.stop().await;
 }
 

@@ -352,7 +352,11 @@ fn queue_activation(
             ),
         ),
     };
-    mail::queue(tx, &row.email, &subject, &body, now);
+    // The temporary password stops working when the activation expires.
+    let erase_at = row
+        .temp_expires_at
+        .unwrap_or(now + ACTIVATION_LIFETIME_MILLIS);
+    mail::queue(tx, &row.email, &subject, &body, now, erase_at);
 }
 
 fn event<'a>(event_type: EventType, row: &'a Row_) -> NewEvent<'a> {

@@ -348,6 +348,7 @@ fn queue_invitation_email(
         &format!("You are invited to administer {account_name}"),
         &body,
         now,
+        row.expires_at,
     );
 }
 

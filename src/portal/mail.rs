@@ -3,7 +3,9 @@
 //! worker delivers it over SMTP when `--smtp-url` is set, retrying with backoff. A delivered
 //! message's body is erased, since it may carry an invitation link or a temporary password.
 //! Without SMTP, messages stay in the outbox, readable by the platform principal at
-//! `GET /v1/outbox`, so a local run shows what would have been sent.
+//! `GET /v1/outbox`, so a local run shows what would have been sent, but only until what they
+//! carry can no longer be used (`erase_at`: the invitation's or the temporary password's
+//! expiry); then the body is erased, delivered or not, and an undelivered one is not sent.
 
 use std::time::Duration;
 
@@ -29,19 +31,43 @@ pub struct MailConfig {
     pub from: String,
 }
 
-/// Queues a message in the caller's transaction (written when it commits).
-pub fn queue(tx: &mut WriteTx, to: &str, subject: &str, body: &str, now: i64) {
+/// Queues a message in the caller's transaction (written when it commits); its body is erased
+/// at `erase_at`, when the credential it carries stops working.
+pub fn queue(tx: &mut WriteTx, to: &str, subject: &str, body: &str, now: i64, erase_at: i64) {
     tx.defer(
         Deferred::new(
-            "INSERT INTO outbox (id, to_address, subject, body, created_at, attempts, next_attempt_at) \
-             VALUES ($1, $2, $3, $4, $5, 0, $5)",
+            "INSERT INTO outbox (id, to_address, subject, body, created_at, attempts, next_attempt_at, erase_at) \
+             VALUES ($1, $2, $3, $4, $5, 0, $5, $6)",
         )
         .bind(uuid::Uuid::now_v7().to_string())
         .bind(to)
         .bind(subject)
         .bind(body)
-        .bind(now),
+        .bind(now)
+        .bind(erase_at),
     );
+}
+
+/// Erases the bodies whose credential expired; when the next one is due.
+pub async fn erase_expired(
+    store: &super::store::Store,
+    now: i64,
+) -> Result<Option<i64>, sqlx::Error> {
+    let mut tx = store.write().await?;
+    sqlx::query(
+        "UPDATE outbox SET body = '' WHERE erase_at IS NOT NULL AND erase_at <= $1 AND body <> ''",
+    )
+    .bind(now)
+    .execute(&mut *tx.tx)
+    .await?;
+    let next: Option<i64> = sqlx::query_scalar(
+        "SELECT MIN(erase_at) FROM outbox WHERE erase_at IS NOT NULL AND erase_at > $1 AND body <> ''",
+    )
+    .bind(now)
+    .fetch_one(&mut *tx.tx)
+    .await?;
+    tx.commit().await?;
+    Ok(next)
 }
 
 /// `GET /v1/outbox`: the platform principal reads what the portal sent or would send.
@@ -59,11 +85,12 @@ pub async fn list(
     let after = page.after()?;
     let mut connection = state.connection().await?;
     let rows = sqlx::query(
-        "SELECT id, to_address, subject, body, created_at, delivered_at, attempts, last_error FROM outbox \
-         WHERE id > $1 ORDER BY id LIMIT $2",
+        "SELECT id, to_address, subject, CASE WHEN erase_at IS NOT NULL AND erase_at <= $3 THEN '' ELSE body END, \
+         created_at, delivered_at, attempts, last_error FROM outbox WHERE id > $1 ORDER BY id LIMIT $2",
     )
     .bind(&after)
     .bind(limit + 1)
+    .bind(state.now())
     .fetch_all(&mut *connection)
     .await
     .map_err(|e| ApiError::internal("read the outbox", e))?;
@@ -148,7 +175,7 @@ async fn deliver_due(state: &AppState, mailer: &Mailer) -> Result<(), sqlx::Erro
     let now = state.now();
     let due = sqlx::query(
         "SELECT id, to_address, subject, body, attempts FROM outbox WHERE delivered_at IS NULL AND next_attempt_at <= $1 \
-         ORDER BY created_at LIMIT 50",
+         AND (erase_at IS NULL OR erase_at > $1) ORDER BY created_at LIMIT 50",
     )
     .bind(now)
     .fetch_all(&state.store.pool)

@@ -376,6 +376,7 @@ async fn run_expiry_sweeper(state: AppState) {
         for next in [
             invitations::sweep_expired(&state.store, now).await,
             account_managers::sweep_expired(&state.store, now).await,
+            mail::erase_expired(&state.store, now).await,
         ] {
             match next {
                 Ok(Some(next)) => {
