@@ -317,7 +317,7 @@ async fn examples_are_accepted_by_the_crd_schemas() {
             "AdminInvitation/ana-owner",
             "AdminInvitation/billing-lead",
             "AdminInvitation/helpdesk",
-            "RoleBinding/auditors",
+            "RoleBinding/helpdesk-branding",
         ]
     );
     server.stop().await;

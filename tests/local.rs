@@ -502,7 +502,7 @@ fn prune_removes_only_when_asked_and_only_under_the_cap() {
     )
     .unwrap();
     assert!(state["objects"]["AccountManager/team-fabrikam/camille"].is_null());
-    assert!(state["objects"]["RoleBinding/team-contoso/auditors"].is_null());
+    assert!(state["objects"]["RoleBinding/team-contoso/helpdesk-branding"].is_null());
     let after = run(dir.path(), &["apply", "-f", path, "--prune"]);
     assert_eq!(after.code, 0);
     assert!(after.stdout.contains("No changes"), "{}", after.stdout);
@@ -631,6 +631,23 @@ async fn watch_redraws_when_an_invitation_is_accepted_on_the_development_sign_in
         "the watched table showed Accepted {:?} after the accept",
         accepted_at.elapsed()
     );
+    // The examples' RoleBinding waited for exactly this admin: granted now, from the examples
+    // alone.
+    let granted = || {
+        lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("team-contoso/helpdesk-branding") && l.contains("Granted"))
+    };
+    while !granted() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            lines.lock().unwrap()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     child.kill().unwrap();
     child.wait().unwrap();
     reader.join().unwrap();
