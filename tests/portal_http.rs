@@ -31,6 +31,7 @@ on_both_backends!(
     one_create_sent_eight_times_at_once_with_one_key_makes_one_account,
     the_platform_cannot_revoke_its_last_key_and_a_server_can_recover_it,
     every_refusal_is_a_problem_document_and_authentication_comes_first,
+    the_document_declares_exactly_the_query_parameters_each_handler_takes,
 );
 
 /// A partner with an owner "olivia", a client with a sub-contract and one without.
@@ -1225,5 +1226,72 @@ async fn every_refusal_is_a_problem_document_and_authentication_comes_first(back
         )
         .await
         .expect_problem(422, "validation-failed");
+    w.portal.stop().await;
+}
+
+/// The query parameters of every operation, as the OpenAPI document declares them, are what the
+/// handler enforces: a parameter it does not declare is refused, and so is a request without
+/// one it marks required.
+async fn the_document_declares_exactly_the_query_parameters_each_handler_takes(backend: Backend) {
+    let w = world(backend).await;
+    let platform = w.portal.platform();
+    let document = portal_operator::portal::openapi_document();
+    let mut checked = 0;
+    let template = regex::Regex::new(r"\{[^}]+\}").unwrap();
+    for (path, operations) in document["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            let query: Vec<&serde_json::Value> = operation["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["in"] == "query")
+                .collect();
+            if query.is_empty() {
+                continue;
+            }
+            let concrete = template.replace_all(path, "x");
+            let required: Vec<&str> = query
+                .iter()
+                .filter(|p| p["required"] == true)
+                .map(|p| p["name"].as_str().unwrap())
+                .collect();
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let send = |names: Vec<&str>, extra: Option<&str>| {
+                let mut pairs: Vec<String> = names.iter().map(|n| format!("{n}=x")).collect();
+                pairs.extend(extra.map(str::to_owned));
+                let url = format!("{concrete}?{}", pairs.join("&"));
+                let method = method.clone();
+                let platform = platform.clone();
+                async move { platform.send(method, &url, None, &[]).await }
+            };
+            let unknown = send(required.clone(), Some("zzUndeclared=1"))
+                .await
+                .expect_problem(400, "malformed-request");
+            assert!(
+                unknown.body["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("zzUndeclared"),
+                "{method} {path}: {:#}",
+                unknown.body
+            );
+            for missing in &required {
+                let others: Vec<&str> = required.iter().copied().filter(|n| n != missing).collect();
+                let refused = send(others, None)
+                    .await
+                    .expect_problem(400, "malformed-request");
+                assert!(
+                    refused.body["detail"].as_str().unwrap().contains(missing),
+                    "{method} {path} without {missing}: {:#}",
+                    refused.body
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 9,
+        "only {checked} operations take query parameters"
+    );
     w.portal.stop().await;
 }

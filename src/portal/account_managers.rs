@@ -403,9 +403,10 @@ async fn authorized(
     Ok((row, access))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListQuery {
+    /// Only the account manager with this reference.
     #[serde(default)]
     pub external_ref: Option<String>,
     #[serde(flatten)]

@@ -304,11 +304,13 @@ pub async fn get(
     Ok(account_response(StatusCode::OK, &access.account))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListQuery {
+    /// List this account's children.
     #[serde(default)]
     pub parent_id: Option<String>,
+    /// Find the account with this external id.
     #[serde(default)]
     pub external_id: Option<String>,
     #[serde(flatten)]
@@ -562,9 +564,10 @@ mod if_match_tests {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeleteQuery {
+    /// Also delete child accounts, grants and invitations.
     #[serde(default)]
     pub cascade: bool,
     /// Remove the account's grants and invitations with it, but refuse while it has child

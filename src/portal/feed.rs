@@ -24,12 +24,15 @@ use super::problem::{ApiError, ApiResult};
 use crate::api::Event;
 use crate::domain::Permission;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FeedQuery {
+    /// Resume after this event id, or `latest` for only what happens from now on.
     #[serde(default)]
     pub after: Option<String>,
+    /// JSON pages only: 1 to 500.
     #[serde(default)]
+    #[schemars(with = "Option<u16>", range(min = 1, max = 500))]
     pub limit: Option<String>,
 }
 

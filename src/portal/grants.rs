@@ -355,11 +355,13 @@ pub async fn create(
         .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListGrantsQuery {
+    /// Only grants made by this source.
     #[serde(default)]
     pub source: Option<String>,
+    /// Only this admin's grants.
     #[serde(default)]
     pub admin_id: Option<String>,
     #[serde(flatten)]
@@ -502,10 +504,12 @@ pub async fn revoke(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RevokeBySourceQuery {
+    /// The source whose grants to revoke.
     pub source: String,
+    /// Only this admin's grants.
     #[serde(default)]
     pub admin_id: Option<String>,
 }
@@ -720,11 +724,12 @@ pub async fn remove_admin(
 
 // --- access ------------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccessQuery {
     /// An admin id or email.
     pub subject: String,
+    /// An account id.
     pub account: String,
 }
 

@@ -366,12 +366,14 @@ fn invitation_event<'a>(event_type: EventType, row: &'a InvitationRow) -> NewEve
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ListQuery {
-    /// Comma-separated states; by default Pending and Expired, as the portal lists them.
+    /// Comma-separated states (Pending, Accepted, Expired, Revoked); by default Pending and
+    /// Expired, as the portal lists them.
     #[serde(default)]
     pub state: Option<String>,
+    /// Only the invitation with this reference.
     #[serde(default)]
     pub external_ref: Option<String>,
     #[serde(flatten)]

@@ -126,11 +126,14 @@ impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for
 }
 
 /// `?limit=&cursor=` on list endpoints.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PageQuery {
+    /// Page size, 1 to 500 (default 100).
     #[serde(default)]
+    #[schemars(with = "Option<u16>", range(min = 1, max = 500))]
     pub limit: Option<String>,
+    /// The nextCursor of the previous page.
     #[serde(default)]
     pub cursor: Option<String>,
 }

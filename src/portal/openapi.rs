@@ -31,8 +31,9 @@ pub struct Operation {
     pub request: Option<SchemaFn>,
     pub status: u16,
     pub response: Option<SchemaFn>,
-    /// Query parameters: (name, description).
-    pub query: &'static [(&'static str, &'static str)],
+    /// The query parameters: the type the handler parses them into (so the document says what
+    /// is required, typed and bounded exactly as the handler enforces it).
+    pub query: Option<SchemaFn>,
     /// Extra request headers: (name, description, required).
     pub headers: &'static [(&'static str, &'static str, bool)],
 }
@@ -43,15 +44,15 @@ const IDEMPOTENCY: (&str, &str, bool) = (
     false,
 );
 const IF_MATCH: (&str, &str, bool) = ("If-Match", "The ETag of the version read; required.", true);
-const PAGING: [(&str, &str); 2] = [
-    ("limit", "Page size, 1 to 500 (default 100)."),
-    ("cursor", "The nextCursor of the previous page."),
-];
+/// A query type's own schema, inline (its properties become the operation's parameters).
+fn query<T: JsonSchema>(_generator: &mut SchemaGenerator) -> Schema {
+    SchemaGenerator::new(SchemaSettings::openapi3()).into_root_schema_for::<T>()
+}
 
 macro_rules! op {
     ($method:literal $path:literal, $tag:literal, $summary:literal, auth: $auth:literal,
      request: $request:expr, $status:literal => $response:expr
-     $(, query: $query:expr)? $(, headers: $headers:expr)?) => {
+     $(, query: $query:ty)? $(, headers: $headers:expr)?) => {
         Operation {
             method: $method,
             path: $path,
@@ -61,12 +62,14 @@ macro_rules! op {
             request: $request,
             status: $status,
             response: $response,
-            query: op!(@or $($query)?),
+            query: op!(@none $($query)?),
             headers: op!(@or $($headers)?),
         }
     };
     (@or $value:expr) => { $value };
     (@or) => { &[] };
+    (@none $value:ty) => { Some(query::<$value>) };
+    (@none) => { None };
 }
 
 /// Every operation of the API.
@@ -79,27 +82,27 @@ pub static OPERATIONS: &[Operation] = &[
         request: None, 200 => Some(schema::<grants::Whoami>)),
     op!("get" "/v1/access", "Access", "What a subject may do on an account, and the path that gives each permission", auth: true,
         request: None, 200 => Some(schema::<EffectiveAccess>),
-        query: &[("subject", "An admin id or email."), ("account", "An account id.")]),
+        query: super::grants::AccessQuery),
     op!("post" "/v1/accounts", "Accounts", "Create an account (top-level: platform principal only)", auth: true,
         request: Some(schema::<accounts::CreateAccount>), 201 => Some(schema::<accounts::AccountView>), headers: &[IDEMPOTENCY]),
     op!("get" "/v1/accounts", "Accounts", "Find by externalId, list the children of parentId, or list your accounts", auth: true,
         request: None, 200 => Some(schema::<Page<accounts::AccountView>>),
-        query: &[("externalId", "Find the account with this external id."), ("parentId", "List this account's children."), PAGING[0], PAGING[1]]),
+        query: super::accounts::ListQuery),
     op!("get" "/v1/accounts/{id}", "Accounts", "Read an account (ETag header)", auth: true, request: None, 200 => Some(schema::<accounts::AccountView>)),
     op!("patch" "/v1/accounts/{id}", "Accounts", "Change displayName, tenantId, subContract or externalId", auth: true,
         request: Some(schema::<accounts::UpdateAccount>), 200 => Some(schema::<accounts::AccountView>), headers: &[IF_MATCH]),
     op!("delete" "/v1/accounts/{id}", "Accounts", "Delete an account (refused while not empty unless cascade=true)", auth: true,
-        request: None, 204 => None, query: &[("cascade", "Also delete child accounts, grants and invitations."), ("removeAdmins", "Also delete the account's grants and invitations; still refused while it has child accounts.")]),
+        request: None, 204 => None, query: super::accounts::DeleteQuery),
     op!("post" "/v1/accounts/{id}/grants", "Grants", "Grant roles to an existing admin", auth: true,
         request: Some(schema::<grants::CreateGrants>), 201 => Some(schema::<Page<grants::GrantView>>), headers: &[IDEMPOTENCY]),
     op!("get" "/v1/accounts/{id}/grants", "Grants", "List the grants made on an account", auth: true,
         request: None, 200 => Some(schema::<Page<grants::GrantView>>),
-        query: &[("source", "Only grants made by this source."), ("adminId", "Only this admin's grants."), PAGING[0], PAGING[1]]),
+        query: super::grants::ListGrantsQuery),
     op!("delete" "/v1/accounts/{id}/grants", "Grants", "Revoke the grants one source made on an account", auth: true,
-        request: None, 200 => Some(schema::<grants::RevokedGrants>), query: &[("source", "The source whose grants to revoke (required)."), ("adminId", "Only this admin's grants.")]),
+        request: None, 200 => Some(schema::<grants::RevokedGrants>), query: super::grants::RevokeBySourceQuery),
     op!("delete" "/v1/grants/{id}", "Grants", "Revoke one grant", auth: true, request: None, 204 => None),
     op!("get" "/v1/accounts/{id}/admins", "Admins", "List the admins of an account with their roles there", auth: true,
-        request: None, 200 => Some(schema::<Page<grants::AdminView>>), query: &PAGING),
+        request: None, 200 => Some(schema::<Page<grants::AdminView>>), query: super::json::PageQuery),
     op!("post" "/v1/accounts/{id}/admins", "Admins", "Provision an admin directly (platform principal only)", auth: true,
         request: Some(schema::<grants::CreateAdmin>), 201 => Some(schema::<grants::AdminView>), headers: &[IDEMPOTENCY]),
     op!("delete" "/v1/accounts/{id}/admins/{admin}", "Admins", "Remove an admin from an account (all its grants there)", auth: true,
@@ -108,7 +111,7 @@ pub static OPERATIONS: &[Operation] = &[
         request: Some(schema::<invitations::CreateInvitation>), 201 => Some(schema::<invitations::InvitationView>), headers: &[IDEMPOTENCY]),
     op!("get" "/v1/accounts/{id}/invitations", "Invitations", "List invitations (Pending and Expired by default)", auth: true,
         request: None, 200 => Some(schema::<Page<invitations::InvitationView>>),
-        query: &[("state", "Comma-separated states: Pending, Accepted, Expired, Revoked."), ("externalRef", "Only the invitation with this reference."), PAGING[0], PAGING[1]]),
+        query: super::invitations::ListQuery),
     op!("get" "/v1/invitations/{id}", "Invitations", "Read an invitation (ETag header)", auth: true,
         request: None, 200 => Some(schema::<invitations::InvitationView>)),
     op!("patch" "/v1/invitations/{id}", "Invitations", "Change a pending invitation's roles", auth: true,
@@ -122,7 +125,7 @@ pub static OPERATIONS: &[Operation] = &[
         request: Some(schema::<managers::CreateAccountManager>), 201 => Some(schema::<managers::AccountManagerView>), headers: &[IDEMPOTENCY]),
     op!("get" "/v1/accounts/{id}/account-managers", "Account managers", "List an account's account managers", auth: true,
         request: None, 200 => Some(schema::<Page<managers::AccountManagerView>>),
-        query: &[("externalRef", "Only the account manager with this reference."), PAGING[0], PAGING[1]]),
+        query: super::account_managers::ListQuery),
     op!("get" "/v1/account-managers/{id}", "Account managers", "Read an account manager", auth: true,
         request: None, 200 => Some(schema::<managers::AccountManagerView>)),
     op!("delete" "/v1/account-managers/{id}", "Account managers", "Remove an account manager", auth: true, request: None, 204 => None),
@@ -136,10 +139,10 @@ pub static OPERATIONS: &[Operation] = &[
     op!("delete" "/v1/api-keys/{id}", "API keys", "Revoke an API key", auth: true, request: None, 204 => None),
     op!("get" "/v1/events", "Change feed", "Server-sent events (or a JSON page with Accept: application/json), resumable from Last-Event-ID", auth: true,
         request: None, 200 => Some(schema::<Vec<events::Event>>),
-        query: &[("after", "Resume after this event id, or `latest` for only what happens from now on."), ("limit", "JSON pages only: 1 to 500.")],
+        query: super::feed::FeedQuery,
         headers: &[("Last-Event-ID", "Resume after this event id.", false)]),
     op!("get" "/v1/outbox", "Mail", "Messages sent or waiting (platform principal only)", auth: true,
-        request: None, 200 => Some(schema::<Page<keys::OutboxMessage>>), query: &PAGING),
+        request: None, 200 => Some(schema::<Page<keys::OutboxMessage>>), query: super::json::PageQuery),
 ];
 
 /// Builds the document.
@@ -154,9 +157,41 @@ pub fn document() -> Value {
             .filter_map(|segment| segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
             .collect();
-        parameters.extend(operation.query.iter().map(|(name, description)| {
-            json!({ "name": name, "in": "query", "required": false, "description": description, "schema": { "type": "string" } })
-        }));
+        if let Some(query) = operation.query {
+            let schema = serde_json::to_value(query(&mut generator)).expect("schemas serialize");
+            let required: Vec<&str> = schema["required"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            for (name, property) in schema["properties"].as_object().into_iter().flatten() {
+                let mut property = property.clone();
+                let description = property
+                    .as_object_mut()
+                    .and_then(|p| p.remove("description"))
+                    .unwrap_or(Value::Null);
+                // A query parameter is absent rather than null.
+                if let Some(types) = property["type"].as_array() {
+                    let single: Vec<Value> =
+                        types.iter().filter(|t| *t != "null").cloned().collect();
+                    if single.len() == 1 {
+                        property["type"] = single[0].clone();
+                    }
+                }
+                if let Some(object) = property.as_object_mut() {
+                    object.remove("nullable");
+                    object.remove("default");
+                }
+                parameters.push(json!({
+                    "name": name,
+                    "in": "query",
+                    "required": required.contains(&name.as_str()),
+                    "description": description,
+                    "schema": property,
+                }));
+            }
+        }
         parameters.extend(operation.headers.iter().map(|(name, description, required)| {
             json!({ "name": name, "in": "header", "required": required, "description": description, "schema": { "type": "string" } })
         }));
