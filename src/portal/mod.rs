@@ -465,6 +465,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/events", get(feed::events))
         .route("/api-keys", post(keys::create).get(keys::list))
         .route("/api-keys/{id}", delete(keys::revoke))
+        // Every route: a query parameter the document does not declare is refused.
+        .route_layer(middleware::from_fn(reject_undeclared_query))
         // Inside the Idempotency-Key layer, so that a refusal has settled before that layer
         // looks for a concurrent request's recorded answer.
         .layer(middleware::from_fn_with_state(
@@ -495,6 +497,68 @@ pub(crate) fn router(state: AppState) -> Router {
             metrics::layer,
         ))
         .with_state(state)
+}
+
+/// Refuses query parameters the operation does not declare in the OpenAPI document (which is
+/// generated from the types the handlers parse), as 400 problem+json naming them.
+async fn reject_undeclared_query(
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    static DECLARED: std::sync::LazyLock<std::collections::HashMap<(String, String), Vec<String>>> =
+        std::sync::LazyLock::new(|| {
+            let document = openapi::document();
+            let mut declared = std::collections::HashMap::new();
+            for (path, operations) in document["paths"].as_object().into_iter().flatten() {
+                for (method, operation) in operations.as_object().into_iter().flatten() {
+                    let names = operation["parameters"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|p| p["in"] == "query")
+                        .filter_map(|p| p["name"].as_str().map(str::to_owned))
+                        .collect();
+                    declared.insert((method.to_uppercase(), path.clone()), names);
+                }
+            }
+            declared
+        });
+    let matched = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    if let (Some(path), Some(query)) = (matched, request.uri().query()) {
+        let method = request.method().as_str().to_owned();
+        // Inside the nested /v1 router the matched path may or may not carry its prefix.
+        let names = DECLARED
+            .get(&(method.clone(), path.clone()))
+            .or_else(|| DECLARED.get(&(method, format!("/v1{path}"))));
+        if let Some(names) = names {
+            let undeclared: Vec<String> = query
+                .split('&')
+                .filter(|pair| !pair.is_empty())
+                .map(|pair| pair.split('=').next().unwrap_or_default().to_owned())
+                .filter(|name| !names.contains(name))
+                .collect();
+            if !undeclared.is_empty() {
+                let known = if names.is_empty() {
+                    "it takes none".to_owned()
+                } else {
+                    format!("it takes {}", names.join(", "))
+                };
+                return ApiError::new(
+                    ProblemType::MalformedRequest,
+                    format!(
+                        "query parameters: unknown parameter(s) {} ({known})",
+                        undeclared.join(", ")
+                    ),
+                )
+                .into_response();
+            }
+        }
+    }
+    next.run(request).await
 }
 
 /// A write refused on SQLite may have read other requests' writes that are not committed yet
