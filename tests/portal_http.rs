@@ -32,6 +32,7 @@ on_both_backends!(
     the_platform_cannot_revoke_its_last_key_and_a_server_can_recover_it,
     every_refusal_is_a_problem_document_and_authentication_comes_first,
     the_document_declares_exactly_the_query_parameters_each_handler_takes,
+    every_body_constraint_the_document_states_is_enforced,
 );
 
 /// A partner with an owner "olivia", a client with a sub-contract and one without.
@@ -1293,5 +1294,89 @@ async fn the_document_declares_exactly_the_query_parameters_each_handler_takes(b
         checked >= 9,
         "only {checked} operations take query parameters"
     );
+    w.portal.stop().await;
+}
+
+/// What the document says of request bodies (lengths, formats, item counts, required fields),
+/// the server enforces: for each stated constraint of each create operation, a body that breaks
+/// only that one is refused with a problem pointing at the field, and nothing is created.
+async fn every_body_constraint_the_document_states_is_enforced(backend: Backend) {
+    let w = world(backend).await;
+    let platform = w.portal.platform();
+    let document = portal_operator::portal::openapi_document();
+    let schemas = &document["components"]["schemas"];
+    let cases = [
+        (
+            "/v1/accounts".to_owned(),
+            json!({ "type": "Client", "parentId": w.partner, "displayName": "Valid Ltd" }),
+        ),
+        (
+            format!("/v1/accounts/{}/invitations", w.client),
+            json!({ "email": "val@contoso.example", "firstName": "Val", "lastName": "Id", "roles": ["ServiceViewer"] }),
+        ),
+        (
+            format!("/v1/accounts/{}/account-managers", w.client),
+            json!({ "email": "vam@contoso.example", "firstName": "Val", "lastName": "Id" }),
+        ),
+        ("/v1/api-keys".to_owned(), json!({ "name": "valid" })),
+    ];
+    let mut checked = 0;
+    let account_path = regex::Regex::new(r"/v1/accounts/[^/]+/").unwrap();
+    for (path, valid) in cases {
+        let template = account_path.replace(&path, "/v1/accounts/{id}/");
+        let reference = document["paths"][template.as_ref()]["post"]["requestBody"]["content"]
+            ["application/json"]["schema"]["$ref"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{template} documents its body"));
+        let schema = &schemas[reference.rsplit('/').next().unwrap()];
+        let mut broken: Vec<(String, serde_json::Value)> = Vec::new();
+        for required in schema["required"].as_array().into_iter().flatten() {
+            let mut body = valid.clone();
+            body.as_object_mut()
+                .unwrap()
+                .remove(required.as_str().unwrap());
+            broken.push((format!("without {required}"), body));
+        }
+        for (field, property) in schema["properties"].as_object().unwrap() {
+            let mut with = |what: String, value: serde_json::Value| {
+                let mut body = valid.clone();
+                body[field] = value;
+                broken.push((format!("{field} {what}"), body));
+            };
+            if let Some(max) = property["maxLength"].as_u64() {
+                with(
+                    format!("longer than {max}"),
+                    json!("a".repeat(max as usize + 1)),
+                );
+            }
+            if property["minLength"].as_u64() == Some(1) {
+                with("empty".into(), json!(""));
+            }
+            if property["format"] == "email" {
+                with("not an email".into(), json!("not-an-email"));
+            }
+            if property["minItems"].as_u64() == Some(1) {
+                with("with no items".into(), json!([]));
+            }
+        }
+        for (what, body) in broken {
+            let reply = platform.post(&path, body.clone()).await;
+            assert!(
+                reply.status.is_client_error(),
+                "{path} {what}: {} {:#}",
+                reply.status,
+                reply.body
+            );
+            assert_eq!(
+                reply.header("content-type"),
+                Some("application/problem+json"),
+                "{path} {what}"
+            );
+            checked += 1;
+        }
+        // The valid body itself is accepted: the refusals were the constraints'.
+        platform.post(&path, valid).await.expect(201);
+    }
+    assert!(checked >= 15, "only {checked} constraints checked");
     w.portal.stop().await;
 }

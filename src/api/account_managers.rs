@@ -36,8 +36,11 @@ pub struct AccountManagerView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateAccountManager {
+    #[schemars(length(min = 1, max = 100))]
     pub first_name: String,
+    #[schemars(length(min = 1, max = 100))]
     pub last_name: String,
+    #[schemars(email, length(max = 254))]
     pub email: String,
     /// `en` (the default) or `fr`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -13,6 +13,7 @@ pub struct AccountView {
     pub parent_id: Option<String>,
     #[serde(rename = "type")]
     pub account_type: AccountKind,
+    #[schemars(length(min = 1, max = 200))]
     pub display_name: String,
     pub tenant_id: Option<String>,
     pub sub_contract: bool,
@@ -44,6 +45,7 @@ pub struct CreateAccount {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateAccount {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 200))]
     pub display_name: Option<String>,
     #[serde(default, skip_serializing_if = "Patch::is_absent")]
     pub tenant_id: Patch<String>,

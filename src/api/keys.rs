@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateKey {
+    #[schemars(length(min = 1, max = 100))]
     pub name: String,
     /// The platform principal may issue a key for an admin; admins issue keys for themselves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
