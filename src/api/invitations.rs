@@ -83,6 +83,9 @@ pub struct InvitationView {
     pub version: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
+    /// In a replayed answer (same Idempotency-Key) instead of `link`: how to get a new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_redacted: Option<String>,
 }
 
 /// `POST /v1/accounts/{id}/invitations`.

@@ -23,6 +23,9 @@ pub struct KeyView {
     pub created_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// In a replayed answer (same Idempotency-Key) instead of `key`: how to get a new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_redacted: Option<String>,
 }
 
 /// A message the portal sent or will send.

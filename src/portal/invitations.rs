@@ -133,6 +133,7 @@ impl InvitationRow {
             sends: self.sends,
             version: self.version,
             link: None,
+            link_redacted: None,
         }
     }
 }

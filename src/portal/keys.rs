@@ -87,6 +87,7 @@ pub async fn create(
         principal_id: owner,
         created_at: format_millis(now),
         key: Some(key.key),
+        key_redacted: None,
     };
     let mut response = (StatusCode::CREATED, Json(view)).into_response();
     response.extensions_mut().insert(SecretResponse);
@@ -113,6 +114,7 @@ pub async fn list(
             principal_id: row.get(2),
             created_at: format_millis(row.get(3)),
             key: None,
+            key_redacted: None,
         })
         .collect();
     Ok(Json(Page {

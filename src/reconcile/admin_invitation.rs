@@ -569,6 +569,7 @@ mod tests {
             sends: 1,
             version: 1,
             link: None,
+            link_redacted: None,
         }
     }
 
