@@ -57,5 +57,7 @@ pub struct CreateAccountManager {
 pub struct Activate {
     pub username: String,
     pub temporary_password: String,
+    /// At least 12 characters, and not the temporary password.
+    #[schemars(length(min = 12))]
     pub new_password: String,
 }

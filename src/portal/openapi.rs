@@ -196,13 +196,23 @@ pub fn document() -> Value {
             json!({ "name": name, "in": "header", "required": required, "description": description, "schema": { "type": "string" } })
         }));
         let mut responses = Map::new();
-        let success = match operation.response {
+        let mut success = match operation.response {
             Some(response) => json!({
                 "description": "Success",
                 "content": { "application/json": { "schema": response(&mut generator) } },
             }),
             None => json!({ "description": "Success" }),
         };
+        if operation.path == "/v1/events" {
+            // By default the feed is a stream of server-sent events, one JSON event per `data:`
+            // line with its sequence number as the `id:`; a JSON page only when asked.
+            success["content"]["text/event-stream"] = json!({
+                "schema": {
+                    "type": "string",
+                    "description": "Server-sent events: per event `id: <seq>`, `event: <type>` and `data: <Event as JSON>`; a comment line every 15 s keeps the connection alive."
+                }
+            });
+        }
         responses.insert(operation.status.to_string(), success);
         responses.insert(
             "default".into(),
