@@ -127,21 +127,9 @@ async fn dev_sign_in_page_shows_the_wrong_tenant_remedy_then_accepts_in_a_real_b
 
 /// Installs Debian's Chromium and chromedriver when they are missing.
 fn ensure_chromium() {
-    if Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists() {
-        return;
-    }
-    let install = "apt-get update -qq && apt-get install -y -qq chromium chromium-driver";
-    let status = std::process::Command::new("sh")
-        .args(["-c", install])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .stdout(Stdio::null())
-        .status();
-    assert!(
-        matches!(status, Ok(status) if status.success())
-            && Path::new(CHROMIUM).exists()
-            && Path::new(CHROMEDRIVER).exists(),
-        "this test needs Debian's chromium and chromium-driver packages; installing them with `{install}` failed (run it as root)"
-    );
+    support::ensure_debian_packages(&["chromium", "chromium-driver"], || {
+        Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists()
+    });
 }
 
 /// A headless Chromium session behind chromedriver, which runs in its own process group so

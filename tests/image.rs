@@ -3,6 +3,8 @@
 //! the host (`--version`, and `portal serve` answering `/healthz`), and its docker-archive is
 //! tagged as the chart's default image.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,7 +17,7 @@ fn repo(relative: &str) -> PathBuf {
 
 /// Installs Debian's umoci and skopeo when they are missing.
 fn ensure_tools() {
-    let present = || {
+    support::ensure_debian_packages(&["umoci", "skopeo"], || {
         ["umoci", "skopeo"].iter().all(|tool| {
             Command::new(tool)
                 .arg("--version")
@@ -23,20 +25,7 @@ fn ensure_tools() {
                 .status()
                 .is_ok_and(|s| s.success())
         })
-    };
-    if present() {
-        return;
-    }
-    let install = "apt-get update -qq && apt-get install -y -qq umoci skopeo";
-    let status = Command::new("sh")
-        .args(["-c", install])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .stdout(Stdio::null())
-        .status();
-    assert!(
-        matches!(status, Ok(status) if status.success()) && present(),
-        "this test needs Debian's umoci and skopeo; installing them with `{install}` failed (run it as root)"
-    );
+    });
 }
 
 fn run(program: &str, args: &[&str]) -> String {

@@ -553,46 +553,10 @@ fn prune_revokes_an_invitation_whose_recorded_id_was_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_redraws_when_an_invitation_is_accepted_on_the_development_sign_in() {
-    use std::io::BufRead;
-    use std::sync::{Arc, Mutex};
-
     let dir = tempfile::tempdir().unwrap();
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
-    let listen = format!("127.0.0.1:{port}");
-    let mut child = std::process::Command::new(binary())
-        .args(["apply", "--watch", "-f", repo("examples").to_str().unwrap()])
-        .args(["--listen", &listen])
-        .current_dir(dir.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    let reader = {
-        let lines = lines.clone();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                lines.lock().unwrap().push(line);
-            }
-        })
-    };
-    let seen = |needle: &str| lines.lock().unwrap().iter().any(|l| l.contains(needle));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !seen("Watching.") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{:?}",
-            lines.lock().unwrap()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let watch = Watch::start(dir.path(), &repo("examples"));
+    watch.wait(|l| l.contains("Watching.")).await;
+    let listen = &watch.listen;
     // The link points at the running portal, which serves the labelled development page.
     let link = std::fs::read_to_string(dir.path().join(".portal/links/team-contoso/helpdesk.link"))
         .unwrap();
@@ -612,45 +576,86 @@ async fn watch_redraws_when_an_invitation_is_accepted_on_the_development_sign_in
         .unwrap();
     assert_eq!(accepted.status(), 200);
     let accepted_at = std::time::Instant::now();
-    let row_accepted = || {
-        lines
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains("team-contoso/helpdesk") && l.contains("Accepted"))
-    };
-    while !row_accepted() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{:?}",
-            lines.lock().unwrap()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    watch
+        .wait(|l| l.contains("team-contoso/helpdesk") && l.contains("Accepted"))
+        .await;
     eprintln!(
         "the watched table showed Accepted {:?} after the accept",
         accepted_at.elapsed()
     );
     // The examples' RoleBinding waited for exactly this admin: granted now, from the examples
     // alone.
-    let granted = || {
-        lines
-            .lock()
+    watch
+        .wait(|l| l.contains("team-contoso/helpdesk-branding") && l.contains("Granted"))
+        .await;
+    watch.stop();
+}
+
+/// `apply --watch` running in `dir` on a free loopback port, its output collected line by line.
+struct Watch {
+    child: std::process::Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    reader: std::thread::JoinHandle<()>,
+    listen: String,
+    deadline: std::time::Instant,
+}
+
+impl Watch {
+    fn start(dir: &Path, manifests: &Path) -> Watch {
+        use std::io::BufRead;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
-            .iter()
-            .any(|l| l.contains("team-contoso/helpdesk-branding") && l.contains("Granted"))
-    };
-    while !granted() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{:?}",
-            lines.lock().unwrap()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut child = Command::new(binary())
+            .args(["apply", "--watch", "-f", manifests.to_str().unwrap()])
+            .args(["--listen", &listen])
+            .current_dir(dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let reader = {
+            let lines = lines.clone();
+            let stdout = child.stdout.take().unwrap();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stdout)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    lines.lock().unwrap().push(line);
+                }
+            })
+        };
+        Watch {
+            child,
+            lines,
+            reader,
+            listen,
+            deadline: std::time::Instant::now() + std::time::Duration::from_secs(30),
+        }
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    reader.join().unwrap();
+
+    /// Waits (with the watch's deadline) until a line of the output satisfies `line`.
+    async fn wait(&self, line: impl Fn(&str) -> bool) {
+        while !self.lines.lock().unwrap().iter().any(|l| line(l)) {
+            assert!(
+                std::time::Instant::now() < self.deadline,
+                "{:?}",
+                self.lines.lock().unwrap()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    fn stop(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.reader.join().unwrap();
+    }
 }
 
 #[test]
@@ -692,78 +697,27 @@ fn the_development_sign_in_is_off_unless_asked() {
 
 /// Runs `apply --watch` until `done` holds for its output, then stops it.
 async fn watch_until(dir: &Path, manifests: &Path, accept: &[(&str, &str)], done: &str) {
-    use std::io::BufRead;
-    use std::sync::{Arc, Mutex};
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
-    let listen = format!("127.0.0.1:{port}");
-    let mut child = std::process::Command::new(binary())
-        .args([
-            "apply",
-            "--watch",
-            "-f",
-            manifests.to_str().unwrap(),
-            "--listen",
-            &listen,
-        ])
-        .current_dir(dir)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    let reader = {
-        let lines = lines.clone();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                lines.lock().unwrap().push(line);
-            }
-        })
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let wait = |needle: String| {
-        let lines = lines.clone();
-        async move {
-            while !lines.lock().unwrap().iter().any(|l| l.contains(&needle)) {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "waiting for {needle:?}: {:?}",
-                    lines.lock().unwrap()
-                );
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
-        }
-    };
-    wait("Watching.".into()).await;
+    let watch = Watch::start(dir, manifests);
+    watch.wait(|l| l.contains("Watching.")).await;
     for (link, email) in accept {
         let link = std::fs::read_to_string(dir.join(".portal/links").join(link)).unwrap();
         let token = link.trim().split_once("#token=").unwrap().1.to_owned();
         let response = reqwest::Client::new()
-            .post(format!("http://{listen}/dev/accept"))
+            .post(format!("http://{}/dev/accept", watch.listen))
             .json(&serde_json::json!({ "token": token, "email": email }))
             .send()
             .await
             .unwrap();
         assert_eq!(response.status(), 200);
     }
-    wait(done.into()).await;
-    child.kill().unwrap();
-    child.wait().unwrap();
-    reader.join().unwrap();
+    watch.wait(|l| l.contains(done)).await;
+    watch.stop();
 }
 
 /// `apply --watch` notices edited manifests (and applies them); `diff --watch` is refused, not
 /// silently run once.
-#[test]
-fn watch_reads_the_manifests_again_when_they_change_and_only_apply_watches() {
-    use std::io::BufRead;
-    use std::sync::{Arc, Mutex};
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_reads_the_manifests_again_when_they_change_and_only_apply_watches() {
     let dir = tempfile::tempdir().unwrap();
     let manifests = dir.path().join("manifests");
     copy_dir(&repo("examples"), &manifests);
@@ -778,75 +732,20 @@ fn watch_reads_the_manifests_again_when_they_change_and_only_apply_watches() {
         refused.stderr
     );
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut child = Command::new(binary())
-        .args([
-            "apply",
-            "--watch",
-            "-f",
-            manifests.to_str().unwrap(),
-            "--listen",
-            &listen,
-        ])
-        .current_dir(dir.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    let reader = {
-        let lines = lines.clone();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                lines.lock().unwrap().push(line);
-            }
-        })
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let wait = |needle: &str| {
-        while !lines.lock().unwrap().iter().any(|l| l.contains(needle)) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "waiting for {needle:?}: {:?}",
-                lines.lock().unwrap()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-    };
-    wait("Watching.");
+    let watch = Watch::start(dir.path(), &manifests);
+    watch.wait(|l| l.contains("Watching.")).await;
     std::fs::write(
         manifests.join("team-contoso/newcomer.yaml"),
         "apiVersion: access.portal.dev/v1alpha1\nkind: AdminInvitation\nmetadata: {name: newcomer, namespace: team-contoso}\nspec: {accountRef: {name: contoso}, email: new@contoso.example, firstName: New, lastName: Comer}\n",
     )
     .unwrap();
-    wait("The manifests changed; applying them.");
-    let found = || {
-        lines
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains("team-contoso/newcomer") && l.contains("Pending"))
-    };
-    while !found() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{:?}",
-            lines.lock().unwrap()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    reader.join().unwrap();
+    watch
+        .wait(|l| l.contains("The manifests changed; applying them."))
+        .await;
+    watch
+        .wait(|l| l.contains("team-contoso/newcomer") && l.contains("Pending"))
+        .await;
+    watch.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,8 +3,10 @@
 //! are read with kstatus' rules (implemented below) and with the Argo CD health script shipped
 //! in `docs/argocd/health.lua`, run by a real Lua 5.1 interpreter (Argo CD's dialect).
 
+mod support;
+
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use portal_operator::controller::{Managed, with_conditions};
 use portal_operator::crd::{AccountManager, AdminInvitation, RoleBinding};
@@ -92,19 +94,7 @@ fn argo_health(object: &Value) -> (String, String) {
 
 /// Installs Debian's Lua 5.1 when it is missing.
 fn ensure_lua() {
-    if Path::new(LUA).exists() {
-        return;
-    }
-    let install = "apt-get update -qq && apt-get install -y -qq lua5.1";
-    let status = Command::new("sh")
-        .args(["-c", install])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .stdout(Stdio::null())
-        .status();
-    assert!(
-        matches!(status, Ok(status) if status.success()) && Path::new(LUA).exists(),
-        "this test needs Debian's lua5.1; installing it with `{install}` failed (run it as root)"
-    );
+    support::ensure_debian_packages(&["lua5.1"], || Path::new(LUA).exists());
 }
 
 /// The object as the operator records it after planning against `observed`.

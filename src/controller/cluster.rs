@@ -14,9 +14,9 @@ use kube::{Api, ResourceExt};
 use super::{Context, Error, MANAGER, Managed, reconcile_object, record, record_failure, requeue};
 use crate::crd::Account;
 use crate::portal_client::PortalApi;
+use crate::reconcile::Refs;
 use crate::reconcile::admin_invitation::link_secret_name;
 use crate::reconcile::driver::{self, ConvergeError, Host, Kind};
-use crate::reconcile::{Outcome, Refs};
 
 /// The driver's view of the cluster through one controller context.
 pub struct Cluster<'a, P> {
@@ -146,11 +146,7 @@ async fn cleanup<K: Managed, P: PortalApi>(
         // Refused (an account that still has child accounts, say): say so on the object, keep
         // the finalizer, and look again with backoff.
         Err(ConvergeError::Execute(error)) if !error.is_transient() => {
-            let refusal = error.refusal(object.meta().generation);
-            let outcome = Outcome::Stalled {
-                reason: refusal.reason,
-                message: refusal.message,
-            };
+            let outcome = error.refusal(object.meta().generation).outcome();
             record(ctx, object.as_ref(), object.recorded_status(), &outcome).await?;
             Err(error.into())
         }

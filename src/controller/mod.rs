@@ -280,7 +280,6 @@ fn retain_known(failures: &mut HashMap<String, u32>, known: &std::collections::H
 pub trait Managed:
     Kind + Clone + Debug + DeserializeOwned + Serialize + Send + Sync + 'static
 {
-    fn status(&self) -> Option<&<Self as Kind>::Status>;
     fn conditions(status: &<Self as Kind>::Status) -> &[Condition];
     /// Sets the conditions and the status-level `observedGeneration` (the only generation
     /// kstatus reads) together: every status written describes the generation it was made for.
@@ -296,9 +295,6 @@ pub trait Managed:
 macro_rules! managed {
     ($kind:ty, $status:ty, |$object:ident, $client:ident| $api:expr) => {
         impl Managed for $kind {
-            fn status(&self) -> Option<&$status> {
-                self.status.as_ref()
-            }
             fn conditions(status: &$status) -> &[Condition] {
                 &status.conditions
             }
@@ -362,14 +358,9 @@ pub async fn record<K: Managed, P>(
     if !write_status(ctx, object, status, outcome).await? {
         return Ok(());
     }
-    let (reason, message, warning) = match outcome {
-        Outcome::Ready { reason, message } | Outcome::Reconciling { reason, message } => {
-            (reason, message, false)
-        }
-        Outcome::Stalled { reason, message } => (reason, message, true),
-    };
-    if ready_reason(object) != Some(reason.as_str()) {
-        publish(ctx, object, reason, message, warning).await;
+    let warning = matches!(outcome, Outcome::Stalled { .. });
+    if ready_reason(object) != Some(outcome.reason()) {
+        publish(ctx, object, outcome.reason(), outcome.message(), warning).await;
     }
     Ok(())
 }

@@ -119,11 +119,7 @@ impl Shown for AdminInvitation {
     /// The phase, and what went wrong while in it (a pending invitation whose last attempt to
     /// accept failed: `Pending (WrongTenant)`).
     fn phase(status: &crate::crd::AdminInvitationStatus, outcome: &Outcome) -> Option<String> {
-        let reason = match outcome {
-            Outcome::Ready { reason, .. }
-            | Outcome::Reconciling { reason, .. }
-            | Outcome::Stalled { reason, .. } => reason,
-        };
+        let reason = outcome.reason();
         status.phase.map(|phase| {
             let phase = format!("{phase:?}");
             if *reason == phase {

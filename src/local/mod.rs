@@ -265,16 +265,6 @@ fn uid_for(key: &str, incarnation: u32) -> String {
     )
 }
 
-fn describe_outcome(outcome: &Outcome) -> (String, String, String) {
-    match outcome {
-        Outcome::Ready { reason, message } => (reason.clone(), "True".into(), message.clone()),
-        Outcome::Reconciling { reason, message } => {
-            (reason.clone(), "False".into(), message.clone())
-        }
-        Outcome::Stalled { reason, message } => (reason.clone(), "False".into(), message.clone()),
-    }
-}
-
 impl Run<'_> {
     /// The object a state entry describes, as it was last applied.
     fn recorded(&self, key: &str) -> Option<(Object, String)> {
@@ -541,13 +531,18 @@ impl Run<'_> {
         {
             entry.status = value["status"].clone();
         }
-        let (reason, ready, message) = describe_outcome(&converged.outcome);
+        let outcome = &converged.outcome;
+        let ready = if matches!(outcome, Outcome::Ready { .. }) {
+            "True"
+        } else {
+            "False"
+        };
         Row {
             kind: K::kind(&()).to_string(),
             name: display_name(object),
-            phase: phase.unwrap_or(reason),
-            ready,
-            message,
+            phase: phase.unwrap_or_else(|| outcome.reason().to_owned()),
+            ready: ready.into(),
+            message: outcome.message().to_owned(),
             changes,
             updates,
             waiting: converged.waiting,

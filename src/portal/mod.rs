@@ -303,69 +303,71 @@ pub async fn reset_platform_key(database_url: &str) -> Result<String, PortalErro
     let store = Store::connect(database_url).await?;
     let now = SystemClock.now_millis();
     let key = new_api_key();
-    let (id, secret) = split_key(&key).expect("a new key is well formed");
     let mut tx = store.write().await.map_err(PortalError::Bootstrap)?;
-    let existing: Option<String> =
-        sqlx::query_scalar("SELECT id FROM principals WHERE kind = 'platform'")
-            .fetch_optional(&mut *tx.tx)
-            .await
-            .map_err(PortalError::Bootstrap)?;
-    let principal_id = match existing {
-        Some(id) => id,
-        None => {
-            let id = uuid::Uuid::now_v7().to_string();
-            sqlx::query(
-                "INSERT INTO principals (id, kind, created_at) VALUES ($1, 'platform', $2)",
-            )
-            .bind(&id)
-            .bind(now)
-            .execute(&mut *tx.tx)
-            .await
-            .map_err(PortalError::Bootstrap)?;
-            id
-        }
+    let principal = match platform_principal(&mut tx).await? {
+        Some(principal) => principal,
+        None => create_platform_principal(&mut tx, now).await?,
     };
-    sqlx::query("INSERT INTO api_keys (id, principal_id, name, secret_hash, created_at) VALUES ($1, $2, 'reset-platform-key', $3, $4)")
-        .bind(id)
-        .bind(&principal_id)
-        .bind(auth::hash_secret(secret))
-        .bind(now)
-        .execute(&mut *tx.tx)
-        .await
-        .map_err(PortalError::Bootstrap)?;
+    insert_platform_key(&mut tx, &principal, "reset-platform-key", &key, now).await?;
     tx.commit().await.map_err(PortalError::Bootstrap)?;
     Ok(key)
 }
 
 /// Installs the platform principal with `key` unless one exists.
 async fn bootstrap(store: &Store, key: &str, now: i64) -> Result<(), PortalError> {
-    let (id, secret) = split_key(key).ok_or(PortalError::BadBootstrapKey)?;
+    split_key(key).ok_or(PortalError::BadBootstrapKey)?;
     let mut tx = store.write().await.map_err(PortalError::Bootstrap)?;
-    let existing = sqlx::query("SELECT id FROM principals WHERE kind = 'platform'")
-        .fetch_optional(&mut *tx.tx)
-        .await
-        .map_err(PortalError::Bootstrap)?;
-    if existing.is_some() {
+    if platform_principal(&mut tx).await?.is_some() {
         tracing::info!("a platform principal exists; the bootstrap API key is not installed again");
         return Ok(());
     }
-    let principal_id = uuid::Uuid::now_v7().to_string();
+    let principal = create_platform_principal(&mut tx, now).await?;
+    insert_platform_key(&mut tx, &principal, "bootstrap", key, now).await?;
+    tx.commit().await.map_err(PortalError::Bootstrap)?;
+    tracing::info!("installed the platform principal with the bootstrap API key");
+    Ok(())
+}
+
+/// The platform principal's id, if there is one.
+async fn platform_principal(tx: &mut store::WriteTx) -> Result<Option<String>, PortalError> {
+    sqlx::query_scalar("SELECT id FROM principals WHERE kind = 'platform'")
+        .fetch_optional(&mut *tx.tx)
+        .await
+        .map_err(PortalError::Bootstrap)
+}
+
+async fn create_platform_principal(
+    tx: &mut store::WriteTx,
+    now: i64,
+) -> Result<String, PortalError> {
+    let id = uuid::Uuid::now_v7().to_string();
     sqlx::query("INSERT INTO principals (id, kind, created_at) VALUES ($1, 'platform', $2)")
-        .bind(&principal_id)
+        .bind(&id)
         .bind(now)
         .execute(&mut *tx.tx)
         .await
         .map_err(PortalError::Bootstrap)?;
-    sqlx::query("INSERT INTO api_keys (id, principal_id, name, secret_hash, created_at) VALUES ($1, $2, 'bootstrap', $3, $4)")
+    Ok(id)
+}
+
+/// Stores `key` (only its hash) as an API key of the platform principal `principal`.
+async fn insert_platform_key(
+    tx: &mut store::WriteTx,
+    principal: &str,
+    name: &str,
+    key: &str,
+    now: i64,
+) -> Result<(), PortalError> {
+    let (id, secret) = split_key(key).ok_or(PortalError::BadBootstrapKey)?;
+    sqlx::query("INSERT INTO api_keys (id, principal_id, name, secret_hash, created_at) VALUES ($1, $2, $3, $4, $5)")
         .bind(id)
-        .bind(&principal_id)
+        .bind(principal)
+        .bind(name)
         .bind(auth::hash_secret(secret))
         .bind(now)
         .execute(&mut *tx.tx)
         .await
         .map_err(PortalError::Bootstrap)?;
-    tx.commit().await.map_err(PortalError::Bootstrap)?;
-    tracing::info!("installed the platform principal with the bootstrap API key");
     Ok(())
 }
 

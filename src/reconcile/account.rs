@@ -278,8 +278,8 @@ impl Kind for Account {
     fn spec(&self) -> &AccountSpec {
         &self.spec
     }
-    fn recorded_status(&self) -> AccountStatus {
-        self.status.clone().unwrap_or_default()
+    fn status(&self) -> Option<&AccountStatus> {
+        self.status.as_ref()
     }
     fn account_ref(&self) -> Option<&AccountRef> {
         None

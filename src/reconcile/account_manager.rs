@@ -261,8 +261,8 @@ impl Kind for AccountManager {
     fn spec(&self) -> &AccountManagerSpec {
         &self.spec
     }
-    fn recorded_status(&self) -> AccountManagerStatus {
-        self.status.clone().unwrap_or_default()
+    fn status(&self) -> Option<&AccountManagerStatus> {
+        self.status.as_ref()
     }
     fn account_ref(&self) -> Option<&crate::crd::AccountRef> {
         Some(&self.spec.account_ref)

@@ -405,8 +405,8 @@ impl Kind for AdminInvitation {
     fn spec(&self) -> &AdminInvitationSpec {
         &self.spec
     }
-    fn recorded_status(&self) -> AdminInvitationStatus {
-        self.status.clone().unwrap_or_default()
+    fn status(&self) -> Option<&AdminInvitationStatus> {
+        self.status.as_ref()
     }
     fn account_ref(&self) -> Option<&crate::crd::AccountRef> {
         Some(&self.spec.account_ref)

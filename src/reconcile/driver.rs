@@ -45,7 +45,11 @@ pub trait Kind: Resource<DynamicType = ()> + Send + Sync + Sized {
     const OBSERVE: &'static str;
 
     fn spec(&self) -> &Self::Spec;
-    fn recorded_status(&self) -> Self::Status;
+    fn status(&self) -> Option<&Self::Status>;
+    /// The status as recorded (the default one before any was written).
+    fn recorded_status(&self) -> Self::Status {
+        self.status().cloned().unwrap_or_default()
+    }
     /// The Account this object lives under (none for an Account itself).
     fn account_ref(&self) -> Option<&AccountRef>;
     /// An Account's parent.
@@ -303,10 +307,7 @@ pub async fn converge<K: Kind, H: Host>(
         Ok(executed) => executed,
         Err(error) if !error.is_transient() => {
             let refusal = error.refusal(object.meta().generation);
-            let outcome = Outcome::Stalled {
-                reason: refusal.reason.clone(),
-                message: refusal.message.clone(),
-            };
+            let outcome = refusal.outcome();
             let mut status = first.status;
             *K::refused(&mut status) = Some(refusal);
             return Ok(Converged {
@@ -489,8 +490,8 @@ mod tests {
         fn spec(&self) -> &WidgetSpec {
             &self.spec
         }
-        fn recorded_status(&self) -> WidgetStatus {
-            self.status.clone().unwrap_or_default()
+        fn status(&self) -> Option<&WidgetStatus> {
+            self.status.as_ref()
         }
         fn account_ref(&self) -> Option<&AccountRef> {
             Some(&self.spec.account)

@@ -104,6 +104,23 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The reason of the condition that describes the object (e.g. `Pending`, `EmailConflict`).
+    pub fn reason(&self) -> &str {
+        match self {
+            Outcome::Ready { reason, .. }
+            | Outcome::Reconciling { reason, .. }
+            | Outcome::Stalled { reason, .. } => reason,
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            Outcome::Ready { message, .. }
+            | Outcome::Reconciling { message, .. }
+            | Outcome::Stalled { message, .. } => message,
+        }
+    }
+
     /// The conditions to record, keeping `lastTransitionTime` of any condition whose status did
     /// not change (so a steady state writes nothing new).
     pub fn conditions(
@@ -152,10 +169,17 @@ impl Outcome {
 pub fn refused_at(refused: Option<&Refusal>, generation: Option<i64>) -> Option<Outcome> {
     refused
         .filter(|r| Some(r.generation) == generation)
-        .map(|r| Outcome::Stalled {
-            reason: r.reason.clone(),
-            message: r.message.clone(),
-        })
+        .map(Refusal::outcome)
+}
+
+impl Refusal {
+    /// The Stalled outcome that says what was refused.
+    pub fn outcome(&self) -> Outcome {
+        Outcome::Stalled {
+            reason: self.reason.clone(),
+            message: self.message.clone(),
+        }
+    }
 }
 
 /// Why carrying out a plan failed.

@@ -459,8 +459,8 @@ impl Kind for RoleBinding {
     fn spec(&self) -> &RoleBindingSpec {
         &self.spec
     }
-    fn recorded_status(&self) -> RoleBindingStatus {
-        self.status.clone().unwrap_or_default()
+    fn status(&self) -> Option<&RoleBindingStatus> {
+        self.status.as_ref()
     }
     fn account_ref(&self) -> Option<&crate::crd::AccountRef> {
         Some(&self.spec.account_ref)

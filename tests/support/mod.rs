@@ -745,3 +745,25 @@ impl Maildev {
         .await
     }
 }
+
+/// Makes sure a test's outside tool is here: when `present` says it is not, installs Debian's
+/// `packages` with apt-get (which needs root), and fails with the command to run otherwise.
+pub fn ensure_debian_packages(packages: &[&str], present: impl Fn() -> bool) {
+    if present() {
+        return;
+    }
+    let install = format!(
+        "apt-get update -qq && apt-get install -y -qq {}",
+        packages.join(" ")
+    );
+    let status = Command::new("sh")
+        .args(["-c", &install])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdout(Stdio::null())
+        .status();
+    assert!(
+        matches!(status, Ok(status) if status.success()) && present(),
+        "this test needs Debian's {}; installing them with `{install}` failed (run it as root)",
+        packages.join(" and ")
+    );
+}
