@@ -198,13 +198,29 @@ pub struct ServeArgs {
     pub bootstrap_api_key_file: Option<std::path::PathBuf>,
 
     /// The OpenID Connect issuer invitees sign in with (discovery at ISSUER/.well-known/openid-configuration).
-    /// Without it, invitations cannot be accepted.
-    #[arg(long, env = "PORTAL_OIDC_ISSUER", requires = "oidc_audience")]
+    /// For Microsoft Entra ID multi-tenant apps: https://login.microsoftonline.com/{tenantid}/v2.0
+    /// (each account's invitees then sign in at their own tenant's authority, and `tid` is checked).
+    /// Without it (and without --dev-login), invitations cannot be accepted.
+    #[arg(long, env = "PORTAL_OIDC_ISSUER", requires = "oidc_client_id")]
     pub oidc_issuer: Option<String>,
 
-    /// The audience (client id) the issuer's ID tokens must carry.
-    #[arg(long, env = "PORTAL_OIDC_AUDIENCE", requires = "oidc_issuer")]
-    pub oidc_audience: Option<String>,
+    /// The portal's client (application) id at the issuer; its ID tokens must carry it as audience.
+    #[arg(
+        long,
+        visible_alias = "oidc-audience",
+        env = "PORTAL_OIDC_CLIENT_ID",
+        requires = "oidc_issuer"
+    )]
+    pub oidc_client_id: Option<String>,
+
+    /// A file holding the client secret for the issuer's token endpoint. The secret may also come
+    /// from the environment variable PORTAL_OIDC_CLIENT_SECRET; it is never a flag.
+    #[arg(long, env = "PORTAL_OIDC_CLIENT_SECRET_FILE", requires = "oidc_issuer")]
+    pub oidc_client_secret_file: Option<std::path::PathBuf>,
+
+    /// The invitation page's sign-in button.
+    #[arg(long, env = "PORTAL_OIDC_BUTTON_LABEL", default_value = crate::portal::DEFAULT_SIGN_IN_LABEL)]
+    pub oidc_button_label: String,
 
     /// Send mail over SMTP: smtp://HOST:PORT (plain), smtp://HOST?tls=required, smtps://USER:PASS@HOST.
     /// Without it, messages stay in the outbox (GET /v1/outbox).
@@ -304,6 +320,23 @@ impl Cli {
     }
 }
 
+/// The OIDC client secret: from --oidc-client-secret-file, else PORTAL_OIDC_CLIENT_SECRET.
+fn oidc_client_secret(args: &ServeArgs) -> anyhow::Result<Option<crate::portal::ClientSecret>> {
+    use anyhow::Context;
+
+    let secret = match &args.oidc_client_secret_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("read the OIDC client secret from {}", path.display()))?,
+        ),
+        None => std::env::var("PORTAL_OIDC_CLIENT_SECRET").ok(),
+    };
+    Ok(secret
+        .map(|secret| secret.trim().to_owned())
+        .filter(|secret| !secret.is_empty())
+        .map(crate::portal::ClientSecret::new))
+}
+
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     use anyhow::Context;
 
@@ -325,11 +358,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .clone()
             .unwrap_or_else(|| format!("http://{}", args.listen)),
         bootstrap_api_key,
-        oidc: args
-            .oidc_issuer
-            .clone()
-            .zip(args.oidc_audience.clone())
-            .map(|(issuer, audience)| crate::portal::OidcConfig { issuer, audience }),
+        oidc: match args.oidc_issuer.clone().zip(args.oidc_client_id.clone()) {
+            Some((issuer, client_id)) => Some(crate::portal::OidcConfig {
+                issuer,
+                client_id,
+                client_secret: oidc_client_secret(&args)?,
+                button_label: args.oidc_button_label.clone(),
+            }),
+            None => None,
+        },
         mail: args
             .smtp_url
             .clone()

@@ -659,40 +659,61 @@ impl Watch {
 }
 
 #[test]
-fn the_development_sign_in_is_off_unless_asked() {
-    // `portal serve` without --dev-login: the invitation link path is not served.
+fn the_development_sign_in_is_off_unless_asked_and_a_portal_without_sign_in_says_so() {
+    // `portal serve` with neither --oidc-issuer nor --dev-login: one warning line at start, the
+    // invitation page is served (it says invitations cannot be accepted once opened), and the
+    // development sign-in is not.
     let dir = tempfile::tempdir().unwrap();
     let port = {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         probe.local_addr().unwrap().port()
     };
+    let log = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
     let mut child = std::process::Command::new(binary())
         .args(["portal", "serve", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--database-url", "sqlite://portal.db"])
         .current_dir(dir.path())
         .env_remove("PORTAL_DEV_LOGIN")
-        .stderr(std::process::Stdio::null())
+        .env_remove("PORTAL_OIDC_ISSUER")
+        .env_remove("RUST_LOG")
+        .stderr(log)
         .spawn()
         .unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let status = runtime.block_on(async {
+    let (page, dev) = runtime.block_on(async {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        loop {
+        let page = loop {
             if let Ok(response) =
                 reqwest::get(format!("http://127.0.0.1:{port}/invitations/accept")).await
             {
-                return response.status();
+                assert_eq!(response.status(), 200);
+                break response.text().await.unwrap();
             }
             assert!(
                 std::time::Instant::now() < deadline,
                 "the portal did not start"
             );
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        };
+        let dev = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/dev/accept"))
+            .json(&serde_json::json!({ "token": "x", "email": "a@b.example" }))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        (page, dev)
     });
     child.kill().unwrap();
     child.wait().unwrap();
-    assert_eq!(status, 404);
+    assert_eq!(dev, 404, "no development sign-in unless asked");
+    assert!(!page.contains("DEVELOPMENT"), "{page}");
+    let stderr = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap();
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.contains("invitations can be sent but not accepted"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "one warning line at start: {stderr}");
 }
 
 /// Runs `apply --watch` until `done` holds for its output, then stops it.

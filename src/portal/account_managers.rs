@@ -329,7 +329,11 @@ fn queue_activation(
         Some(domain) => format!("https://{domain}"),
         None => state.config.public_url.trim_end_matches('/').to_owned(),
     };
-    let link = format!("{base}/account-managers/activate");
+    // The page speaks the account manager's language (seed 004).
+    let link = match row.language {
+        Language::En => format!("{base}/account-managers/activate"),
+        Language::Fr => format!("{base}/account-managers/activate?lang=fr"),
+    };
     let (subject, body) = match row.language {
         Language::En => (
             format!("Activate your account manager access to {account_name}"),
@@ -538,8 +542,17 @@ pub async fn activate(
     axum::extract::ConnectInfo(client): axum::extract::ConnectInfo<std::net::SocketAddr>,
     JsonBody(body): JsonBody<Activate>,
 ) -> ApiResult<Json<AccountManagerView>> {
+    activate_with(&state, client.ip(), &body).await.map(Json)
+}
+
+/// Activation, for the API and the activation page alike.
+pub async fn activate_with(
+    state: &AppState,
+    client: std::net::IpAddr,
+    body: &Activate,
+) -> ApiResult<AccountManagerView> {
     let now = state.now();
-    state.limit_attempts(client.ip())?;
+    state.limit_attempts(client)?;
     if body.new_password.chars().count() < MIN_PASSWORD_LENGTH {
         return Err(ApiError::invalid(
             "/newPassword",
@@ -630,7 +643,7 @@ pub async fn activate(
     row.temp_expires_at = None;
     tx.emit(event(EventType::AccountManagerActivated, &row), now);
     tx.commit().await.map_err(db_error("commit"))?;
-    Ok(Json(row.view(now)))
+    Ok(row.view(now))
 }
 
 /// Refuses activation of an account manager that is not waiting for it.

@@ -713,11 +713,6 @@ pub const WRONG_TENANT_REMEDY: &str = "Sign out of all Microsoft accounts, or op
      browsing window (Chrome or Edge), then sign in with a user of the tenant you were invited to. Also check that \
      you were invited to the right client or tenant account.";
 
-/// The seeds' remedy for AADSTS50105.
-pub const NOT_ASSIGNED_REMEDY: &str = "The user is not assigned to the portal's enterprise application in Microsoft \
-     Entra ID (AADSTS50105). An administrator of the tenant must add the user to the application's Users and groups, \
-     or allow users to access the application without being assigned to it.";
-
 pub async fn accept(
     State(state): State<AppState>,
     axum::extract::ConnectInfo(client): axum::extract::ConnectInfo<std::net::SocketAddr>,
@@ -725,43 +720,122 @@ pub async fn accept(
 ) -> ApiResult<Json<Accepted>> {
     let now = state.now();
     state.limit_attempts(client.ip())?;
-    let token_hash = hash_secret(body.token.trim());
-    let row = find_by_token(&state, &token_hash).await?;
-    check_acceptable(&row, now)?;
+    let (row, token_hash) = open(&state, &body.token, now).await?;
     if let Some(idp_error) = &body.idp_error {
-        let (reason, message) = if idp_error.contains("AADSTS50105") {
-            ("NotAssignedToApplication", NOT_ASSIGNED_REMEDY.to_owned())
-        } else {
-            (
-                "IdentityProviderError",
-                format!(
-                    "Sign-in failed at the identity provider: {}",
-                    truncate(idp_error, 300)
-                ),
-            )
+        let refusal = super::oidc::provider_refusal(idp_error, Some(idp_error));
+        let message = match refusal.reason {
+            "IdentityProviderError" => format!(
+                "Sign-in failed at the identity provider: {}",
+                super::oidc::printable(idp_error, 300)
+            ),
+            _ => refusal.remedy,
         };
-        record_failure(&state, &row, reason, &message, now).await?;
+        record_failure(&state, &row, refusal.reason, &message, now).await?;
         return Err(ApiError::new(ProblemType::IdpRefused, message));
     }
     let id_token = body
         .id_token
         .as_deref()
         .ok_or_else(|| ApiError::invalid("/idToken", "give the ID token you signed in with (idToken), or the identity provider's error (idpError)"))?;
-    let verifier = state.oidc.as_ref().ok_or_else(|| {
-        ApiError::new(ProblemType::ServiceUnavailable, "this portal has no OpenID Connect issuer configured (--oidc-issuer), so invitations cannot be accepted")
-    })?;
-    let identity = verifier.verify(id_token, now).await.map_err(|error| {
-        if error.is_provider_fault() {
-            tracing::warn!(error = %error, "identity provider unavailable");
-            ApiError::new(
-                ProblemType::ServiceUnavailable,
-                "the identity provider could not be reached; try again in a minute",
-            )
-        } else {
-            ApiError::new(ProblemType::InvalidToken, error.to_string()).at("/idToken")
+    let client = state.oidc.as_ref().ok_or_else(no_sign_in)?;
+    let account = account_of(&state, &row).await?;
+    let authority = client.issuer().authority(account.tenant_id.as_deref());
+    let identity = client
+        .verify(id_token, &authority, None, now)
+        .await
+        .map_err(|error| sign_in_error(&error).at("/idToken"))?;
+    complete_accept(&state, row, token_hash, identity, now)
+        .await
+        .map(Json)
+}
+
+/// The problem for a portal that has no way to sign invitees in.
+pub fn no_sign_in() -> ApiError {
+    ApiError::new(
+        ProblemType::ServiceUnavailable,
+        "this portal has no OpenID Connect issuer configured (--oidc-issuer), so invitations cannot be accepted",
+    )
+}
+
+/// The problem for a failed sign-in: the provider's fault (503, try later) or the token's.
+pub fn sign_in_error(error: &super::oidc::OidcError) -> ApiError {
+    if error.is_provider_fault() {
+        tracing::warn!(error = %error, "identity provider unavailable");
+        ApiError::new(
+            ProblemType::ServiceUnavailable,
+            "the identity provider could not be reached; try again in a minute",
+        )
+    } else {
+        ApiError::new(ProblemType::InvalidToken, error.to_string())
+    }
+}
+
+/// The invitation a link's token opens, if it can still be accepted, with the token's hash.
+pub async fn open(state: &AppState, token: &str, now: i64) -> ApiResult<(InvitationRow, String)> {
+    let token_hash = hash_secret(token.trim());
+    let row = find_by_token(state, &token_hash).await?;
+    check_acceptable(&row, now)?;
+    Ok((row, token_hash))
+}
+
+/// The invitation with this id and token hash, if it can still be accepted: what a sign-in
+/// attempt started from the link comes back to.
+pub async fn reopen(
+    state: &AppState,
+    id: &str,
+    token_hash: &str,
+    now: i64,
+) -> ApiResult<InvitationRow> {
+    let row = find_by_token(state, token_hash).await?;
+    if row.id != id {
+        return Err(replaced());
+    }
+    check_acceptable(&row, now)?;
+    Ok(row)
+}
+
+/// The account an invitation is for.
+pub async fn account_of(
+    state: &AppState,
+    row: &InvitationRow,
+) -> ApiResult<super::accounts::AccountRow> {
+    let mut connection = state.connection().await?;
+    super::accounts::find_account(&mut connection, &row.account_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("account", &row.account_id))
+}
+
+/// Who sent an invitation, as a person would name them at the start of a sentence:
+/// "Ana Silva (ana@contoso.example)", or "The portal's operator".
+pub async fn inviter_of(state: &AppState, row: &InvitationRow) -> ApiResult<String> {
+    let mut connection = state.connection().await?;
+    let found = sqlx::query(
+        "SELECT p.kind, p.email, p.first_name, p.last_name FROM invitations i \
+         JOIN principals p ON p.id = i.created_by WHERE i.id = $1",
+    )
+    .bind(&row.id)
+    .fetch_optional(&mut *connection)
+    .await
+    .map_err(|e| ApiError::internal("read who sent the invitation", e))?;
+    Ok(match found {
+        Some(found) if found.get::<String, _>("kind") == "admin" => {
+            let email: Option<String> = found.get("email");
+            let name = [
+                found.get::<Option<String>, _>("first_name"),
+                found.get::<Option<String>, _>("last_name"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ");
+            match (name.trim(), email) {
+                ("", Some(email)) => email,
+                (name, Some(email)) => format!("{name} ({email})"),
+                (name, None) => name.to_owned(),
+            }
         }
-    })?;
-    complete_accept(&state, row, token_hash, identity, now).await
+        _ => "The portal's operator".to_owned(),
+    })
 }
 
 /// Accepts an invitation as a chosen identity, with no identity provider. Served only when the
@@ -774,28 +848,41 @@ pub async fn dev_accept(
 ) -> ApiResult<Json<Accepted>> {
     let now = state.now();
     state.limit_attempts(client.ip())?;
-    let email = crate::domain::Email::parse(&body.email)
+    let (row, token_hash) = open(&state, &body.token, now).await?;
+    let identity = dev_identity(&state, &row, &body.email, body.tenant_id.as_deref()).await?;
+    complete_accept(&state, row, token_hash, identity, now)
+        .await
+        .map(Json)
+}
+
+/// The identity the development sign-in accepts as: `email`, of `tenant` or else the account's.
+pub async fn dev_identity(
+    state: &AppState,
+    row: &InvitationRow,
+    email: &str,
+    tenant: Option<&str>,
+) -> ApiResult<super::oidc::Identity> {
+    let email = crate::domain::Email::parse(email)
         .map_err(|e| ApiError::invalid("/email", e.to_string()))?;
-    let token_hash = hash_secret(body.token.trim());
-    let row = find_by_token(&state, &token_hash).await?;
-    check_acceptable(&row, now)?;
-    let tenant_id = match body.tenant_id {
-        Some(tenant) => Some(tenant.trim().to_ascii_lowercase()),
-        None => {
-            let mut connection = state.connection().await?;
-            super::accounts::find_account(&mut connection, &row.account_id)
-                .await?
-                .and_then(|a| a.tenant_id)
-        }
+    let tenant_id = match tenant.map(str::trim).filter(|t| !t.is_empty()) {
+        Some(tenant) => Some(tenant.to_ascii_lowercase()),
+        None => account_of(state, row).await?.tenant_id,
     };
-    let identity = crate::portal::oidc::Identity {
+    Ok(super::oidc::Identity {
         issuer: "urn:portal-operator:dev-login".into(),
         subject: email.canonical(),
         tenant_id,
         email: Some(email.as_str().to_owned()),
         name: None,
-    };
-    complete_accept(&state, row, token_hash, identity, now).await
+    })
+}
+
+fn replaced() -> ApiError {
+    ApiError::new(
+        ProblemType::NotFound,
+        "this invitation link was replaced by a newer one; use the link in the latest email, or ask your administrator to resend the invitation",
+    )
+    .at("/token")
 }
 
 async fn find_by_token(state: &AppState, token_hash: &str) -> ApiResult<InvitationRow> {
@@ -821,19 +908,14 @@ async fn find_by_token(state: &AppState, token_hash: &str) -> ApiResult<Invitati
 
 /// The part of accepting that follows a verified sign-in: the tenant check, then the admin and
 /// its grants, in one transaction.
-async fn complete_accept(
+pub async fn complete_accept(
     state: &AppState,
     row: InvitationRow,
     token_hash: String,
     identity: crate::portal::oidc::Identity,
     now: i64,
-) -> ApiResult<Json<Accepted>> {
-    let account = {
-        let mut connection = state.connection().await?;
-        super::accounts::find_account(&mut connection, &row.account_id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("account", &row.account_id))?
-    };
+) -> ApiResult<Accepted> {
+    let account = account_of(state, &row).await?;
     if let Some(expected) = &account.tenant_id
         && identity
             .tenant_id
@@ -864,11 +946,7 @@ async fn complete_accept(
     let created_by: String = current.get("created_by");
     let mut row = InvitationRow::from_row(&current)?;
     if current_hash.as_deref() != Some(token_hash.as_str()) {
-        return Err(ApiError::new(
-            ProblemType::NotFound,
-            "this invitation link was replaced by a newer one",
-        )
-        .at("/token"));
+        return Err(replaced());
     }
     check_acceptable(&row, now)?;
     let admin_id = admin_for(&mut tx, &identity, &row, now).await?;
@@ -898,17 +976,13 @@ async fn complete_accept(
         .map_err(db_error("accept the invitation"))?;
     tx.emit(invitation_event(EventType::InvitationAccepted, &row), now);
     tx.commit().await.map_err(db_error("commit"))?;
-    Ok(Json(Accepted {
+    Ok(Accepted {
         invitation: row.view(now),
         admin_id,
-    }))
+    })
 }
 
-fn truncate(text: &str, max: usize) -> String {
-    text.chars().filter(|c| !c.is_control()).take(max).collect()
-}
-
-fn check_acceptable(row: &InvitationRow, now: i64) -> ApiResult<()> {
+pub fn check_acceptable(row: &InvitationRow, now: i64) -> ApiResult<()> {
     match row.state(now) {
         InvitationState::Pending => Ok(()),
         InvitationState::Expired => Err(ApiError::new(
@@ -929,7 +1003,7 @@ fn check_acceptable(row: &InvitationRow, now: i64) -> ApiResult<()> {
     }
 }
 
-async fn record_failure(
+pub async fn record_failure(
     state: &AppState,
     row: &InvitationRow,
     reason: &str,

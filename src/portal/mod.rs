@@ -24,6 +24,7 @@ mod mail;
 mod metrics;
 mod oidc;
 mod openapi;
+mod pages;
 mod problem;
 mod ratelimit;
 mod sqlite_writer;
@@ -77,9 +78,21 @@ pub struct PortalConfig {
 
 #[derive(Debug, Clone)]
 pub struct OidcConfig {
+    /// The issuer; for Microsoft Entra ID multi-tenant apps a template such as
+    /// `https://login.microsoftonline.com/{tenantid}/v2.0`.
     pub issuer: String,
-    pub audience: String,
+    /// The portal's client id at the issuer (the audience of its ID tokens).
+    pub client_id: String,
+    /// The client secret for the token endpoint (`None` for a public client using PKCE only).
+    pub client_secret: Option<ClientSecret>,
+    /// The invitation page's sign-in button, e.g. "Sign in with Microsoft".
+    pub button_label: String,
 }
+
+pub use oidc::ClientSecret;
+
+/// The sign-in button's label when none is configured.
+pub const DEFAULT_SIGN_IN_LABEL: &str = "Sign in with Microsoft";
 
 /// Marks a response that carries a secret (an invitation link): it is never stored for
 /// idempotent replay.
@@ -92,7 +105,7 @@ pub(crate) struct AppState {
     pub store: Store,
     pub clock: Arc<dyn Clock>,
     pub config: Arc<PortalConfig>,
-    pub oidc: Option<Arc<oidc::OidcVerifier>>,
+    pub oidc: Option<Arc<oidc::OidcClient>>,
     /// Accept and activate attempts per client address and minute.
     pub accept_limiter: Arc<ratelimit::RateLimiter>,
     pub metrics: Arc<metrics::Metrics>,
@@ -219,14 +232,20 @@ impl Portal {
             bootstrap(&store, key, clock.now_millis()).await?;
         }
         let accept_attempts_per_minute = config.accept_attempts_per_minute;
+        if config.oidc.is_none() && !config.dev_login {
+            tracing::warn!(
+                "no OpenID Connect issuer (--oidc-issuer) and no --dev-login: invitations can be sent but not accepted"
+            );
+        }
         Ok(Portal {
             state: AppState {
                 store,
                 clock,
                 oidc: config.oidc.as_ref().map(|oidc| {
-                    Arc::new(oidc::OidcVerifier::new(
+                    Arc::new(oidc::OidcClient::new(
                         oidc.issuer.clone(),
-                        oidc.audience.clone(),
+                        oidc.client_id.clone(),
+                        oidc.client_secret.clone(),
                     ))
                 }),
                 config: Arc::new(config),
@@ -397,17 +416,6 @@ async fn run_expiry_sweeper(state: AppState) {
     }
 }
 
-/// The development sign-in page (see [`PortalConfig::dev_login`]).
-async fn dev_login_page() -> impl axum::response::IntoResponse {
-    (
-        [
-            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (axum::http::header::CACHE_CONTROL, "no-store"),
-        ],
-        include_str!("dev_login.html"),
-    )
-}
-
 pub(crate) fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/roles", get(grants::roles))
@@ -479,12 +487,9 @@ pub(crate) fn router(state: AppState) -> Router {
             state.clone(),
             idempotency::layer,
         ));
-    let dev_login = state.config.dev_login;
-    let mut router = Router::new();
-    if dev_login {
-        router = router
-            .route("/invitations/accept", get(dev_login_page))
-            .route("/dev/accept", post(invitations::dev_accept));
+    let mut router = pages::routes(&state);
+    if state.config.dev_login {
+        router = router.route("/dev/accept", post(invitations::dev_accept));
     }
     router
         .route("/healthz", get(healthz))

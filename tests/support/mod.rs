@@ -215,6 +215,9 @@ pub struct Options {
     pub branding_domains: Vec<String>,
     pub accept_attempts_per_minute: Option<u32>,
     pub dev_login: bool,
+    /// The client registered at the OIDC issuer (default: OIDC_AUDIENCE, no secret).
+    pub oidc_client_id: Option<String>,
+    pub oidc_client_secret: Option<String>,
 }
 
 pub struct TestPortal {
@@ -267,7 +270,15 @@ impl TestPortal {
                 bootstrap_api_key: Some(platform_key.clone()),
                 oidc: oidc.map(|issuer| portal_operator::portal::OidcConfig {
                     issuer,
-                    audience: OIDC_AUDIENCE.to_owned(),
+                    client_id: options
+                        .oidc_client_id
+                        .clone()
+                        .unwrap_or_else(|| OIDC_AUDIENCE.to_owned()),
+                    client_secret: options
+                        .oidc_client_secret
+                        .clone()
+                        .map(portal_operator::portal::ClientSecret::new),
+                    button_label: portal_operator::portal::DEFAULT_SIGN_IN_LABEL.to_owned(),
                 }),
                 mail: options
                     .smtp_url
@@ -662,6 +673,54 @@ impl OidcProvider {
             .as_str()
             .unwrap_or_else(|| panic!("no id_token in {reply}"))
             .to_owned()
+    }
+}
+
+/// A certified OpenID Connect provider (node oidc-provider) with a real login form, on
+/// 127.0.0.1, stopped when dropped. Its client is `portal` with `client_secret`; its users are
+/// listed in `tests/peers/oidc-login.mjs`.
+pub struct OidcLogin {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// Tenant name (`contoso`, `fabrikam`) → tenant id (`tid`).
+    pub tenants: serde_json::Map<String, Value>,
+    _process: tokio::process::Child,
+}
+
+impl OidcLogin {
+    pub async fn start() -> OidcLogin {
+        use tokio::io::AsyncBufReadExt;
+        let peers = node_peers();
+        let client_secret = format!("test-secret-{}", portal_operator::portal::new_api_key());
+        let mut process = tokio::process::Command::new("node")
+            .arg(peers.join("oidc-login.mjs"))
+            .arg(&client_secret)
+            .current_dir(peers)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the OpenID provider");
+        let stdout = process.stdout.take().unwrap();
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("the OpenID provider starts within 30s")
+            .unwrap()
+            .expect("the OpenID provider prints its issuer");
+        let started: Value = serde_json::from_str(&first).unwrap();
+        OidcLogin {
+            issuer: started["issuer"].as_str().unwrap().to_owned(),
+            client_id: "portal".to_owned(),
+            client_secret,
+            tenants: started["tenants"].as_object().unwrap().clone(),
+            _process: process,
+        }
+    }
+
+    pub fn tenant(&self, name: &str) -> String {
+        self.tenants[name].as_str().unwrap().to_owned()
     }
 }
 
