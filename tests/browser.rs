@@ -264,6 +264,71 @@ async fn an_invitee_accepts_from_the_emailed_link_by_signing_in_with_the_right_t
 }
 
 #[tokio::test]
+async fn an_entra_style_multi_tenant_issuer_sends_the_invitee_to_the_accounts_own_tenant() {
+    ensure_chromium();
+    let idp = OidcLogin::start_multi_tenant().await;
+    let mail = Maildev::start().await;
+    let portal = production_portal(&idp, &mail).await;
+    let contoso = idp.tenant("contoso");
+    let platform = portal.platform();
+    let account = platform
+        .account(json!({ "type": "Partner", "displayName": "Contoso Ltd", "tenantId": contoso }))
+        .await;
+    let created = platform
+        .post(
+            &format!("/v1/accounts/{account}/invitations"),
+            json!({ "email": "ana.silva@contoso.example", "firstName": "Ana", "lastName": "Silva", "delivery": "Link" }),
+        )
+        .await
+        .expect(201);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let link = created.body["link"].as_str().unwrap().to_owned();
+
+    let browser = Browser::start().await;
+    browser.open(&link).await;
+    assert_eq!(browser.outcome().await, "pending");
+    let sign_in = browser.find("#sign-in").await;
+    browser.submit(&sign_in).await;
+    browser.wait_for_element("#login").await;
+    let at = browser.url().await;
+    assert!(
+        at.contains(&format!("/{contoso}/v2.0/")),
+        "the sign-in happens at Contoso's own authority: {}",
+        at.split('?').next().unwrap()
+    );
+    assert_eq!(browser.text_of("#tenant").await, "Tenant contoso");
+
+    // Fabrikam's user cannot even sign in there (AADSTS50020): the page says what to do.
+    sign_in_at_provider(&browser, "bob@fabrikam.example").await;
+    assert_eq!(browser.outcome().await, "wrong-tenant");
+    assert!(
+        browser
+            .text_of("main")
+            .await
+            .contains("private browsing window")
+    );
+    let recorded = platform
+        .get(&format!("/v1/invitations/{id}"))
+        .await
+        .expect(200);
+    assert_eq!(recorded.body["lastFailure"]["reason"], "WrongTenant");
+
+    // Ana's sign-in there is accepted: `iss` is the template with her `tid`.
+    let another = browser.find("#use-another-account").await;
+    browser.submit(&another).await;
+    sign_in_at_provider(&browser, "ana@contoso.example").await;
+    assert_eq!(browser.outcome().await, "accepted");
+    let state = platform
+        .get(&format!("/v1/invitations/{id}"))
+        .await
+        .expect(200);
+    assert_eq!(state.body["state"], "Accepted");
+
+    browser.quit().await;
+    portal.stop().await;
+}
+
+#[tokio::test]
 async fn refusals_expiry_revocation_and_missing_tokens_end_on_pages_that_say_what_to_do() {
     ensure_chromium();
     let idp = OidcLogin::start().await;

@@ -689,13 +689,25 @@ pub struct OidcLogin {
 }
 
 impl OidcLogin {
+    /// One issuer for every tenant's users.
     pub async fn start() -> OidcLogin {
+        OidcLogin::start_with(&[]).await
+    }
+
+    /// Like Microsoft Entra ID: one authority per tenant at `/{tid}/v2.0`, each signing in only
+    /// its own users; `issuer` is the template `…/{tenantid}/v2.0`.
+    pub async fn start_multi_tenant() -> OidcLogin {
+        OidcLogin::start_with(&["--multi-tenant"]).await
+    }
+
+    async fn start_with(args: &[&str]) -> OidcLogin {
         use tokio::io::AsyncBufReadExt;
         let peers = node_peers();
         let client_secret = format!("test-secret-{}", portal_operator::portal::new_api_key());
         let mut process = tokio::process::Command::new("node")
             .arg(peers.join("oidc-login.mjs"))
             .arg(&client_secret)
+            .args(args)
             .current_dir(peers)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
