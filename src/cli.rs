@@ -465,10 +465,7 @@ fn local(
     };
     print_report(mode, &args, &report, out)?;
     // A failure, or a spec the portal refused (Stalled), fails the command: a CI job notices.
-    let stalled = report
-        .rows
-        .iter()
-        .any(|r| crate::local::is_stalled(&r.object));
+    let stalled = report.rows.iter().any(|r| r.stalled);
     if report.failures > 0 || (mode == Mode::Apply && stalled) {
         return Ok(ExitCode::from(1));
     }
@@ -602,9 +599,9 @@ fn print_report(
             let objects: Vec<serde_json::Value> = report
                 .rows
                 .iter()
-                .filter(|r| !r.object.is_null())
-                .map(|r| r.object.clone())
-                .collect();
+                .filter_map(|r| r.object.as_deref())
+                .map(serde_json::from_str)
+                .collect::<Result<_, _>>()?;
             if args.output == LocalOutput::Json {
                 serde_json::to_writer_pretty(&mut *out, &objects)?;
                 writeln!(out)?;

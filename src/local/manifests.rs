@@ -567,7 +567,7 @@ pub fn in_dependency_order(manifests: &[Manifest]) -> Vec<&Manifest> {
         depth
     };
     let mut ordered: Vec<&Manifest> = manifests.iter().collect();
-    ordered.sort_by_key(|m| {
+    ordered.sort_by_cached_key(|m| {
         let rank = match &m.object {
             Object::Account(a) => depth(&a.name_any()),
             Object::AccountManager(_) => 1000,

@@ -12,6 +12,7 @@
 //! target portal and the run: each object converged (or, with `--prune`, cleaned up) through
 //! the same driver the operator runs.
 
+mod bulk;
 mod folder;
 mod guards;
 pub mod manifests;
@@ -197,9 +198,10 @@ pub async fn run(
             ))
         })
         .collect();
+    let bulk = bulk::Bulk::new(&target.portal);
     let mut run = Run {
         mode,
-        portal: &target.portal,
+        portal: &bulk,
         state: &mut state,
         folder: Folder {
             acts: mode == Mode::Apply,
@@ -215,10 +217,24 @@ pub async fn run(
             failures: 0,
         },
     };
-    for manifest in manifests::in_dependency_order(manifests) {
+    // Accounts one at a time, parents first: everything after reads them. Then account
+    // managers and invitations, then role bindings (whose subjects they may be), each group
+    // converging CONCURRENCY objects at once; rows keep the manifests' dependency order.
+    let (accounts, rest): (Vec<&Manifest>, Vec<&Manifest>) =
+        manifests::in_dependency_order(manifests)
+            .into_iter()
+            .partition(|m| matches!(m.object, Object::Account(_)));
+    for manifest in accounts {
         let row = run.step(manifest).await;
         run.report.rows.push(row);
     }
+    let (bindings, members): (Vec<&Manifest>, Vec<&Manifest>) = rest
+        .into_iter()
+        .partition(|m| matches!(m.object, Object::RoleBinding(_)));
+    for group in [members, bindings] {
+        run.converge_all(&group).await;
+    }
+    tracing::debug!(lists = bulk.lists(), "observed in bulk");
     for key in &stale {
         let row = if prune.enabled || mode == Mode::Diff {
             run.remove(key, prune.enabled).await
@@ -235,9 +251,20 @@ pub async fn run(
     Ok(report)
 }
 
+/// How many objects of one group converge at once. The embedded portal commits writes in
+/// groups (SQLite group commit), so a few requests in flight keep both cores busy.
+const CONCURRENCY: usize = 16;
+
+/// One object's converge, before it is recorded in the run's state and report.
+struct Converging {
+    row: Row,
+    /// The status to keep for it (`None` when the converge failed).
+    status: Option<Value>,
+}
+
 struct Run<'a> {
     mode: Mode,
-    portal: &'a HttpPortal,
+    portal: &'a bulk::Bulk<'a, HttpPortal>,
     state: &'a mut State,
     folder: Folder<'a>,
     /// Accounts not in the portal yet that this run (diff) would create.
@@ -320,7 +347,8 @@ impl Run<'_> {
             updates: Vec::new(),
             waiting: Vec::new(),
             removals: Vec::new(),
-            object: Value::Null,
+            object: None,
+            stalled: false,
         }
     }
 
@@ -401,7 +429,8 @@ impl Run<'_> {
             updates: Vec::new(),
             waiting: Vec::new(),
             removals,
-            object: Value::Null,
+            object: None,
+            stalled: false,
         }
     }
 
@@ -435,9 +464,8 @@ impl Run<'_> {
         serde_json::from_value(value).expect("an object with its status deserializes")
     }
 
-    fn failed<K: Managed>(&mut self, object: &K, error: &dyn std::error::Error) -> Row {
-        self.report.failures += 1;
-        Row {
+    fn failed<K: Managed>(object: &K, error: &dyn std::error::Error) -> Converging {
+        let row = Row {
             kind: K::kind(&()).to_string(),
             name: display_name(object),
             phase: "Error".into(),
@@ -447,7 +475,59 @@ impl Run<'_> {
             updates: Vec::new(),
             waiting: Vec::new(),
             removals: Vec::new(),
-            object: serde_json::to_value(object).unwrap_or(Value::Null),
+            object: serde_json::to_string(object).ok(),
+            stalled: false,
+        };
+        Converging { row, status: None }
+    }
+
+    /// Keeps what a converge reached: the status in the state (apply), the row in the report.
+    fn record(&mut self, key: &str, converging: Converging) -> Row {
+        match converging.status {
+            None => self.report.failures += 1,
+            Some(status) => {
+                if self.mode == Mode::Apply
+                    && let Some(entry) = self.state.objects.get_mut(key)
+                {
+                    entry.status = status;
+                }
+            }
+        }
+        converging.row
+    }
+
+    /// Converges a group of independent objects, CONCURRENCY at a time.
+    async fn converge_all(&mut self, group: &[&Manifest]) {
+        use futures::StreamExt as _;
+        let prepared: Vec<(String, Object)> = group
+            .iter()
+            .map(|manifest| {
+                let key = manifest.object.key();
+                let object = match &manifest.object {
+                    Object::Account(o) => Object::Account(self.prepare(o, &key)),
+                    Object::AdminInvitation(o) => Object::AdminInvitation(self.prepare(o, &key)),
+                    Object::RoleBinding(o) => Object::RoleBinding(self.prepare(o, &key)),
+                    Object::AccountManager(o) => Object::AccountManager(self.prepare(o, &key)),
+                };
+                (key, object)
+            })
+            .collect();
+        let this = &*self;
+        let converged: Vec<Converging> = futures::stream::iter(prepared.iter())
+            .map(|(_, object)| async move {
+                match object {
+                    Object::Account(o) => this.converge(o).await,
+                    Object::AdminInvitation(o) => this.converge(o).await,
+                    Object::RoleBinding(o) => this.converge(o).await,
+                    Object::AccountManager(o) => this.converge(o).await,
+                }
+            })
+            .buffered(CONCURRENCY)
+            .collect()
+            .await;
+        for ((key, _), converging) in prepared.iter().zip(converged) {
+            let row = self.record(key, converging);
+            self.report.rows.push(row);
         }
     }
 
@@ -456,10 +536,14 @@ impl Run<'_> {
         match &manifest.object {
             Object::Account(object) => {
                 let object = self.prepare(object, &key);
-                let row = self.converge(&object, &key).await;
+                let converging = self.converge(&object).await;
+                let row = self.record(&key, converging);
                 // The rest of the run sees the Account as it now stands.
-                let reached = serde_json::from_value::<Account>(row.object.clone())
-                    .unwrap_or_else(|_| object.clone());
+                let reached = row
+                    .object
+                    .as_deref()
+                    .and_then(|text| serde_json::from_str::<Account>(text).ok())
+                    .unwrap_or_else(|| object.clone());
                 let made = refs::portal_id(Some(&reached)).is_some();
                 if !made && !row.changes.is_empty() {
                     self.planned.insert(object.name_any());
@@ -471,24 +555,27 @@ impl Run<'_> {
             }
             Object::AdminInvitation(object) => {
                 let object = self.prepare(object, &key);
-                self.converge(&object, &key).await
+                let converging = self.converge(&object).await;
+                self.record(&key, converging)
             }
             Object::RoleBinding(object) => {
                 let object = self.prepare(object, &key);
-                self.converge(&object, &key).await
+                let converging = self.converge(&object).await;
+                self.record(&key, converging)
             }
             Object::AccountManager(object) => {
                 let object = self.prepare(object, &key);
-                self.converge(&object, &key).await
+                let converging = self.converge(&object).await;
+                self.record(&key, converging)
             }
         }
     }
 
-    /// Converges one object through the driver and records the status it reaches.
-    async fn converge<K: Shown>(&mut self, object: &K, key: &str) -> Row {
+    /// Converges one object through the driver; what it reached is kept by [`Run::record`].
+    async fn converge<K: Shown>(&self, object: &K) -> Converging {
         let converged = match driver::converge(&self.folder, self.portal, object).await {
             Ok(converged) => converged,
-            Err(error) => return self.failed(object, &error),
+            Err(error) => return Self::failed(object, &error),
         };
         let mut changes = Vec::new();
         let mut updates = Vec::new();
@@ -526,18 +613,14 @@ impl Run<'_> {
         let status = with_conditions(object, converged.status, &converged.outcome);
         let mut value = serde_json::to_value(object).expect("objects serialize");
         value["status"] = serde_json::to_value(&status).expect("statuses serialize");
-        if self.mode == Mode::Apply
-            && let Some(entry) = self.state.objects.get_mut(key)
-        {
-            entry.status = value["status"].clone();
-        }
+        let kept = value["status"].clone();
         let outcome = &converged.outcome;
         let ready = if matches!(outcome, Outcome::Ready { .. }) {
             "True"
         } else {
             "False"
         };
-        Row {
+        let row = Row {
             kind: K::kind(&()).to_string(),
             name: display_name(object),
             phase: phase.unwrap_or_else(|| outcome.reason().to_owned()),
@@ -547,7 +630,12 @@ impl Run<'_> {
             updates,
             waiting: converged.waiting,
             removals,
-            object: value,
+            stalled: output::is_stalled(&value),
+            object: Some(value.to_string()),
+        };
+        Converging {
+            row,
+            status: Some(kept),
         }
     }
 }
