@@ -404,6 +404,8 @@ fn local(
             "--watch works with apply only: diff and status look once (run them again, or use apply --watch)"
         );
     }
+    // Taken before reading, so that `--watch` notices an edit made while the first run reads.
+    let read_files = crate::local::manifests::fingerprint(&args.paths);
     let manifests = match crate::local::manifests::load(&args.paths) {
         Ok(manifests) => manifests,
         Err(problems) => {
@@ -452,7 +454,7 @@ fn local(
                 print_report(mode, &args, report, out)?;
                 out.flush()?;
             }
-            let watched = watch(manifests, &target, &args, prune, out).await;
+            let watched = watch(manifests, read_files, &target, &args, prune, out).await;
             target.close().await;
             watched?;
             return Ok(None);
@@ -479,6 +481,7 @@ fn local(
 /// it changes, until interrupted.
 async fn watch(
     mut manifests: Vec<crate::local::manifests::Manifest>,
+    read_files: Vec<(std::path::PathBuf, u64, Option<std::time::SystemTime>)>,
     target: &crate::local::Target,
     args: &LocalArgs,
     prune: crate::local::Prune,
@@ -490,7 +493,7 @@ async fn watch(
     if args.portal_url.is_none() {
         writeln!(
             out,
-            "\nWatching. The embedded portal serves http://{} (invitation links open a DEVELOPMENT sign-in page). Ctrl-C stops.",
+            "\nWatching. The embedded portal serves http://{} (invitation links open the invitation page with a DEVELOPMENT sign-in). Ctrl-C stops.",
             args.listen
         )?;
     } else {
@@ -499,7 +502,7 @@ async fn watch(
     out.flush()?;
     let mut last = String::new();
     let mut cursor = None;
-    let mut files = crate::local::manifests::fingerprint(&args.paths);
+    let mut files = read_files;
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         let mut events = match target.portal.events(cursor).await {

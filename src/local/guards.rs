@@ -45,7 +45,8 @@ pub(super) async fn owner_guard(
     let mut removed_sources: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
     for key in stale.iter().filter(|k| k.starts_with("RoleBinding/")) {
         let entry = &state.objects[key];
-        let Some(account) = entry.status["accountPortalId"].as_str() else {
+        let status = entry.status.value();
+        let Some(account) = status["accountPortalId"].as_str() else {
             continue;
         };
         let parts: Vec<&str> = key.split('/').collect();

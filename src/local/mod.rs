@@ -167,7 +167,7 @@ pub async fn run(
             "AccountManager" => 2,
             _ => 3,
         };
-        let depth = state.objects[key].status["path"]
+        let depth = state.objects[key].status.value()["path"]
             .as_str()
             .map_or(0, |p| p.matches(" / ").count());
         (rank, std::cmp::Reverse(depth), key.clone())
@@ -194,7 +194,7 @@ pub async fn run(
             let name = key.strip_prefix("Account/")?;
             Some((
                 name.to_owned(),
-                entry.status["portalId"].as_str()?.to_owned(),
+                entry.status.value()["portalId"].as_str()?.to_owned(),
             ))
         })
         .collect();
@@ -306,13 +306,13 @@ impl Run<'_> {
             "apiVersion": format!("{}/v1alpha1", crate::crd::GROUP),
             "kind": kind,
             "metadata": { "name": name, "uid": entry.uid, "generation": entry.generation },
-            "spec": entry.spec,
+            "spec": entry.spec.value(),
         });
         if let Some(namespace) = namespace {
             value["metadata"]["namespace"] = Value::String(namespace.to_owned());
         }
         if !entry.status.is_null() {
-            value["status"] = entry.status.clone();
+            value["status"] = entry.status.value();
         }
         let object = match kind {
             "Account" => Object::Account(serde_json::from_value(value).ok()?),
@@ -448,18 +448,18 @@ impl Run<'_> {
             .or_insert_with(|| Entry {
                 uid: uid_for(key, incarnation),
                 generation: 1,
-                spec: spec.clone(),
-                status: Value::Null,
+                spec: state::Json::of(&spec),
+                status: state::Json::null(),
             });
-        if entry.spec != spec && self.mode == Mode::Apply {
+        if !entry.spec.is(&spec) && self.mode == Mode::Apply {
             entry.generation += 1;
-            entry.spec = spec;
+            entry.spec = state::Json::of(&spec);
         }
         let mut value = serde_json::to_value(object).expect("objects serialize");
         value["metadata"]["uid"] = Value::String(entry.uid.clone());
         value["metadata"]["generation"] = Value::from(entry.generation);
         if !entry.status.is_null() {
-            value["status"] = entry.status.clone();
+            value["status"] = entry.status.value();
         }
         serde_json::from_value(value).expect("an object with its status deserializes")
     }
@@ -489,7 +489,7 @@ impl Run<'_> {
                 if self.mode == Mode::Apply
                     && let Some(entry) = self.state.objects.get_mut(key)
                 {
-                    entry.status = status;
+                    entry.status = state::Json::of(&status);
                 }
             }
         }

@@ -46,9 +46,39 @@ pub(super) struct State {
 pub(super) struct Entry {
     pub(super) uid: String,
     pub(super) generation: i64,
-    pub(super) spec: Value,
-    #[serde(default)]
-    pub(super) status: Value,
+    pub(super) spec: Json,
+    #[serde(default = "Json::null")]
+    pub(super) status: Json,
+}
+
+/// A JSON value kept as its text: a state of 10,000 objects parsed into `Value`s was most of a
+/// run's memory, and only a few fields of a few entries are ever read.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+pub(super) struct Json(Box<serde_json::value::RawValue>);
+
+impl Json {
+    pub(super) fn null() -> Json {
+        Json::of(&Value::Null)
+    }
+
+    pub(super) fn of(value: &Value) -> Json {
+        Json(serde_json::value::to_raw_value(value).expect("a Value serializes"))
+    }
+
+    pub(super) fn is_null(&self) -> bool {
+        self.0.get().trim() == "null"
+    }
+
+    pub(super) fn value(&self) -> Value {
+        serde_json::from_str(self.0.get()).unwrap_or(Value::Null)
+    }
+
+    /// Whether this is `value` (compared as text first: the state is written compact).
+    pub(super) fn is(&self, value: &Value) -> bool {
+        serde_json::to_string(value).is_ok_and(|text| text == self.0.get())
+            || self.value() == *value
+    }
 }
 
 impl State {
@@ -65,7 +95,8 @@ impl State {
     }
 
     pub(super) fn save(&self, path: &Path) -> anyhow::Result<()> {
-        let text = serde_json::to_string_pretty(self)?;
+        // Compact: kept as raw text per entry, a pretty file would not stay pretty anyway.
+        let text = serde_json::to_string(self)?;
         let staging = path.with_extension("json.tmp");
         write_private(&staging, &text)?;
         std::fs::rename(staging, path)?;
