@@ -1,6 +1,7 @@
 //! The pages for people over plain HTTP, where a browser is not needed to see the behaviour: the
 //! security headers, the CSRF check, the callback's refusals, and what a portal with no sign-in
-//! says. (`tests/browser.rs` walks the same pages in Chromium.)
+//! says; and the whole sign-in (the portal's pages, the provider's login form, the callback) on
+//! SQLite and PostgreSQL. (`tests/browser.rs` walks the same pages in Chromium.)
 
 mod support;
 
@@ -231,5 +232,140 @@ async fn a_portal_without_sign_in_says_so_on_the_invitation_page() {
             .body["state"],
         "Pending"
     );
+    portal.stop().await;
+}
+
+on_both_backends!(the_whole_sign_in_works_over_http_and_its_callback_works_once);
+
+/// Cookies by name, as a browser would send them back (paths ignored: each server reads its own
+/// cookies by name).
+#[derive(Default)]
+struct Jar(std::collections::BTreeMap<String, String>);
+
+impl Jar {
+    fn keep(&mut self, response: &reqwest::Response) {
+        for value in response.headers().get_all("set-cookie") {
+            let pair = value.to_str().unwrap().split(';').next().unwrap();
+            if let Some((name, value)) = pair.split_once('=') {
+                self.0.insert(name.to_owned(), value.to_owned());
+            }
+        }
+    }
+
+    fn header(&self) -> String {
+        self.0
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+async fn scenario_get(client: &reqwest::Client, jar: &mut Jar, url: &str) -> reqwest::Response {
+    let response = client
+        .get(url)
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
+    jar.keep(&response);
+    response
+}
+
+fn location(response: &reqwest::Response, base: &str) -> String {
+    let location = response.headers()["location"].to_str().unwrap();
+    if location.starts_with('/') {
+        format!("{base}{location}")
+    } else {
+        location.to_owned()
+    }
+}
+
+async fn the_whole_sign_in_works_over_http_and_its_callback_works_once(backend: Backend) {
+    let idp = OidcLogin::start().await;
+    let portal = TestPortal::start_with_options(
+        backend,
+        Options {
+            oidc: Some(idp.issuer.clone()),
+            oidc_client_id: Some(idp.client_id.clone()),
+            oidc_client_secret: Some(idp.client_secret.clone()),
+            ..Options::default()
+        },
+    )
+    .await;
+    let (id, token) = link_invitation(&portal, Some(&idp.tenant("contoso"))).await;
+    let client = stranger();
+    let mut portal_jar = Jar::default();
+    let mut idp_jar = Jar::default();
+
+    // The page, then Sign in: a 303 to the provider.
+    let page = scenario_get(
+        &client,
+        &mut portal_jar,
+        &format!("{}/invitations/accept", portal.base),
+    )
+    .await;
+    let page = page.text().await.unwrap();
+    let marker = "name=\"csrf\" value=\"";
+    let start = page.find(marker).unwrap() + marker.len();
+    let csrf = page[start..start + page[start..].find('"').unwrap()].to_owned();
+    let started = client
+        .post(format!("{}/invitations/sign-in", portal.base))
+        .header("cookie", portal_jar.header())
+        .form(&[("token", token.as_str()), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 303);
+    portal_jar.keep(&started);
+    let authorize = location(&started, &idp.issuer);
+
+    // At the provider: its login form, as Ana.
+    let interaction = scenario_get(&client, &mut idp_jar, &authorize).await;
+    assert_eq!(interaction.status(), 303);
+    let form_url = location(&interaction, &idp.issuer);
+    let form = scenario_get(&client, &mut idp_jar, &form_url).await;
+    assert!(form.text().await.unwrap().contains("id=\"login\""));
+    let login = client
+        .post(format!("{form_url}/login"))
+        .header("cookie", idp_jar.header())
+        .form(&[
+            ("login", "ana@contoso.example"),
+            ("password", "correct horse"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    idp_jar.keep(&login);
+    let mut next = location(&login, &idp.issuer);
+    // Resume, until the provider sends the browser back to the portal.
+    while next.starts_with(&idp.issuer) {
+        let resumed = scenario_get(&client, &mut idp_jar, &next).await;
+        assert_eq!(resumed.status(), 303, "{next}");
+        next = location(&resumed, &idp.issuer);
+    }
+    assert!(
+        next.starts_with(&format!("{}/oidc/callback?", portal.base)),
+        "{next}"
+    );
+
+    // Back at the portal: accepted, once.
+    let accepted = scenario_get(&client, &mut portal_jar, &next).await;
+    assert_eq!(accepted.status(), 200);
+    assert!(
+        accepted
+            .text()
+            .await
+            .unwrap()
+            .contains("You are now an administrator of Contoso Ltd")
+    );
+    let replayed = scenario_get(&client, &mut portal_jar, &next).await;
+    assert_eq!(replayed.status(), 400, "a callback works once");
+    let invitation = portal
+        .platform()
+        .get(&format!("/v1/invitations/{id}"))
+        .await
+        .expect(200);
+    assert_eq!(invitation.body["state"], "Accepted");
     portal.stop().await;
 }
