@@ -234,6 +234,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Manifest>, Problems> {
     }
     check_together(&manifests, &mut problems);
     if problems.is_empty() {
+        manifests.shrink_to_fit();
         Ok(manifests)
     } else {
         Err(Problems(problems))

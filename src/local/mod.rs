@@ -258,8 +258,9 @@ const CONCURRENCY: usize = 16;
 /// One object's converge, before it is recorded in the run's state and report.
 struct Converging {
     row: Row,
-    /// The status to keep for it (`None` when the converge failed).
-    status: Option<Value>,
+    /// The status to keep for it, as raw JSON (`None` when the converge failed): a group keeps
+    /// every object's until it is done.
+    status: Option<state::Json>,
 }
 
 struct Run<'a> {
@@ -489,7 +490,7 @@ impl Run<'_> {
                 if self.mode == Mode::Apply
                     && let Some(entry) = self.state.objects.get_mut(key)
                 {
-                    entry.status = state::Json::of(&status);
+                    entry.status = status;
                 }
             }
         }
@@ -613,7 +614,7 @@ impl Run<'_> {
         let status = with_conditions(object, converged.status, &converged.outcome);
         let mut value = serde_json::to_value(object).expect("objects serialize");
         value["status"] = serde_json::to_value(&status).expect("statuses serialize");
-        let kept = value["status"].clone();
+        let kept = state::Json::of(&value["status"]);
         let outcome = &converged.outcome;
         let ready = if matches!(outcome, Outcome::Ready { .. }) {
             "True"
