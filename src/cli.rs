@@ -448,7 +448,16 @@ fn local(
             enabled: args.prune,
             max_removals: args.max_removals,
         };
-        let report = crate::local::run(mode, &manifests, &target, &args.state_dir, prune).await;
+        let keep_objects = args.output != LocalOutput::Table;
+        let report = crate::local::run(
+            mode,
+            &manifests,
+            &target,
+            &args.state_dir,
+            prune,
+            keep_objects,
+        )
+        .await;
         if args.watch && mode == Mode::Apply {
             if let Ok(report) = &report {
                 print_report(mode, &args, report, out)?;
@@ -559,6 +568,7 @@ async fn watch(
                 target,
                 &args.state_dir,
                 prune,
+                false,
             )
             .await?;
             let table = crate::local::table(&report.rows, terminal_width());

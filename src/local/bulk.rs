@@ -47,6 +47,13 @@ impl<'p, P: PortalApi> Bulk<'p, P> {
         }
     }
 
+    /// Drops what was listed for `account`: the run is done with its objects.
+    pub fn forget(&self, account: &str) {
+        self.invitations.lock().expect("lists").remove(account);
+        self.grants.lock().expect("lists").remove(account);
+        self.managers.lock().expect("lists").remove(account);
+    }
+
     /// How many bulk lists this run made.
     pub fn lists(&self) -> u64 {
         self.lists.load(std::sync::atomic::Ordering::Relaxed)

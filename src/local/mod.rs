@@ -19,7 +19,7 @@ pub mod manifests;
 mod output;
 mod state;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -32,7 +32,7 @@ use crate::controller::{Managed, with_conditions};
 use crate::crd::Account;
 use crate::portal_client::HttpPortal;
 use crate::reconcile::driver::{self, Mark};
-use crate::reconcile::{Outcome, refs};
+use crate::reconcile::{Host as _, Outcome, refs};
 
 use folder::{Folder, Shown};
 
@@ -143,6 +143,7 @@ pub async fn run(
     target: &Target,
     state_dir: &Path,
     prune: Prune,
+    keep_objects: bool,
 ) -> anyhow::Result<Report> {
     if mode != Mode::Status {
         preflight(manifests, &target.portal).await?;
@@ -211,6 +212,7 @@ pub async fn run(
             links: Default::default(),
         },
         planned: BTreeSet::new(),
+        keep_objects,
         report: Report {
             rows: Vec::new(),
             links: Vec::new(),
@@ -270,6 +272,8 @@ struct Run<'a> {
     folder: Folder<'a>,
     /// Accounts not in the portal yet that this run (diff) would create.
     planned: BTreeSet<String>,
+    /// Whether rows keep their object (for `--output json|yaml`); 10,000 of them are memory.
+    keep_objects: bool,
     report: Report,
 }
 
@@ -350,6 +354,7 @@ impl Run<'_> {
             removals: Vec::new(),
             object: None,
             stalled: false,
+            in_manifests: false,
         }
     }
 
@@ -432,6 +437,7 @@ impl Run<'_> {
             removals,
             object: None,
             stalled: false,
+            in_manifests: false,
         }
     }
 
@@ -478,12 +484,17 @@ impl Run<'_> {
             removals: Vec::new(),
             object: serde_json::to_string(object).ok(),
             stalled: false,
+            in_manifests: true,
         };
         Converging { row, status: None }
     }
 
     /// Keeps what a converge reached: the status in the state (apply), the row in the report.
-    fn record(&mut self, key: &str, converging: Converging) -> Row {
+    fn record(&mut self, key: &str, mut converging: Converging) -> Row {
+        if !self.keep_objects {
+            // An Account's, kept for the rest of the run until here.
+            converging.row.object = None;
+        }
         match converging.status {
             None => self.report.failures += 1,
             Some(status) => {
@@ -513,15 +524,42 @@ impl Run<'_> {
                 (key, object)
             })
             .collect();
+        // What each account still has to converge: its lists are dropped when that reaches 0.
+        let account_of = |object: &Object| {
+            let name = match object {
+                Object::Account(_) => return None,
+                Object::AdminInvitation(o) => &o.spec.account_ref.name,
+                Object::RoleBinding(o) => &o.spec.account_ref.name,
+                Object::AccountManager(o) => &o.spec.account_ref.name,
+            };
+            self.folder.account_portal_id(name)
+        };
+        let mut remaining: HashMap<String, usize> = HashMap::new();
+        for (_, object) in &prepared {
+            if let Some(account) = account_of(object) {
+                *remaining.entry(account).or_default() += 1;
+            }
+        }
+        let remaining = std::sync::Mutex::new(remaining);
         let this = &*self;
         let converged: Vec<Converging> = futures::stream::iter(prepared.iter())
-            .map(|(_, object)| async move {
-                match object {
-                    Object::Account(o) => this.converge(o).await,
-                    Object::AdminInvitation(o) => this.converge(o).await,
-                    Object::RoleBinding(o) => this.converge(o).await,
-                    Object::AccountManager(o) => this.converge(o).await,
+            .map(|(_, object)| async {
+                let converging = match object {
+                    Object::Account(o) => this.converge(o, this.keep_objects).await,
+                    Object::AdminInvitation(o) => this.converge(o, this.keep_objects).await,
+                    Object::RoleBinding(o) => this.converge(o, this.keep_objects).await,
+                    Object::AccountManager(o) => this.converge(o, this.keep_objects).await,
+                };
+                if let Some(account) = account_of(object) {
+                    let mut remaining = remaining.lock().expect("remaining");
+                    if let Some(left) = remaining.get_mut(&account) {
+                        *left -= 1;
+                        if *left == 0 {
+                            this.portal.forget(&account);
+                        }
+                    }
                 }
+                converging
             })
             .buffered(CONCURRENCY)
             .collect()
@@ -537,14 +575,15 @@ impl Run<'_> {
         match &manifest.object {
             Object::Account(object) => {
                 let object = self.prepare(object, &key);
-                let converging = self.converge(&object).await;
-                let row = self.record(&key, converging);
+                let converging = self.converge(&object, true).await;
                 // The rest of the run sees the Account as it now stands.
-                let reached = row
+                let reached = converging
+                    .row
                     .object
                     .as_deref()
                     .and_then(|text| serde_json::from_str::<Account>(text).ok())
                     .unwrap_or_else(|| object.clone());
+                let row = self.record(&key, converging);
                 let made = refs::portal_id(Some(&reached)).is_some();
                 if !made && !row.changes.is_empty() {
                     self.planned.insert(object.name_any());
@@ -556,24 +595,26 @@ impl Run<'_> {
             }
             Object::AdminInvitation(object) => {
                 let object = self.prepare(object, &key);
-                let converging = self.converge(&object).await;
+                let converging = self.converge(&object, self.keep_objects).await;
                 self.record(&key, converging)
             }
             Object::RoleBinding(object) => {
                 let object = self.prepare(object, &key);
-                let converging = self.converge(&object).await;
+                let converging = self.converge(&object, self.keep_objects).await;
                 self.record(&key, converging)
             }
             Object::AccountManager(object) => {
                 let object = self.prepare(object, &key);
-                let converging = self.converge(&object).await;
+                let converging = self.converge(&object, self.keep_objects).await;
                 self.record(&key, converging)
             }
         }
     }
 
     /// Converges one object through the driver; what it reached is kept by [`Run::record`].
-    async fn converge<K: Shown>(&self, object: &K) -> Converging {
+    /// `keep`: whether the row keeps the object reached (an Account's is read by the rest of the
+    /// run; others only for `--output json|yaml`).
+    async fn converge<K: Shown>(&self, object: &K, keep: bool) -> Converging {
         let converged = match driver::converge(&self.folder, self.portal, object).await {
             Ok(converged) => converged,
             Err(error) => return Self::failed(object, &error),
@@ -632,7 +673,8 @@ impl Run<'_> {
             waiting: converged.waiting,
             removals,
             stalled: output::is_stalled(&value),
-            object: Some(value.to_string()),
+            in_manifests: true,
+            object: keep.then(|| value.to_string()),
         };
         Converging {
             row,

@@ -35,6 +35,9 @@ pub struct Row {
     /// Whether that object is Stalled (a spec the portal refused).
     #[serde(skip)]
     pub stalled: bool,
+    /// Whether the row is of an object in the manifests (not one only an earlier apply made).
+    #[serde(skip)]
+    pub in_manifests: bool,
 }
 
 /// The outcome of a run.
@@ -56,7 +59,7 @@ impl Report {
 
     /// Objects in the manifests (rows for objects no longer in them aside).
     pub fn in_manifests(&self) -> usize {
-        self.rows.iter().filter(|r| r.object.is_some()).count()
+        self.rows.iter().filter(|r| r.in_manifests).count()
     }
 }
 
