@@ -43,11 +43,38 @@ pub const MANAGER: &str = "portal-operator";
 /// The finalizer on every object the operator manages.
 pub const FINALIZER: &str = "access.portal.dev/cleanup";
 
+/// Event recorders, one per shard of objects. kube-runtime's `Recorder` sweeps its whole cache
+/// of recent events under a write lock on every publish, so with one recorder 10,000 objects'
+/// first Events cost O(n²) and waited on each other; an object always goes to the same shard,
+/// so its repeated Events still aggregate into a series.
+pub struct Recorders(Vec<Recorder>);
+
+impl Recorders {
+    const SHARDS: usize = 64;
+
+    pub fn new(client: &kube::Client, reporter: &kube::runtime::events::Reporter) -> Recorders {
+        Recorders(
+            (0..Self::SHARDS)
+                .map(|_| Recorder::new(client.clone(), reporter.clone()))
+                .collect(),
+        )
+    }
+
+    fn of(&self, reference: &k8s_openapi::api::core::v1::ObjectReference) -> &Recorder {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        reference.uid.hash(&mut hasher);
+        reference.namespace.hash(&mut hasher);
+        reference.name.hash(&mut hasher);
+        &self.0[(hasher.finish() as usize) % self.0.len()]
+    }
+}
+
 /// What the controllers share.
 pub struct Context<P> {
     pub client: kube::Client,
     pub portal: P,
-    pub recorder: Recorder,
+    pub recorders: Recorders,
     pub metrics: Arc<metrics::Metrics>,
     pub accounts: Store<Account>,
     pub invitations: Store<AdminInvitation>,
@@ -63,14 +90,14 @@ impl<P> Context<P> {
     pub fn new(
         client: kube::Client,
         portal: P,
-        recorder: Recorder,
+        recorders: Recorders,
         metrics: Arc<metrics::Metrics>,
         stores: Stores,
     ) -> Context<P> {
         Context {
             client,
             portal,
-            recorder,
+            recorders,
             metrics,
             accounts: stores.accounts,
             invitations: stores.invitations,
@@ -452,7 +479,13 @@ pub async fn publish<K: Managed, P>(
         action: "Reconcile".into(),
         secondary: None,
     };
-    if let Err(error) = ctx.recorder.publish(&event, &object.object_ref(&())).await {
+    let reference = object.object_ref(&());
+    if let Err(error) = ctx
+        .recorders
+        .of(&reference)
+        .publish(&event, &reference)
+        .await
+    {
         tracing::debug!(error = %error, "publish an event");
     }
 }

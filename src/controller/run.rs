@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use futures::StreamExt;
 use kube::runtime::controller::Controller;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
@@ -281,6 +281,38 @@ fn drive<K: Managed, P: PortalApi + 'static>(
         .for_each(|_| async {})
 }
 
+/// A kind's controller, reconciling an object when its spec changes (its generation), when a
+/// finalizer is added or removed, or when its deletion starts — not when only its status or
+/// other metadata changes: each of the controller's own status writes used to come back as a
+/// reconcile that observed the portal again and found nothing to do (2.7 portal reads per
+/// invitation converging at 10,000). The feed, the resync and the Accounts it refers to still
+/// trigger it. The store holds every change.
+fn controller_of<K: Managed>(api: Api<K>, watched: &watcher::Config) -> Controller<K> {
+    use kube::runtime::WatchStreamExt as _;
+    let (reader, writer) = kube::runtime::reflector::store();
+    let changes = kube::runtime::watcher(api, watched.clone())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(spec_or_lifecycle::<K>, Default::default());
+    Controller::for_stream(changes, reader)
+}
+
+/// What a reconcile depends on besides the status it writes itself.
+fn spec_or_lifecycle<K: kube::Resource>(object: &K) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let meta = object.meta();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    // Without a generation (not a custom resource), every change counts.
+    match meta.generation {
+        Some(generation) => generation.hash(&mut hasher),
+        None => meta.resource_version.hash(&mut hasher),
+    }
+    meta.finalizers.hash(&mut hasher);
+    meta.deletion_timestamp.is_some().hash(&mut hasher);
+    Some(hasher.finish())
+}
+
 /// The controllers, the feed follower and the resync, until `stopped`.
 async fn controllers<P: PortalApi + 'static>(
     client: kube::Client,
@@ -292,13 +324,11 @@ async fn controllers<P: PortalApi + 'static>(
 ) {
     let watched = watcher::Config::default().any_semantic();
     let accounts: Api<Account> = Api::all(client.clone());
-    let account_controller = Controller::new(accounts.clone(), watched.clone());
+    let account_controller = controller_of(accounts.clone(), &watched);
     let invitation_controller =
-        Controller::new(Api::<AdminInvitation>::all(client.clone()), watched.clone());
-    let binding_controller =
-        Controller::new(Api::<RoleBinding>::all(client.clone()), watched.clone());
-    let manager_controller =
-        Controller::new(Api::<AccountManager>::all(client.clone()), watched.clone());
+        controller_of(Api::<AdminInvitation>::all(client.clone()), &watched);
+    let binding_controller = controller_of(Api::<RoleBinding>::all(client.clone()), &watched);
+    let manager_controller = controller_of(Api::<AccountManager>::all(client.clone()), &watched);
     let stores = Stores {
         accounts: account_controller.store(),
         invitations: invitation_controller.store(),
@@ -309,11 +339,11 @@ async fn controllers<P: PortalApi + 'static>(
         controller: MANAGER.into(),
         instance: std::env::var("POD_NAME").ok(),
     };
-    let recorder = Recorder::new(client.clone(), reporter);
+    let recorders = super::Recorders::new(&client, &reporter);
     let ctx = Arc::new(Context::new(
         client.clone(),
         portal,
-        recorder,
+        recorders,
         metrics,
         stores,
     ));

@@ -458,6 +458,27 @@ impl State {
         self.write(resource, namespace, name, current, updated, status)
     }
 
+    /// The field managers of one object (a range of the ordered map, not a scan of every
+    /// object's: at 10,000 objects a scan per apply was most of the double's time).
+    fn managers_of<'a>(
+        &'a self,
+        key: &'a Key,
+    ) -> impl Iterator<Item = (&'a (Key, String), &'a BTreeSet<String>)> + 'a {
+        self.owned_fields
+            .range((key.clone(), String::new())..)
+            .take_while(move |((object_key, _), _)| object_key == key)
+    }
+
+    fn forget_owners(&mut self, key: &Key) {
+        let managers: Vec<(Key, String)> = self
+            .managers_of(key)
+            .map(|(entry, _)| entry.clone())
+            .collect();
+        for manager in managers {
+            self.owned_fields.remove(&manager);
+        }
+    }
+
     /// Server-side apply, with field ownership by leaf path: the manager's previously applied
     /// fields that its new configuration leaves out are removed (unless another manager owns
     /// them too); a field another manager owns with a different value is a conflict unless
@@ -488,8 +509,8 @@ impl State {
         };
         let applied = leaf_paths(&config);
         let mut conflicts = Vec::new();
-        for ((object_key, other), fields) in &self.owned_fields {
-            if object_key != &key || other == manager {
+        for ((_, other), fields) in self.managers_of(&key) {
+            if other == manager {
                 continue;
             }
             for path in applied.intersection(fields) {
@@ -518,17 +539,20 @@ impl State {
         let mut updated = current.clone();
         for dropped in previous.difference(&applied) {
             let owned_by_other = self
-                .owned_fields
-                .iter()
-                .any(|((k, m), fields)| k == &key && m != manager && fields.contains(dropped));
+                .managers_of(&key)
+                .any(|((_, m), fields)| m != manager && fields.contains(dropped));
             if !owned_by_other {
                 remove_at(&mut updated, dropped);
             }
         }
         merge_apply(&mut updated, &config);
         if force {
-            for ((object_key, other), fields) in self.owned_fields.iter_mut() {
-                if object_key == &key && other != manager {
+            let start = (key.clone(), String::new());
+            for ((object_key, other), fields) in self.owned_fields.range_mut(start..) {
+                if object_key != &key {
+                    break;
+                }
+                if other != manager {
                     fields.retain(|path| !applied.contains(path));
                 }
             }
@@ -645,7 +669,7 @@ impl State {
         meta_mut(&mut updated).insert("resourceVersion".into(), json!(rv.to_string()));
         if old_meta.contains_key("deletionTimestamp") && new_finalizers.is_empty() {
             self.objects.remove(&key);
-            self.owned_fields.retain(|(k, _), _| k != &key);
+            self.forget_owners(&key);
             let mut changes = vec![self.record(&key, EventType::Deleted, updated.clone())];
             changes.extend(self.collect_garbage(&updated));
             return Ok((updated, changes));
@@ -698,7 +722,7 @@ impl State {
             return Ok((marked, vec![change]));
         }
         self.objects.remove(&key);
-        self.owned_fields.retain(|(k, _), _| k != &key);
+        self.forget_owners(&key);
         let rv = self.next_rv();
         let mut gone = current.clone();
         meta_mut(&mut gone).insert("resourceVersion".into(), json!(rv.to_string()));
