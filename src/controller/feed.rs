@@ -43,9 +43,17 @@ pub enum Target {
 /// The objects an event concerns. Pure, so the mapping is tested on its own.
 pub fn targets(event: &Event) -> Vec<Target> {
     let mut targets = Vec::new();
+    // An object the operator manages is created only by its own reconcile, which records what
+    // it made: the `created` event coming back would only make it observe again (one portal
+    // read per object, 10,000 at scale). A crash before the status write is retried anyway.
+    let own_create = matches!(
+        event.event_type,
+        EventType::InvitationCreated | EventType::AccountManagerCreated
+    );
     let reference = event
         .external_ref
         .as_deref()
+        .filter(|_| !own_create)
         .and_then(|r| r.parse::<ExternalRef>().ok());
     match reference {
         Some(ExternalRef::AdminInvitation {
@@ -304,5 +312,11 @@ mod tests {
             targets(&event("invitation.created", Some("made-by-hand"))).is_empty(),
             "objects the operator does not manage are ignored"
         );
+        for created in ["invitation.created", "account_manager.created"] {
+            assert!(
+                targets(&event(created, Some("AdminInvitation/team-a/ann/uid-1/1"))).is_empty(),
+                "the operator's own creates do not come back as reconciles: {created}"
+            );
+        }
     }
 }
