@@ -79,24 +79,7 @@ struct World {
 
 async fn world(accounts: usize) -> World {
     let portal = TestPortal::start(Backend::Sqlite).await;
-    let mut crds = Vec::new();
-    for (file, _) in portal_operator::crd::definitions() {
-        let text =
-            std::fs::read_to_string(format!("{}/crds/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
-        crds.extend(ApiServer::crds_from_yaml(&text).unwrap());
-    }
-    let kube = ApiServer::start(&crds).await.unwrap();
-    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(kube.client());
-    for a in 0..accounts {
-        namespaces
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({ "metadata": { "name": format!("ns-{a:03}") } }))
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-    }
+    let kube = support::kube_double((0..accounts).map(|a| format!("ns-{a:03}"))).await;
     let client = kube.client();
     World {
         portal,

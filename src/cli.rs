@@ -490,7 +490,7 @@ fn local(
 /// it changes, until interrupted.
 async fn watch(
     mut manifests: Vec<crate::local::manifests::Manifest>,
-    read_files: Vec<(std::path::PathBuf, u64, Option<std::time::SystemTime>)>,
+    read_files: crate::local::manifests::Fingerprint,
     target: &crate::local::Target,
     args: &LocalArgs,
     prune: crate::local::Prune,

@@ -49,6 +49,21 @@ async fn production_portal(idp: &OidcLogin, mail: &Maildev) -> TestPortal {
     .await
 }
 
+/// Invites `email` to `account` by share link; returns the invitation's id and its link.
+async fn link_invitation(platform: &support::Api, account: &str, email: &str) -> (String, String) {
+    let created = platform
+        .post(
+            &format!("/v1/accounts/{account}/invitations"),
+            json!({ "email": email, "firstName": "Ana", "lastName": "Silva", "delivery": "Link" }),
+        )
+        .await
+        .expect(201);
+    (
+        created.body["id"].as_str().unwrap().to_owned(),
+        created.body["link"].as_str().unwrap().to_owned(),
+    )
+}
+
 /// The link in an invitation email.
 fn link_in(email: &Value) -> String {
     let text = email["text"].as_str().unwrap();
@@ -100,21 +115,7 @@ async fn an_invitee_accepts_from_the_emailed_link_by_signing_in_with_the_right_t
     let fabrikam = idp.tenant("fabrikam");
 
     // The operator, against the API server double, invites Ana by email.
-    let mut crds = Vec::new();
-    for (file, _) in portal_operator::crd::definitions() {
-        let text =
-            std::fs::read_to_string(format!("{}/crds/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
-        crds.extend(ApiServer::crds_from_yaml(&text).unwrap());
-    }
-    let kube = ApiServer::start(&crds).await.unwrap();
-    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(kube.client());
-    namespaces
-        .create(
-            &Default::default(),
-            &serde_json::from_value(json!({ "metadata": { "name": NS } })).unwrap(),
-        )
-        .await
-        .unwrap();
+    let kube = support::kube_double([NS.to_owned()]).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let operator = tokio::spawn(portal_operator::controller::run(
         kube.client(),
@@ -274,15 +275,7 @@ async fn an_entra_style_multi_tenant_issuer_sends_the_invitee_to_the_accounts_ow
     let account = platform
         .account(json!({ "type": "Partner", "displayName": "Contoso Ltd", "tenantId": contoso }))
         .await;
-    let created = platform
-        .post(
-            &format!("/v1/accounts/{account}/invitations"),
-            json!({ "email": "ana.silva@contoso.example", "firstName": "Ana", "lastName": "Silva", "delivery": "Link" }),
-        )
-        .await
-        .expect(201);
-    let id = created.body["id"].as_str().unwrap().to_owned();
-    let link = created.body["link"].as_str().unwrap().to_owned();
+    let (id, link) = link_invitation(&platform, &account, "ana.silva@contoso.example").await;
 
     let browser = Browser::start().await;
     browser.open(&link).await;
@@ -338,23 +331,7 @@ async fn refusals_expiry_revocation_and_missing_tokens_end_on_pages_that_say_wha
     let account = platform
         .account(json!({ "type": "Partner", "displayName": "Contoso Ltd", "tenantId": idp.tenant("contoso") }))
         .await;
-    let invite = |email: &'static str| {
-        let platform = platform.clone();
-        let account = account.clone();
-        async move {
-            let created = platform
-                .post(
-                    &format!("/v1/accounts/{account}/invitations"),
-                    json!({ "email": email, "firstName": "Una", "lastName": "Signed", "delivery": "Link" }),
-                )
-                .await
-                .expect(201);
-            (
-                created.body["id"].as_str().unwrap().to_owned(),
-                created.body["link"].as_str().unwrap().to_owned(),
-            )
-        }
-    };
+    let invite = |email: &'static str| link_invitation(&platform, &account, email);
     let browser = Browser::start().await;
 
     // The page without its token says what it needs.
@@ -566,15 +543,7 @@ async fn the_development_sign_in_shows_the_same_invitation_and_accepts_as_anyone
                          "tenantId": "72f988bf-86f1-41af-91ab-2d7cd011db47" }),
         )
         .await;
-    let invitation = platform
-        .post(
-            &format!("/v1/accounts/{client}/invitations"),
-            json!({ "email": "ana@contoso.example", "firstName": "Ana", "lastName": "Silva", "delivery": "Link" }),
-        )
-        .await
-        .expect(201);
-    let id = invitation.body["id"].as_str().unwrap().to_owned();
-    let link = invitation.body["link"].as_str().unwrap().to_owned();
+    let (id, link) = link_invitation(&platform, &client, "ana@contoso.example").await;
 
     let browser = Browser::start().await;
     browser.open(&link).await;

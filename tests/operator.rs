@@ -44,21 +44,7 @@ async fn world() -> World {
     }
     let idp = OidcProvider::start().await;
     let portal = TestPortal::start_with(Backend::Sqlite, Some(idp.issuer.clone())).await;
-    let mut crds = Vec::new();
-    for (file, _) in portal_operator::crd::definitions() {
-        let text =
-            std::fs::read_to_string(format!("{}/crds/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
-        crds.extend(ApiServer::crds_from_yaml(&text).unwrap());
-    }
-    let kube = ApiServer::start(&crds).await.unwrap();
-    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(kube.client());
-    namespaces
-        .create(
-            &Default::default(),
-            &serde_json::from_value(json!({ "metadata": { "name": NS } })).unwrap(),
-        )
-        .await
-        .unwrap();
+    let kube = support::kube_double([NS.to_owned()]).await;
     World {
         portal,
         idp,

@@ -21,10 +21,7 @@ async fn browser(base: &str) -> (reqwest::Client, String) {
         .next()
         .unwrap()
         .to_owned();
-    let page = response.text().await.unwrap();
-    let marker = "name=\"csrf\" value=\"";
-    let start = page.find(marker).expect("the page has a CSRF field") + marker.len();
-    let csrf = page[start..start + page[start..].find('"').unwrap()].to_owned();
+    let csrf = csrf_in(&response.text().await.unwrap());
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(reqwest::header::COOKIE, cookie.parse().unwrap());
     let client = reqwest::Client::builder()
@@ -33,6 +30,13 @@ async fn browser(base: &str) -> (reqwest::Client, String) {
         .build()
         .unwrap();
     (client, csrf)
+}
+
+/// The CSRF token in a page's form.
+fn csrf_in(page: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = page.find(marker).expect("the page has a CSRF field") + marker.len();
+    page[start..start + page[start..].find('"').unwrap()].to_owned()
 }
 
 /// A client with no cookie of ours: another site's form.
@@ -305,10 +309,7 @@ async fn the_whole_sign_in_works_over_http_and_its_callback_works_once(backend: 
         &format!("{}/invitations/accept", portal.base),
     )
     .await;
-    let page = page.text().await.unwrap();
-    let marker = "name=\"csrf\" value=\"";
-    let start = page.find(marker).unwrap() + marker.len();
-    let csrf = page[start..start + page[start..].find('"').unwrap()].to_owned();
+    let csrf = csrf_in(&page.text().await.unwrap());
     let started = client
         .post(format!("{}/invitations/sign-in", portal.base))
         .header("cookie", portal_jar.header())

@@ -74,21 +74,34 @@ pub fn admit(object: &mut Value, schema: &Value, old: Option<&Value>) -> Vec<Cau
 /// admission runs them for every object (10,000 in one `apply`, every write to the API server
 /// double), so compiling per object was most of admission's time.
 fn compiled(source: &str) -> Result<std::sync::Arc<cel::Program>, String> {
-    type Programs = std::collections::HashMap<String, Result<std::sync::Arc<cel::Program>, String>>;
-    static PROGRAMS: std::sync::LazyLock<std::sync::RwLock<Programs>> =
-        std::sync::LazyLock::new(Default::default);
-    if let Some(found) = PROGRAMS.read().expect("programs").get(source) {
-        return found.clone();
+    static PROGRAMS: Memo<Result<std::sync::Arc<cel::Program>, String>> = Memo::new();
+    PROGRAMS.get_or(source, || {
+        cel::Program::compile(source)
+            .map(std::sync::Arc::new)
+            .map_err(|e| format!("compilation failed: {e}"))
+    })
+}
+
+/// Values made once per process from a string (a rule, a pattern) and shared by every thread.
+struct Memo<V>(std::sync::LazyLock<std::sync::RwLock<std::collections::HashMap<String, V>>>);
+
+impl<V: Clone> Memo<V> {
+    const fn new() -> Self {
+        Memo(std::sync::LazyLock::new(Default::default))
     }
-    let program = cel::Program::compile(source)
-        .map(std::sync::Arc::new)
-        .map_err(|e| format!("compilation failed: {e}"));
-    PROGRAMS
-        .write()
-        .expect("programs")
-        .entry(source.to_owned())
-        .or_insert(program)
-        .clone()
+
+    fn get_or(&self, key: &str, make: impl FnOnce() -> V) -> V {
+        if let Some(found) = self.0.read().expect("memo").get(key) {
+            return found.clone();
+        }
+        let made = make();
+        self.0
+            .write()
+            .expect("memo")
+            .entry(key.to_owned())
+            .or_insert(made)
+            .clone()
+    }
 }
 
 /// Runs one rule against `value` (and `old`, for a transition rule).
@@ -148,19 +161,8 @@ fn matches_literal(source: &str) -> Option<String> {
 
 /// A schema's `pattern`, compiled once per process (see [`compiled`]).
 fn pattern_regex(pattern: &str) -> Result<regex::Regex, regex::Error> {
-    type Patterns = std::collections::HashMap<String, Result<regex::Regex, regex::Error>>;
-    static PATTERNS: std::sync::LazyLock<std::sync::RwLock<Patterns>> =
-        std::sync::LazyLock::new(Default::default);
-    if let Some(found) = PATTERNS.read().expect("patterns").get(pattern) {
-        return found.clone();
-    }
-    let regex = regex::Regex::new(pattern);
-    PATTERNS
-        .write()
-        .expect("patterns")
-        .entry(pattern.to_owned())
-        .or_insert(regex)
-        .clone()
+    static PATTERNS: Memo<Result<regex::Regex, regex::Error>> = Memo::new();
+    PATTERNS.get_or(pattern, || regex::Regex::new(pattern))
 }
 
 /// Evaluates the `x-kubernetes-validations` of one schema node.

@@ -150,9 +150,12 @@ fn files(paths: &[PathBuf], problems: &mut Vec<String>) -> Vec<PathBuf> {
     found
 }
 
+/// Each manifest file with its length and modification time.
+pub type Fingerprint = Vec<(PathBuf, u64, Option<std::time::SystemTime>)>;
+
 /// What the YAML files under `paths` are now (names, sizes, modification times), for noticing
 /// that they changed.
-pub fn fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
+pub fn fingerprint(paths: &[PathBuf]) -> Fingerprint {
     files(paths, &mut Vec::new())
         .into_iter()
         .map(|file| {

@@ -227,8 +227,10 @@ pub async fn run(
             .into_iter()
             .partition(|m| matches!(m.object, Object::Account(_)));
     for manifest in accounts {
-        let row = run.step(manifest).await;
-        run.report.rows.push(row);
+        if let Object::Account(account) = &manifest.object {
+            let row = run.account(&manifest.object.key(), account).await;
+            run.report.rows.push(row);
+        }
     }
     let (bindings, members): (Vec<&Manifest>, Vec<&Manifest>) = rest
         .into_iter()
@@ -570,45 +572,25 @@ impl Run<'_> {
         }
     }
 
-    async fn step(&mut self, manifest: &Manifest) -> Row {
-        let key = manifest.object.key();
-        match &manifest.object {
-            Object::Account(object) => {
-                let object = self.prepare(object, &key);
-                let converging = self.converge(&object, true).await;
-                // The rest of the run sees the Account as it now stands.
-                let reached = converging
-                    .row
-                    .object
-                    .as_deref()
-                    .and_then(|text| serde_json::from_str::<Account>(text).ok())
-                    .unwrap_or_else(|| object.clone());
-                let row = self.record(&key, converging);
-                let made = refs::portal_id(Some(&reached)).is_some();
-                if !made && !row.changes.is_empty() {
-                    self.planned.insert(object.name_any());
-                }
-                self.folder
-                    .accounts
-                    .insert(object.name_any(), Arc::new(reached));
-                row
-            }
-            Object::AdminInvitation(object) => {
-                let object = self.prepare(object, &key);
-                let converging = self.converge(&object, self.keep_objects).await;
-                self.record(&key, converging)
-            }
-            Object::RoleBinding(object) => {
-                let object = self.prepare(object, &key);
-                let converging = self.converge(&object, self.keep_objects).await;
-                self.record(&key, converging)
-            }
-            Object::AccountManager(object) => {
-                let object = self.prepare(object, &key);
-                let converging = self.converge(&object, self.keep_objects).await;
-                self.record(&key, converging)
-            }
+    /// Converges an Account; the rest of the run sees it as it now stands.
+    async fn account(&mut self, key: &str, object: &Account) -> Row {
+        let object = self.prepare(object, key);
+        let converging = self.converge(&object, true).await;
+        let reached = converging
+            .row
+            .object
+            .as_deref()
+            .and_then(|text| serde_json::from_str::<Account>(text).ok())
+            .unwrap_or_else(|| object.clone());
+        let row = self.record(key, converging);
+        let made = refs::portal_id(Some(&reached)).is_some();
+        if !made && !row.changes.is_empty() {
+            self.planned.insert(object.name_any());
         }
+        self.folder
+            .accounts
+            .insert(object.name_any(), Arc::new(reached));
+        row
     }
 
     /// Converges one object through the driver; what it reached is kept by [`Run::record`].

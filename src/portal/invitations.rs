@@ -722,16 +722,9 @@ pub async fn accept(
     state.limit_attempts(client.ip())?;
     let (row, token_hash) = open(&state, &body.token, now).await?;
     if let Some(idp_error) = &body.idp_error {
-        let refusal = super::oidc::provider_refusal(idp_error, Some(idp_error));
-        let message = match refusal.reason {
-            "IdentityProviderError" => format!(
-                "Sign-in failed at the identity provider: {}",
-                super::oidc::printable(idp_error, 300)
-            ),
-            _ => refusal.remedy,
-        };
-        record_failure(&state, &row, refusal.reason, &message, now).await?;
-        return Err(ApiError::new(ProblemType::IdpRefused, message));
+        let refusal = super::oidc::provider_refusal(idp_error, None);
+        record_failure(&state, &row, refusal.reason, &refusal.remedy, now).await?;
+        return Err(ApiError::new(ProblemType::IdpRefused, refusal.remedy));
     }
     let id_token = body
         .id_token
@@ -744,7 +737,7 @@ pub async fn accept(
         .verify(id_token, &authority, None, now)
         .await
         .map_err(|error| sign_in_error(&error).at("/idToken"))?;
-    complete_accept(&state, row, token_hash, identity, now)
+    complete_accept(&state, row, &account, token_hash, identity, now)
         .await
         .map(Json)
 }
@@ -849,16 +842,16 @@ pub async fn dev_accept(
     let now = state.now();
     state.limit_attempts(client.ip())?;
     let (row, token_hash) = open(&state, &body.token, now).await?;
-    let identity = dev_identity(&state, &row, &body.email, body.tenant_id.as_deref()).await?;
-    complete_accept(&state, row, token_hash, identity, now)
+    let account = account_of(&state, &row).await?;
+    let identity = dev_identity(&account, &body.email, body.tenant_id.as_deref())?;
+    complete_accept(&state, row, &account, token_hash, identity, now)
         .await
         .map(Json)
 }
 
 /// The identity the development sign-in accepts as: `email`, of `tenant` or else the account's.
-pub async fn dev_identity(
-    state: &AppState,
-    row: &InvitationRow,
+pub fn dev_identity(
+    account: &super::accounts::AccountRow,
     email: &str,
     tenant: Option<&str>,
 ) -> ApiResult<super::oidc::Identity> {
@@ -866,7 +859,7 @@ pub async fn dev_identity(
         .map_err(|e| ApiError::invalid("/email", e.to_string()))?;
     let tenant_id = match tenant.map(str::trim).filter(|t| !t.is_empty()) {
         Some(tenant) => Some(tenant.to_ascii_lowercase()),
-        None => account_of(state, row).await?.tenant_id,
+        None => account.tenant_id.clone(),
     };
     Ok(super::oidc::Identity {
         issuer: "urn:portal-operator:dev-login".into(),
@@ -906,16 +899,16 @@ async fn find_by_token(state: &AppState, token_hash: &str) -> ApiResult<Invitati
     })
 }
 
-/// The part of accepting that follows a verified sign-in: the tenant check, then the admin and
-/// its grants, in one transaction.
+/// The part of accepting that follows a verified sign-in: the tenant check against `account`
+/// (the invitation's), then the admin and its grants, in one transaction.
 pub async fn complete_accept(
     state: &AppState,
     row: InvitationRow,
+    account: &super::accounts::AccountRow,
     token_hash: String,
     identity: crate::portal::oidc::Identity,
     now: i64,
 ) -> ApiResult<Accepted> {
-    let account = account_of(state, &row).await?;
     if let Some(expected) = &account.tenant_id
         && identity
             .tenant_id

@@ -528,10 +528,11 @@ pub const NOT_ASSIGNED_REMEDY: &str = "The user is not assigned to the portal's 
      or allow users to access the application without being assigned to it.";
 
 /// Maps the error callback (`error`, `error_description`) to a refusal. Entra puts its
-/// `AADSTSnnnnn` code at the start of the description.
+/// `AADSTSnnnnn` code at the start of the description; a caller with only one text (the API's
+/// `idpError`) passes it as `error`, and the code is found there too.
 pub fn provider_refusal(error: &str, description: Option<&str>) -> ProviderRefusal {
     let description = description.unwrap_or_default();
-    let code = |aadsts: &str| description.contains(aadsts);
+    let code = |aadsts: &str| description.contains(aadsts) || error.contains(aadsts);
     if code("AADSTS50105") {
         return ProviderRefusal {
             reason: "NotAssignedToApplication",
@@ -574,7 +575,8 @@ pub fn provider_refusal(error: &str, description: Option<&str>) -> ProviderRefus
         reason: "IdentityProviderError",
         title: "The identity provider did not sign you in",
         remedy: format!(
-            "Sign-in failed at the identity provider ({error}{}). Try again; if it keeps failing, send this message to your administrator.",
+            "Sign-in failed at the identity provider ({}{}). Try again; if it keeps failing, send this message to your administrator.",
+            printable(error, 300),
             if description.is_empty() {
                 String::new()
             } else {
@@ -586,7 +588,7 @@ pub fn provider_refusal(error: &str, description: Option<&str>) -> ProviderRefus
 }
 
 /// Text from outside, cut to `max` characters with control characters removed.
-pub fn printable(text: &str, max: usize) -> String {
+fn printable(text: &str, max: usize) -> String {
     text.chars().filter(|c| !c.is_control()).take(max).collect()
 }
 
@@ -745,6 +747,12 @@ mod tests {
                 true,
             ),
             ("server_error", Some("boom"), "IdentityProviderError", true),
+            (
+                "access_denied: AADSTS50105: not assigned",
+                None,
+                "NotAssignedToApplication",
+                true,
+            ),
         ];
         for (error, description, reason, retry) in table {
             let refusal = provider_refusal(error, *description);
@@ -757,7 +765,7 @@ mod tests {
                 .remedy
                 .contains("Users and groups")
         );
-        let odd = provider_refusal("server_error", Some("line\u{0}one\nline two"));
+        let odd = provider_refusal("server\nerror", Some("line\u{0}one\nline two"));
         assert!(
             !odd.remedy.contains('\n') && !odd.remedy.contains('\u{0}'),
             "{}",

@@ -676,6 +676,30 @@ impl OidcProvider {
     }
 }
 
+/// The Kubernetes API server double, serving the committed CRDs, with `namespaces` created.
+pub async fn kube_double(
+    namespaces: impl IntoIterator<Item = String>,
+) -> portal_operator::testing::apiserver::ApiServer {
+    use portal_operator::testing::apiserver::ApiServer;
+    let mut crds = Vec::new();
+    for (file, _) in portal_operator::crd::definitions() {
+        let text =
+            std::fs::read_to_string(format!("{}/crds/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        crds.extend(ApiServer::crds_from_yaml(&text).unwrap());
+    }
+    let kube = ApiServer::start(&crds).await.unwrap();
+    let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(kube.client());
+    for name in namespaces {
+        api.create(
+            &Default::default(),
+            &serde_json::from_value(serde_json::json!({ "metadata": { "name": name } })).unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+    kube
+}
+
 /// A certified OpenID Connect provider (node oidc-provider) with a real login form, on
 /// 127.0.0.1, stopped when dropped. Its client is `portal` with `client_secret`; its users are
 /// listed in `tests/peers/oidc-login.mjs`.

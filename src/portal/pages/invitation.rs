@@ -24,8 +24,8 @@ use serde::Deserialize;
 use sqlx::Row;
 
 use super::{
-    BROWSER_COOKIE, Page, cookie, csrf_ok, csrf_page, csrf_token, hidden, human_time, human_until,
-    message_page, problem_page, set_cookie,
+    BROWSER_COOKIE, Page, PostedForm, admit, cookie, csrf_token, hidden, human_time, human_until,
+    issuer_origin, message_page, problem_page, set_cookie,
 };
 use crate::portal::AppState;
 use crate::portal::accounts::AccountRow;
@@ -67,6 +67,24 @@ pub struct DevForm {
     email: String,
     #[serde(default)]
     tenant: String,
+}
+
+impl PostedForm for TokenForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl PostedForm for SignInForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
+}
+
+impl PostedForm for DevForm {
+    fn csrf(&self) -> &str {
+        &self.csrf
+    }
 }
 
 /// What the identity provider sends back; other parameters (Entra's `session_state`, `iss`)
@@ -120,15 +138,10 @@ pub async fn details(
     headers: HeaderMap,
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Page {
-    let Ok(Form(form)) = form else {
-        return csrf_page();
+    let form = match admit(&state, client, &headers, form) {
+        Ok(form) => form,
+        Err(page) => return page,
     };
-    if !csrf_ok(&headers, &form.csrf) {
-        return csrf_page();
-    }
-    if let Err(error) = state.limit_attempts(client.ip()) {
-        return problem_page(&error);
-    }
     let now = state.now();
     let opened = invitations::open(&state, &form.token, now).await;
     let (row, _) = match opened {
@@ -213,8 +226,10 @@ async fn details_page(
             }
         }
     };
-    let form_action = state.oidc.as_ref().map(|client| client.issuer().origin());
-    Ok(Page::new(format!("Administer {}", account.display_name), body).form_action(form_action))
+    Ok(
+        Page::new(format!("Administer {}", account.display_name), body)
+            .form_action(issuer_origin(state)),
+    )
 }
 
 fn roles_list(roles: &[crate::domain::Role]) -> Markup {
@@ -239,12 +254,11 @@ fn refusal_page(error: &ApiError) -> Page {
         }),
         _ => None,
     };
-    let mut page = problem_page(error);
-    if let Some(action) = action {
-        let body = page.body;
-        page.body = html! { (body) (action) };
+    let page = problem_page(error);
+    match action {
+        Some(action) => page.then(action),
+        None => page,
     }
-    page
 }
 
 /// 3. Starts a sign-in with the identity provider.
@@ -254,15 +268,10 @@ pub async fn sign_in(
     headers: HeaderMap,
     form: Result<Form<SignInForm>, FormRejection>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return csrf_page().into_response();
+    let form = match admit(&state, client, &headers, form) {
+        Ok(form) => form,
+        Err(page) => return page.into_response(),
     };
-    if !csrf_ok(&headers, &form.csrf) {
-        return csrf_page().into_response();
-    }
-    if let Err(error) = state.limit_attempts(client.ip()) {
-        return problem_page(&error).into_response();
-    }
     match start_sign_in(&state, &headers, &form).await {
         Ok(response) => response,
         Err(error) => refusal_page(&error).into_response(),
@@ -497,9 +506,9 @@ pub async fn callback(
             None,
         );
     }
-    let form_action = state.oidc.as_ref().map(|client| client.issuer().origin());
-    let page = finish(&state, &headers, &attempt, &answer, now).await;
-    page.form_action(form_action)
+    finish(&state, &headers, &attempt, &answer, now)
+        .await
+        .form_action(issuer_origin(&state))
 }
 
 fn unusable_sign_in() -> Page {
@@ -574,16 +583,18 @@ async fn finish(
         Ok(identity) => identity,
         Err(error) => {
             let retry = retry_button(state, headers, attempt).await;
-            let mut page = problem_page(&invitations::sign_in_error(&error));
-            let body = page.body;
-            page.body = html! { (body) (retry) };
-            return page;
+            return problem_page(&invitations::sign_in_error(&error)).then(retry);
         }
+    };
+    let account = match invitations::account_of(state, &row).await {
+        Ok(account) => account,
+        Err(error) => return problem_page(&error),
     };
     accept_as(
         state,
         headers,
         row,
+        &account,
         &attempt.token_hash,
         identity,
         Some(attempt),
@@ -605,30 +616,35 @@ fn outcome_of(reason: &str) -> String {
 
 /// Accepts as `identity` and says how it went: the success page, or the wrong-tenant page
 /// naming both tenants, with *Use another account* when the sign-in came from the provider.
+#[allow(clippy::too_many_arguments)]
 async fn accept_as(
     state: &AppState,
     headers: &HeaderMap,
     row: InvitationRow,
+    account: &AccountRow,
     token_hash: &str,
     identity: Identity,
     attempt: Option<&Attempt>,
     now: i64,
 ) -> Page {
-    let account = match invitations::account_of(state, &row).await {
-        Ok(account) => account,
-        Err(error) => return problem_page(&error),
-    };
     let roles = row.roles.clone();
-    match invitations::complete_accept(state, row, token_hash.to_owned(), identity.clone(), now)
-        .await
-    {
-        Ok(_) => accepted_page(&account, &roles, &identity),
+    let accepted = invitations::complete_accept(
+        state,
+        row,
+        account,
+        token_hash.to_owned(),
+        identity.clone(),
+        now,
+    )
+    .await;
+    match accepted {
+        Ok(_) => accepted_page(account, &roles, &identity),
         Err(error) if error.kind == ProblemType::WrongTenant => {
             let retry = match attempt {
                 Some(attempt) => Some(retry_button(state, headers, attempt).await),
                 None => None,
             };
-            wrong_tenant_page(&account, &identity, retry)
+            wrong_tenant_page(account, &identity, retry)
         }
         Err(error) => refusal_page(&error),
     }
@@ -685,39 +701,43 @@ pub async fn dev_accept(
     headers: HeaderMap,
     form: Result<Form<DevForm>, FormRejection>,
 ) -> Page {
-    let Ok(Form(form)) = form else {
-        return csrf_page();
+    let form = match admit(&state, client, &headers, form) {
+        Ok(form) => form,
+        Err(page) => return page,
     };
-    if !csrf_ok(&headers, &form.csrf) {
-        return csrf_page();
-    }
-    if let Err(error) = state.limit_attempts(client.ip()) {
-        return problem_page(&error);
-    }
     let now = state.now();
     let (row, token_hash) = match invitations::open(&state, &form.token, now).await {
         Ok(opened) => opened,
         Err(error) => return refusal_page(&error),
     };
+    let account = match invitations::account_of(&state, &row).await {
+        Ok(account) => account,
+        Err(error) => return problem_page(&error),
+    };
     let tenant = Some(form.tenant.as_str()).filter(|t| !t.trim().is_empty());
-    let identity = match invitations::dev_identity(&state, &row, &form.email, tenant).await {
+    let identity = match invitations::dev_identity(&account, &form.email, tenant) {
         Ok(identity) => identity,
         Err(error) => return problem_page(&error),
     };
-    let page = accept_as(&state, &headers, row, &token_hash, identity, None, now).await;
+    let page = accept_as(
+        &state,
+        &headers,
+        row,
+        &account,
+        &token_hash,
+        identity,
+        None,
+        now,
+    )
+    .await;
     if page.status == StatusCode::FORBIDDEN {
-        let body = page.body;
-        return Page {
-            body: html! {
-                (body)
-                form method="post" action="/invitations/open" {
-                    (hidden("token", &form.token))
-                    (hidden("csrf", &form.csrf))
-                    button #try-again type="submit" { "Try again" }
-                }
-            },
-            ..page
-        };
+        return page.then(html! {
+            form method="post" action="/invitations/open" {
+                (hidden("token", &form.token))
+                (hidden("csrf", &form.csrf))
+                button #try-again type="submit" { "Try again" }
+            }
+        });
     }
     page
 }

@@ -113,6 +113,43 @@ impl Page {
         self.set_cookies.extend(cookie);
         self
     }
+
+    /// The page with `more` after its content.
+    pub fn then(mut self, more: Markup) -> Page {
+        let body = self.body;
+        self.body = html! { (body) (more) };
+        self
+    }
+}
+
+/// A form posted by this browser from one of these pages: it reads, its CSRF token matches,
+/// and the address is within the attempt limit. Otherwise the page to answer with; nothing is
+/// done.
+pub trait PostedForm {
+    fn csrf(&self) -> &str;
+}
+
+pub fn admit<T: PostedForm>(
+    state: &AppState,
+    client: std::net::SocketAddr,
+    headers: &HeaderMap,
+    form: Result<axum::extract::Form<T>, axum::extract::rejection::FormRejection>,
+) -> Result<T, Page> {
+    let Ok(axum::extract::Form(form)) = form else {
+        return Err(csrf_page());
+    };
+    if !csrf_ok(headers, form.csrf()) {
+        return Err(csrf_page());
+    }
+    state
+        .limit_attempts(client.ip())
+        .map_err(|error| problem_page(&error))?;
+    Ok(form)
+}
+
+/// Where the invitation pages' forms may lead besides the portal: the issuer's origin.
+pub fn issuer_origin(state: &AppState) -> Option<String> {
+    state.oidc.as_ref().map(|client| client.issuer().origin())
 }
 
 impl IntoResponse for Page {
