@@ -54,6 +54,15 @@ event_types! {
     AccountManagerDeleted = "account_manager.deleted",
     AccountManagerActivated = "account_manager.activated",
     AccountManagerActivationExpired = "account_manager.activation_expired",
+    SubscriptionCreated = "subscription.created",
+    SubscriptionUpdated = "subscription.updated",
+    SubscriptionDeleted = "subscription.deleted",
+    UserCreated = "user.created",
+    UserUpdated = "user.updated",
+    UserInvited = "user.invited",
+    UserActivated = "user.activated",
+    UserActivationExpired = "user.activation_expired",
+    UserDeleted = "user.deleted",
 }
 
 impl EventType {

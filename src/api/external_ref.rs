@@ -34,6 +34,18 @@ pub enum ExternalRef {
         name: String,
         uid: String,
     },
+    /// `Subscription/{namespace}/{name}/{uid}`.
+    Subscription {
+        namespace: String,
+        name: String,
+        uid: String,
+    },
+    /// `User/{namespace}/{name}/{uid}`: a service user.
+    User {
+        namespace: String,
+        name: String,
+        uid: String,
+    },
 }
 
 impl fmt::Display for ExternalRef {
@@ -56,6 +68,16 @@ impl fmt::Display for ExternalRef {
                 name,
                 uid,
             } => write!(f, "AccountManager/{namespace}/{name}/{uid}"),
+            ExternalRef::Subscription {
+                namespace,
+                name,
+                uid,
+            } => write!(f, "Subscription/{namespace}/{name}/{uid}"),
+            ExternalRef::User {
+                namespace,
+                name,
+                uid,
+            } => write!(f, "User/{namespace}/{name}/{uid}"),
         }
     }
 }
@@ -100,6 +122,16 @@ impl FromStr for ExternalRef {
                 name: owned(name),
                 uid: owned(uid),
             }),
+            ["Subscription", namespace, name, uid] => Ok(ExternalRef::Subscription {
+                namespace: owned(namespace),
+                name: owned(name),
+                uid: owned(uid),
+            }),
+            ["User", namespace, name, uid] => Ok(ExternalRef::User {
+                namespace: owned(namespace),
+                name: owned(name),
+                uid: owned(uid),
+            }),
             _ => Err(not_ours()),
         }
     }
@@ -134,6 +166,20 @@ mod tests {
             }),
             (segment(), segment(), segment()).prop_map(|(namespace, name, uid)| {
                 ExternalRef::AccountManager {
+                    namespace,
+                    name,
+                    uid,
+                }
+            }),
+            (segment(), segment(), segment()).prop_map(|(namespace, name, uid)| {
+                ExternalRef::Subscription {
+                    namespace,
+                    name,
+                    uid,
+                }
+            }),
+            (segment(), segment(), segment()).prop_map(|(namespace, name, uid)| {
+                ExternalRef::User {
                     namespace,
                     name,
                     uid,

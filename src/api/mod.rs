@@ -5,7 +5,8 @@
 //! `docs/openapi.json` is generated from them. It depends on [`crate::domain`] only, so a vendor
 //! implementing the API, or a reader of the operator, has one module to read.
 //!
-//! - [`accounts`], [`invitations`], [`grants`], [`account_managers`], [`keys`]: the resources.
+//! - [`accounts`], [`invitations`], [`grants`], [`account_managers`], [`keys`],
+//!   [`subscriptions`], [`users`]: the resources.
 //! - [`events`]: the change feed. [`problem`]: RFC 9457 errors with a [`ProblemType`] per cause.
 //! - [`external_ref`]: the references the operator attaches to what it makes.
 //! - [`time`]: timestamps on the wire (RFC 3339, milliseconds, UTC) and the clock.
@@ -18,7 +19,9 @@ pub mod grants;
 pub mod invitations;
 pub mod keys;
 pub mod problem;
+pub mod subscriptions;
 pub mod time;
+pub mod users;
 
 pub use account_managers::{
     AccountManagerState, AccountManagerView, Activate, CreateAccountManager,
@@ -33,6 +36,10 @@ pub use invitations::{
 };
 pub use keys::{CreateKey, KeyView, OutboxMessage};
 pub use problem::{Problem, ProblemType};
+pub use subscriptions::{
+    CreateSubscription, LicenseTypeView, SubscriptionView, UpdateSubscription,
+};
+pub use users::{CreateUser, SendInvitations, UpdateUser, UserState, UserView};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

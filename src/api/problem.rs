@@ -85,6 +85,11 @@ problem_types! {
     AlreadyActive = "already-active", 409, "Already active";
     ActivationExpired = "activation-expired", 410, "Activation expired";
     InvalidCredentials = "invalid-credentials", 401, "Invalid credentials";
+    LicenseExhausted = "license-exhausted", 409, "No licence of this type is free";
+    LicenseInUse = "license-in-use", 409, "Licences are assigned";
+    SubscriptionExists = "subscription-exists", 409, "The account already has a subscription of this licence type";
+    UserIdConflict = "user-id-conflict", 409, "User ID already in use";
+    UserNotPrepared = "user-not-prepared", 409, "User is not prepared";
     Internal = "internal", 500, "Internal error";
 }
 

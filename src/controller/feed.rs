@@ -65,6 +65,7 @@ pub fn targets(event: &Event) -> Vec<Target> {
         Some(ExternalRef::RoleBinding {
             namespace, name, ..
         }) => targets.push(Target::RoleBinding { namespace, name }),
+        Some(ExternalRef::Subscription { .. } | ExternalRef::User { .. }) => {}
         Some(ExternalRef::Account { .. }) | None => {}
     }
     if event.event_type == EventType::InvitationAccepted {

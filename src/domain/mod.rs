@@ -7,6 +7,7 @@
 pub mod access;
 pub mod permission;
 pub mod roles;
+pub mod service;
 pub mod tree;
 pub mod validation;
 
@@ -18,6 +19,10 @@ pub use access::{
 pub use permission::{Permission, UnknownPermission};
 pub use roles::{
     Applicability, CATALOG, Implication, ImplicationScope, Role, RoleSpec, UnknownRole,
+};
+pub use service::{
+    EffectiveService, LicenseType, Origin, PhoneNumber, RoleDef, TeamDef, TeamPermission,
+    UserAssignment, UserId, UserPermission, effective_service_access, memberships_lost,
 };
 pub use tree::{
     Account, AccountId, AccountKind, AccountTree, TreeError, cycle_through, placement_problems,

@@ -21,6 +21,20 @@ pub enum ValidationError {
     Language { value: String },
     #[error("{value:?} is not a valid invitation lifetime: {reason}")]
     Lifetime { value: String, reason: String },
+    #[error("{field}: {value:?} is not a valid phone number: {reason}")]
+    Phone {
+        field: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+    #[error(
+        "{value:?} is not a user ID: use an email address or a mobile number in E.164 form (+ and the country code)"
+    )]
+    UserId { value: String },
+    #[error("{value:?} is not an IANA time zone (e.g. Europe/London, America/New_York)")]
+    TimeZone { value: String },
+    #[error("{value:?} is not a country-code prefix: + and 1 to 3 digits, e.g. +44")]
+    CountryCode { value: String },
 }
 
 // ---------------------------------------------------------------------------------------------

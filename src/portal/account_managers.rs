@@ -17,7 +17,7 @@ use serde::Deserialize;
 use sqlx::{AnyConnection, Row};
 
 use super::auth::{Principal, authorize, authorize_for};
-use super::json::{JsonBody, PageQuery, Params};
+use super::json::{JsonBody, PageQuery, Params, check_external_ref};
 use super::problem::{ApiError, ApiResult, ProblemType};
 use super::store::{NewEvent, Store, WriteTx};
 use super::{AppState, db_error, mail};
@@ -113,7 +113,7 @@ impl Row_ {
 // Argon2 is deliberately slow (tens of milliseconds): it runs on the blocking pool, never on
 // the async workers, and never while a write transaction holds the writer.
 
-async fn hash_password(password: &str) -> ApiResult<String> {
+pub(super) async fn hash_password(password: &str) -> ApiResult<String> {
     let password = password.to_owned();
     tokio::task::spawn_blocking(move || {
         let mut salt = [0u8; 16];
@@ -129,7 +129,7 @@ async fn hash_password(password: &str) -> ApiResult<String> {
     .map_err(|e| ApiError::internal("hash the password", e))?
 }
 
-async fn verify_password(password: &str, stored: &str) -> bool {
+pub(super) async fn verify_password(password: &str, stored: &str) -> bool {
     let (password, stored) = (password.to_owned(), stored.to_owned());
     tokio::task::spawn_blocking(move || {
         PasswordHash::new(&stored)
@@ -146,7 +146,7 @@ async fn verify_password(password: &str, stored: &str) -> bool {
 
 /// A temporary password a person can type: 16 characters from an alphabet without look-alikes
 /// (about 90 bits).
-fn temporary_password() -> String {
+pub(super) fn temporary_password() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
     let mut bytes = [0u8; 16];
     rand::rng().fill_bytes(&mut bytes);
@@ -193,27 +193,14 @@ fn check_branding(state: &AppState, requested: Option<&str>) -> ApiResult<Option
 }
 
 async fn ensure_email_free(connection: &mut AnyConnection, email: &Email) -> ApiResult<()> {
-    let canonical = email.canonical();
-    let manager = sqlx::query("SELECT id FROM account_managers WHERE email_canonical = $1")
-        .bind(&canonical)
-        .fetch_optional(&mut *connection)
-        .await
-        .map_err(|e| ApiError::internal("check the email", e))?;
-    let admin = sqlx::query("SELECT id FROM principals WHERE email_canonical = $1")
-        .bind(&canonical)
-        .fetch_optional(&mut *connection)
-        .await
-        .map_err(|e| ApiError::internal("check the email", e))?;
-    let taken_by = match (manager, admin) {
-        (Some(_), _) => "an account manager",
-        (None, Some(_)) => "an admin",
-        (None, None) => return Ok(()),
-    };
-    Err(ApiError::new(
-        ProblemType::EmailConflict,
-        format!("{email} is already used by {taken_by}; an account manager's email must be unique across account managers, admins and end users"),
-    )
-    .at("/email"))
+    match super::users::login_taken_by(connection, &email.canonical()).await? {
+        None => Ok(()),
+        Some(taken_by) => Err(ApiError::new(
+            ProblemType::EmailConflict,
+            format!("{email} is already used by {taken_by}; an account manager's email must be unique across account managers, admins and end users"),
+        )
+        .at("/email")),
+    }
 }
 
 pub async fn create(
@@ -227,14 +214,7 @@ pub async fn create(
     let last_name = person_name("lastName", &body.last_name)?;
     let language = body.language.unwrap_or_default();
     let branding_domain = check_branding(&state, body.branding_domain.as_deref())?;
-    if let Some(r) = &body.external_ref
-        && (r.is_empty() || r.len() > 512 || r.chars().any(char::is_control))
-    {
-        return Err(ApiError::invalid(
-            "/externalRef",
-            "externalRef must hold 1 to 512 printable characters",
-        ));
-    }
+    check_external_ref(body.external_ref.as_deref())?;
     let password = temporary_password();
     let password_hash = hash_password(&password).await?;
     let now = state.now();
@@ -588,14 +568,7 @@ pub async fn activate_with(
     };
     let Some(found) = found else {
         // Spend the same effort as a real check, so timing does not reveal who exists.
-        let dummy = match DUMMY_HASH.get() {
-            Some(hash) => hash.clone(),
-            None => {
-                let hash = hash_password("x").await.unwrap_or_default();
-                DUMMY_HASH.get_or_init(|| hash).clone()
-            }
-        };
-        let _ = verify_password(&body.temporary_password, &dummy).await;
+        spend_a_check(&body.temporary_password).await;
         return Err(refused());
     };
     let mut row = Row_::from_row(&found);
@@ -662,6 +635,19 @@ fn check_activatable(row: &Row_, now: i64) -> ApiResult<()> {
 }
 
 static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Spends the effort of a real password check for a login that does not exist, so timing does
+/// not reveal who exists.
+pub(super) async fn spend_a_check(password: &str) {
+    let dummy = match DUMMY_HASH.get() {
+        Some(hash) => hash.clone(),
+        None => {
+            let hash = hash_password("x").await.unwrap_or_default();
+            DUMMY_HASH.get_or_init(|| hash).clone()
+        }
+    };
+    let _ = verify_password(password, &dummy).await;
+}
 
 /// Marks account managers whose temporary password lapsed as ActivationExpired and emits
 /// `account_manager.activation_expired`. Returns when the next one lapses, if any.

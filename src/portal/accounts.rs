@@ -408,15 +408,7 @@ pub async fn update(
     let access = authorize(&mut tx.tx, &principal, &id, Permission::AccountsWrite).await?;
     let mut row = access.account.clone();
     let read_version = row.version;
-    if !expected.admits(row.version) {
-        return Err(ApiError::new(
-            ProblemType::PreconditionFailed,
-            format!(
-                "account {id} is at version {} but If-Match named {expected}; read it again and retry",
-                row.version
-            ),
-        ));
-    }
+    expected.check("account", &id, row.version)?;
     if let Some(name) = &body.display_name {
         row.display_name = check_display_name(name)?;
     }
@@ -493,6 +485,19 @@ impl IfMatch {
             IfMatch::Any => true,
             IfMatch::Versions(versions) => versions.contains(&version),
         }
+    }
+
+    /// Refuses (412) an update of `what` `id`, now at `version`, that this header does not admit.
+    pub fn check(&self, what: &str, id: &str, version: i64) -> ApiResult<()> {
+        if self.admits(version) {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            ProblemType::PreconditionFailed,
+            format!(
+                "{what} {id} is at version {version} but If-Match named {self}; read it again and retry"
+            ),
+        ))
     }
 }
 
@@ -620,6 +625,20 @@ pub async fn delete(
         .await
         .map_err(db_error("count admins"))?
         .get(0);
+    let users: i64 = sqlx::query("SELECT COUNT(*) FROM service_users WHERE account_id = $1")
+        .bind(&id)
+        .fetch_one(&mut *tx.tx)
+        .await
+        .map_err(db_error("count users"))?
+        .get(0);
+    if !query.cascade && users > 0 {
+        return Err(ApiError::new(
+            ProblemType::AccountNotEmpty,
+            format!(
+                "account {id} still has {users} service user(s); deleting a user cannot be undone, so delete them first or delete the account with ?cascade=true"
+            ),
+        ));
+    }
     if !query.cascade && query.remove_admins && !below.is_empty() {
         return Err(ApiError::new(
             ProblemType::AccountNotEmpty,
@@ -643,6 +662,9 @@ pub async fn delete(
         for statement in [
             "DELETE FROM grants WHERE account_id = $1",
             "DELETE FROM invitations WHERE account_id = $1",
+            "DELETE FROM account_managers WHERE account_id = $1",
+            "DELETE FROM service_users WHERE account_id = $1",
+            "DELETE FROM subscriptions WHERE account_id = $1",
             "DELETE FROM accounts WHERE id = $1",
         ] {
             sqlx::query(statement)

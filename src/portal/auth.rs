@@ -238,8 +238,16 @@ pub async fn authorize(
         return Err(ApiError::not_found("account", account_id));
     }
     if !access.has_permission(permission) {
+        // A role held but not functioning here (SubscriptionContributor on a client without a
+        // sub-contract) is the usual reason: say so.
+        let inert: Vec<&str> = access.inert.iter().map(|i| i.reason.as_str()).collect();
+        let inert = if inert.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", inert.join("; "))
+        };
         return Err(ApiError::forbidden(format!(
-            "you need {permission} on account {account_id}; your roles there are {}",
+            "you need {permission} on account {account_id}; your roles there are {}{inert}",
             describe_roles(&access)
         )));
     }

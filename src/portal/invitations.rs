@@ -540,15 +540,7 @@ pub async fn update(
         Permission::AdminInvitationsWrite,
     )
     .await?;
-    if !expected.admits(row.version) {
-        return Err(ApiError::new(
-            ProblemType::PreconditionFailed,
-            format!(
-                "invitation {id} is at version {} but If-Match named {expected}; read it again and retry",
-                row.version
-            ),
-        ));
-    }
+    expected.check("invitation", &id, row.version)?;
     require_pending(&row, now, "changing its roles")?;
     check_may_grant_at(
         &mut tx.tx,

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::problem::{ApiError, ApiResult, ProblemType};
-use crate::domain::{Language, Role};
+use crate::domain::{Language, LicenseType, Role, UserPermission};
 
 /// A JSON request body. Wrong content type → 415, too large → 413, malformed JSON or unknown
 /// fields → 400 with serde's words, which name the field and position.
@@ -62,22 +62,32 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
             "the request body must be a JSON object",
         ));
     }
-    explain_domain_fields(bytes)?;
     serde_json::from_slice(bytes).map_err(|error| {
-        ApiError::new(
+        let malformed = ApiError::new(
             ProblemType::MalformedRequest,
             format!("the request body is not valid: {error}"),
-        )
+        );
+        // A field the body may not hold at all is named as such, whatever its value.
+        if error.to_string().starts_with("unknown field") {
+            return malformed;
+        }
+        explain_domain_fields(bytes).err().unwrap_or(malformed)
     })
 }
 
-/// The contract's bodies hold domain types (`roles`, `language`) that serde would refuse as a
-/// malformed request; a wrong value there is the caller's choice, not a syntax error, and gets
-/// the domain's own problem with the field that holds it (`unknown-role` at `/roles/1`,
-/// `validation-failed` at `/language`).
+/// The contract's bodies hold domain types (`roles`, `language`, `licenseType`, `permissions`)
+/// that serde would refuse as a malformed request; a wrong value there is the caller's choice,
+/// not a syntax error, and gets the domain's own problem with the field that holds it
+/// (`unknown-role` at `/roles/1`, `validation-failed` at `/language`).
 fn explain_domain_fields(bytes: &[u8]) -> ApiResult<()> {
     let mentions = |field: &[u8]| bytes.windows(field.len()).any(|w| w == field);
-    if !mentions(b"\"roles\"") && !mentions(b"\"language\"") {
+    let fields: [&[u8]; 4] = [
+        b"\"roles\"",
+        b"\"language\"",
+        b"\"licenseType\"",
+        b"\"permissions\"",
+    ];
+    if !fields.iter().any(|field| mentions(field)) {
         return Ok(());
     }
     let Ok(serde_json::Value::Object(body)) = serde_json::from_slice(bytes) else {
@@ -95,6 +105,21 @@ fn explain_domain_fields(bytes: &[u8]) -> ApiResult<()> {
     }
     if let Some(serde_json::Value::String(language)) = body.get("language") {
         language.parse::<Language>()?;
+    }
+    if let Some(serde_json::Value::String(license)) = body.get("licenseType") {
+        license.parse::<LicenseType>().map_err(|e| {
+            ApiError::new(ProblemType::ValidationFailed, e.to_string()).at("/licenseType")
+        })?;
+    }
+    if let Some(serde_json::Value::Array(permissions)) = body.get("permissions") {
+        for (index, permission) in permissions.iter().enumerate() {
+            if let Some(name) = permission.as_str() {
+                name.parse::<UserPermission>().map_err(|e| {
+                    ApiError::new(ProblemType::ValidationFailed, e.to_string())
+                        .at(&format!("/permissions/{index}"))
+                })?;
+            }
+        }
     }
     Ok(())
 }
@@ -170,5 +195,19 @@ impl PageQuery {
                     "cursor is not one this API returned; start again without it",
                 )
             })
+    }
+}
+
+/// Checks an `externalRef` as sent: 1 to 512 printable characters (the portal indexes it and
+/// never parses it).
+pub fn check_external_ref(external_ref: Option<&str>) -> ApiResult<()> {
+    match external_ref {
+        Some(r) if r.is_empty() || r.len() > 512 || r.chars().any(char::is_control) => {
+            Err(ApiError::invalid(
+                "/externalRef",
+                "externalRef must hold 1 to 512 printable characters",
+            ))
+        }
+        _ => Ok(()),
     }
 }

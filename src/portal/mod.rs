@@ -8,7 +8,7 @@
 //!
 //! Layout: `store` (database and change-feed sequencing), `auth` (API keys, authorization
 //! through the domain's `effective_access`), one module per resource (`accounts`, `grants`,
-//! `invitations`, `account_managers`, `keys`), `idempotency` (replays of POSTs), `problem`
+//! `invitations`, `account_managers`, `keys`, `subscriptions`, `users`), `idempotency` (replays of POSTs), `problem`
 //! (RFC 9457 errors) and `json` (strict bodies, pagination).
 
 mod account_managers;
@@ -29,6 +29,8 @@ mod problem;
 mod ratelimit;
 mod sqlite_writer;
 mod store;
+mod subscriptions;
+mod users;
 
 pub use mail::MailConfig;
 pub use openapi::{OPERATIONS, Operation, document as openapi_document};
@@ -397,6 +399,7 @@ async fn run_expiry_sweeper(state: AppState) {
         for next in [
             invitations::sweep_expired(&state.store, now).await,
             account_managers::sweep_expired(&state.store, now).await,
+            users::sweep_expired(&state.store, now).await,
             mail::erase_expired(&state.store, now).await,
         ] {
             match next {
@@ -471,6 +474,29 @@ pub(crate) fn router(state: AppState) -> Router {
             "/account-managers/activate",
             post(account_managers::activate),
         )
+        .route("/license-types", get(subscriptions::license_types))
+        .route("/user-permissions", get(users::permissions))
+        .route(
+            "/accounts/{id}/subscriptions",
+            post(subscriptions::create).get(subscriptions::list),
+        )
+        .route(
+            "/subscriptions/{id}",
+            get(subscriptions::get)
+                .patch(subscriptions::update)
+                .delete(subscriptions::delete),
+        )
+        .route("/accounts/{id}/users", post(users::create).get(users::list))
+        .route(
+            "/accounts/{id}/users/send-invitations",
+            post(users::send_invitations),
+        )
+        .route(
+            "/users/{id}",
+            get(users::get).patch(users::update).delete(users::delete),
+        )
+        .route("/users/{id}/resend-activation", post(users::resend))
+        .route("/users/activate", post(users::activate))
         .route("/outbox", get(mail::list))
         .route("/events", get(feed::events))
         .route("/api-keys", post(keys::create).get(keys::list))

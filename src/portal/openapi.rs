@@ -11,7 +11,10 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 
 use crate::api::problem::{Problem, ProblemType, TYPE_BASE};
-use crate::api::{Page, account_managers as managers, accounts, events, grants, invitations, keys};
+use crate::api::{
+    Page, account_managers as managers, accounts, events, grants, invitations, keys, subscriptions,
+    users,
+};
 use crate::domain::{EffectiveAccess, RoleSpec};
 
 type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
@@ -133,6 +136,31 @@ pub static OPERATIONS: &[Operation] = &[
         request: None, 200 => Some(schema::<managers::AccountManagerView>), headers: &[IDEMPOTENCY]),
     op!("post" "/v1/account-managers/activate", "Account managers", "First sign-in: trade the temporary password for your own", auth: false,
         request: Some(schema::<managers::Activate>), 200 => Some(schema::<managers::AccountManagerView>)),
+    op!("get" "/v1/license-types", "Subscriptions", "The licence-type catalog", auth: false, request: None, 200 => Some(schema::<Vec<subscriptions::LicenseTypeView>>)),
+    op!("post" "/v1/accounts/{id}/subscriptions", "Subscriptions", "Add a subscription (one per licence type; subscriptions.write, a financial change)", auth: true,
+        request: Some(schema::<subscriptions::CreateSubscription>), 201 => Some(schema::<subscriptions::SubscriptionView>), headers: &[IDEMPOTENCY]),
+    op!("get" "/v1/accounts/{id}/subscriptions", "Subscriptions", "List an account's subscriptions with assigned and free licences", auth: true,
+        request: None, 200 => Some(schema::<Page<subscriptions::SubscriptionView>>), query: super::subscriptions::ListQuery),
+    op!("get" "/v1/subscriptions/{id}", "Subscriptions", "Read a subscription (ETag header)", auth: true,
+        request: None, 200 => Some(schema::<subscriptions::SubscriptionView>)),
+    op!("patch" "/v1/subscriptions/{id}", "Subscriptions", "Change the quantity (never below what is assigned)", auth: true,
+        request: Some(schema::<subscriptions::UpdateSubscription>), 200 => Some(schema::<subscriptions::SubscriptionView>), headers: &[IF_MATCH]),
+    op!("delete" "/v1/subscriptions/{id}", "Subscriptions", "Delete a subscription no user holds a licence of", auth: true, request: None, 204 => None),
+    op!("get" "/v1/user-permissions", "Users", "The end-user and team permission catalogs", auth: false, request: None, 200 => Some(schema::<users::PermissionCatalog>)),
+    op!("post" "/v1/accounts/{id}/users", "Users", "Create a user (takes a licence; invited at once unless invite is false)", auth: true,
+        request: Some(schema::<users::CreateUser>), 201 => Some(schema::<users::UserView>), headers: &[IDEMPOTENCY]),
+    op!("get" "/v1/accounts/{id}/users", "Users", "List an account's users", auth: true,
+        request: None, 200 => Some(schema::<Page<users::UserView>>), query: super::users::ListQuery),
+    op!("post" "/v1/accounts/{id}/users/send-invitations", "Users", "Invite prepared users, all or none", auth: true,
+        request: Some(schema::<users::SendInvitations>), 200 => Some(schema::<Page<users::UserView>>), headers: &[IDEMPOTENCY]),
+    op!("get" "/v1/users/{id}", "Users", "Read a user (ETag header)", auth: true, request: None, 200 => Some(schema::<users::UserView>)),
+    op!("patch" "/v1/users/{id}", "Users", "Change a user's settings, licence type or disabled flag", auth: true,
+        request: Some(schema::<users::UpdateUser>), 200 => Some(schema::<users::UserView>), headers: &[IF_MATCH]),
+    op!("delete" "/v1/users/{id}", "Users", "Delete a user and give its licence back. This cannot be undone.", auth: true, request: None, 204 => None),
+    op!("post" "/v1/users/{id}/resend-activation", "Users", "Issue a new temporary password to an invited user", auth: true,
+        request: None, 200 => Some(schema::<users::UserView>), headers: &[IDEMPOTENCY]),
+    op!("post" "/v1/users/activate", "Users", "A user's first sign-in: trade the temporary password for your own", auth: false,
+        request: Some(schema::<managers::Activate>), 200 => Some(schema::<users::UserView>)),
     op!("post" "/v1/api-keys", "API keys", "Issue an API key (shown once)", auth: true,
         request: Some(schema::<keys::CreateKey>), 201 => Some(schema::<keys::KeyView>), headers: &[IDEMPOTENCY]),
     op!("get" "/v1/api-keys", "API keys", "List your API keys (never their secret)", auth: true, request: None, 200 => Some(schema::<Page<keys::KeyView>>)),

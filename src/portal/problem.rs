@@ -105,6 +105,10 @@ impl From<ValidationError> for ApiError {
             ValidationError::Name { field, .. } => field,
             ValidationError::Language { .. } => "/language",
             ValidationError::Lifetime { .. } => "/expiresAfter",
+            ValidationError::Phone { field, .. } => field,
+            ValidationError::UserId { .. } => "/userId",
+            ValidationError::TimeZone { .. } => "/timeZone",
+            ValidationError::CountryCode { .. } => "/countryCode",
         };
         let field = if field.starts_with('/') {
             field.to_owned()
