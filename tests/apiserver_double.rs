@@ -539,6 +539,19 @@ async fn server_side_apply_owns_fields_per_manager() {
     assert_eq!(dropped.spec.color, None);
     assert_eq!(dropped.spec.size, 4);
     assert_eq!(dropped.labels().get("team").map(String::as_str), Some("a"));
+    // A map a manager stops applying goes whole, not as an empty map left behind (a typed
+    // client would fail to read a struct left with none of its required fields).
+    apply("gamma", false, json!({ "apiVersion": "test.portal.dev/v1", "kind": "Widget", "metadata": { "annotations": { "note": "x" } } }))
+        .await
+        .unwrap();
+    let without = apply(
+        "gamma",
+        false,
+        json!({ "apiVersion": "test.portal.dev/v1", "kind": "Widget", "metadata": {} }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(without.metadata.annotations, None, "{:?}", without.metadata);
     // Apply on /status.
     api.patch_status("ssa", &PatchParams::apply("ctrl").force(), &Patch::Apply(json!({ "apiVersion": "test.portal.dev/v1", "kind": "Widget", "status": { "phase": "Ready" } })))
         .await

@@ -13,6 +13,8 @@ async fn double() -> ApiServer {
         "admininvitation",
         "rolebinding",
         "accountmanager",
+        "subscription",
+        "user",
     ] {
         let text =
             std::fs::read_to_string(format!("{}/crds/{file}.yaml", env!("CARGO_MANIFEST_DIR")))
@@ -318,6 +320,10 @@ async fn examples_are_accepted_by_the_crd_schemas() {
             "AdminInvitation/billing-lead",
             "AdminInvitation/helpdesk",
             "RoleBinding/helpdesk-branding",
+            "Subscription/standard",
+            "User/chloe-martin",
+            "User/new-starter",
+            "User/reception",
         ]
     );
     server.stop().await;

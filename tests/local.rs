@@ -126,7 +126,7 @@ fn examples_apply_then_apply_again_then_diff_and_status() {
     let json = run(dir.path(), &["status", "-f", examples, "--output", "json"]);
     assert_eq!(json.code, 0, "{}", json.stderr);
     let objects: Vec<Value> = serde_json::from_str(&json.stdout).unwrap();
-    assert_eq!(objects.len(), 8);
+    assert_eq!(objects.len(), 12);
     let helpdesk = objects
         .iter()
         .find(|o| o["metadata"]["name"] == "helpdesk")
@@ -178,7 +178,7 @@ fn examples_apply_then_apply_again_then_diff_and_status() {
     let applied = run(dir.path(), &["apply", "-f", edited]);
     assert_eq!(applied.code, 0, "{}", applied.stderr);
     assert!(
-        applied.stdout.contains("1 of 8 object(s) changed"),
+        applied.stdout.contains("1 of 12 object(s) changed"),
         "{}",
         applied.stdout
     );
@@ -285,6 +285,8 @@ fn diff_shows_removals_and_exits_two() {
             "Account fabrikam\n  - ",
             "AccountManager team-fabrikam/camille\n  - delete account manager camille.dubois@fabrikam.example",
             "AdminInvitation team-fabrikam/billing-lead\n  - revoke pending invitation ",
+            "User team-fabrikam/reception\n  - delete user +447700900123 (this cannot be undone)",
+            "Subscription team-fabrikam/standard\n  - forget Subscription team-fabrikam/standard (nothing to undo in the portal)",
         ] {
             assert!(
                 diff.stdout.contains(line),
@@ -293,7 +295,7 @@ fn diff_shows_removals_and_exits_two() {
             );
         }
         assert!(
-            diff.stdout.contains("3 object(s) would change."),
+            diff.stdout.contains("7 object(s) would change."),
             "{}",
             diff.stdout
         );
@@ -441,13 +443,14 @@ fn prune_removes_only_when_asked_and_only_under_the_cap() {
     assert_eq!(run(dir.path(), &["apply", "-f", path]).code, 0);
     std::fs::remove_file(manifests.join("team-fabrikam/account-manager.yaml")).unwrap();
     std::fs::remove_file(manifests.join("team-contoso/rolebindings.yaml")).unwrap();
+    std::fs::remove_file(manifests.join("team-fabrikam/invitations.yaml")).unwrap();
 
     // Without --prune: reported, left in place.
     let kept = run(dir.path(), &["apply", "-f", path]);
     assert_eq!(kept.code, 0, "{}", kept.stderr);
     assert_eq!(
         kept.stdout.matches("NotInManifests").count(),
-        2,
+        3,
         "{}",
         kept.stdout
     );
@@ -455,15 +458,15 @@ fn prune_removes_only_when_asked_and_only_under_the_cap() {
     let state = std::fs::read_to_string(dir.path().join(".portal/state.json")).unwrap();
     assert!(state.contains("AccountManager/team-fabrikam/camille"));
 
-    // Two removals of eight managed objects is over the default cap of 10% (one).
+    // Three removals of twelve managed objects is over the default cap of 10% (two).
     let capped = run(dir.path(), &["apply", "-f", path, "--prune"]);
     assert_eq!(capped.code, 1);
     assert!(
         capped
             .stderr
-            .contains("2 object(s) are no longer in the manifests")
-            && capped.stderr.contains("more than the cap of 1")
-            && capped.stderr.contains("--max-removals 2"),
+            .contains("3 object(s) are no longer in the manifests")
+            && capped.stderr.contains("more than the cap of 2")
+            && capped.stderr.contains("--max-removals 3"),
         "{}",
         capped.stderr
     );
@@ -476,7 +479,7 @@ fn prune_removes_only_when_asked_and_only_under_the_cap() {
     // Raised cap: diff shows the removals, apply carries them out.
     let preview = run(
         dir.path(),
-        &["diff", "-f", path, "--prune", "--max-removals", "2"],
+        &["diff", "-f", path, "--prune", "--max-removals", "3"],
     );
     assert_eq!(preview.code, 2, "{}", preview.stderr);
     assert!(
@@ -488,12 +491,12 @@ fn prune_removes_only_when_asked_and_only_under_the_cap() {
     );
     let pruned = run(
         dir.path(),
-        &["apply", "-f", path, "--prune", "--max-removals", "2"],
+        &["apply", "-f", path, "--prune", "--max-removals", "3"],
     );
     assert_eq!(pruned.code, 0, "{}", pruned.stderr);
     assert_eq!(
         pruned.stdout.matches("Removed").count(),
-        2,
+        3,
         "{}",
         pruned.stdout
     );
@@ -879,7 +882,7 @@ async fn apply_works_against_a_portal_given_by_url() {
     let applied = remote("apply").await.unwrap();
     assert_eq!(applied.code, 0, "{}{}", applied.stdout, applied.stderr);
     assert!(
-        applied.stdout.contains("7 of 8 object(s) changed"),
+        applied.stdout.contains("11 of 12 object(s) changed"),
         "{}",
         applied.stdout
     );

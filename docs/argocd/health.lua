@@ -1,5 +1,5 @@
 -- Argo CD health check for the access.portal.dev kinds (Account, AdminInvitation, RoleBinding,
--- AccountManager), read from the kstatus conditions the operator records.
+-- AccountManager, Subscription, User), read from the kstatus conditions the operator records.
 --
 --   Healthy      Ready=True: the portal matches the spec, or it waits for a person to act on
 --                something done right (a pending invitation, an activation email sent, a
@@ -7,7 +7,8 @@
 --   Progressing  no status yet, a status for an older generation, or Reconciling=True (work
 --                under way, waiting for an Account, retrying while the portal is unavailable).
 --   Degraded     Stalled=True: a person must act (a refusal, an invitation that expired or was
---                revoked, an activation that expired); the message says what to do.
+--                revoked, an activation that expired, a user waiting for a licence); the
+--                message says what to do.
 --
 -- Suspended is not used: waiting for a person to accept is the healthy state of an invitation,
 -- and marking it Suspended would mark the whole Application Suspended for days.

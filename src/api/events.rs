@@ -74,6 +74,26 @@ impl EventType {
         )
     }
 
+    /// An event after which an account's users hold other licences than before.
+    pub fn moves_licenses(self) -> bool {
+        matches!(
+            self,
+            EventType::UserCreated | EventType::UserUpdated | EventType::UserDeleted
+        )
+    }
+
+    /// An event after which a licence may be free that was not (a subscription added or
+    /// raised, a user deleted or moved to another licence type).
+    pub fn frees_licenses(self) -> bool {
+        matches!(
+            self,
+            EventType::SubscriptionCreated
+                | EventType::SubscriptionUpdated
+                | EventType::UserDeleted
+                | EventType::UserUpdated
+        )
+    }
+
     /// An event that changes who holds which role on an account.
     pub fn changes_grants(self) -> bool {
         matches!(

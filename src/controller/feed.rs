@@ -14,7 +14,9 @@ use tokio::sync::{Notify, watch};
 use super::Context;
 use crate::api::time::parse_millis;
 use crate::api::{Event, EventType, ExternalRef};
-use crate::crd::{Account, AccountManager, AdminInvitation, GrantState, RoleBinding};
+use crate::crd::{
+    Account, AccountManager, AdminInvitation, GrantState, RoleBinding, Subscription, User,
+};
 use crate::portal_client::{FeedItem, PortalApi};
 
 /// What one feed event asks to reconcile.
@@ -32,6 +34,18 @@ pub enum Target {
         namespace: String,
         name: String,
     },
+    Subscription {
+        namespace: String,
+        name: String,
+    },
+    User {
+        namespace: String,
+        name: String,
+    },
+    /// The Subscriptions on this portal account (a licence was taken or given back).
+    SubscriptionsOn(String),
+    /// The Users on this portal account still waiting for a licence (one may be free now).
+    UsersWaitingOn(String),
     /// The RoleBindings on this portal account (its grants or admins changed).
     RoleBindingsOn(String),
     /// The RoleBindings waiting for a subject (someone accepted an invitation).
@@ -48,7 +62,10 @@ pub fn targets(event: &Event) -> Vec<Target> {
     // read per object, 10,000 at scale). A crash before the status write is retried anyway.
     let own_create = matches!(
         event.event_type,
-        EventType::InvitationCreated | EventType::AccountManagerCreated
+        EventType::InvitationCreated
+            | EventType::AccountManagerCreated
+            | EventType::SubscriptionCreated
+            | EventType::UserCreated
     );
     let reference = event
         .external_ref
@@ -65,8 +82,23 @@ pub fn targets(event: &Event) -> Vec<Target> {
         Some(ExternalRef::RoleBinding {
             namespace, name, ..
         }) => targets.push(Target::RoleBinding { namespace, name }),
-        Some(ExternalRef::Subscription { .. } | ExternalRef::User { .. }) => {}
+        Some(ExternalRef::Subscription {
+            namespace, name, ..
+        }) => targets.push(Target::Subscription { namespace, name }),
+        Some(ExternalRef::User {
+            namespace, name, ..
+        }) => targets.push(Target::User { namespace, name }),
         Some(ExternalRef::Account { .. }) | None => {}
+    }
+    if let Some(account) = &event.account_id {
+        // Licences change hands: the Subscriptions' counts move, and a user waiting for a
+        // licence may find one.
+        if event.event_type.moves_licenses() {
+            targets.push(Target::SubscriptionsOn(account.clone()));
+        }
+        if event.event_type.frees_licenses() {
+            targets.push(Target::UsersWaitingOn(account.clone()));
+        }
     }
     if event.event_type == EventType::InvitationAccepted {
         targets.push(Target::WaitingRoleBindings);
@@ -87,6 +119,8 @@ pub struct Triggers {
     pub invitations: UnboundedSender<ObjectRef<AdminInvitation>>,
     pub role_bindings: UnboundedSender<ObjectRef<RoleBinding>>,
     pub account_managers: UnboundedSender<ObjectRef<AccountManager>>,
+    pub subscriptions: UnboundedSender<ObjectRef<Subscription>>,
+    pub users: UnboundedSender<ObjectRef<User>>,
 }
 
 /// The receiving ends, one per controller.
@@ -95,6 +129,8 @@ pub struct TriggerStreams {
     pub invitations: UnboundedReceiver<ObjectRef<AdminInvitation>>,
     pub role_bindings: UnboundedReceiver<ObjectRef<RoleBinding>>,
     pub account_managers: UnboundedReceiver<ObjectRef<AccountManager>>,
+    pub subscriptions: UnboundedReceiver<ObjectRef<Subscription>>,
+    pub users: UnboundedReceiver<ObjectRef<User>>,
 }
 
 pub fn triggers() -> (Triggers, TriggerStreams) {
@@ -102,20 +138,48 @@ pub fn triggers() -> (Triggers, TriggerStreams) {
     let (invitations, invitations_rx) = unbounded();
     let (role_bindings, role_bindings_rx) = unbounded();
     let (account_managers, account_managers_rx) = unbounded();
+    let (subscriptions, subscriptions_rx) = unbounded();
+    let (users, users_rx) = unbounded();
     (
         Triggers {
             accounts,
             invitations,
             role_bindings,
             account_managers,
+            subscriptions,
+            users,
         },
         TriggerStreams {
             accounts: accounts_rx,
             invitations: invitations_rx,
             role_bindings: role_bindings_rx,
             account_managers: account_managers_rx,
+            subscriptions: subscriptions_rx,
+            users: users_rx,
         },
     )
+}
+
+/// Enqueues the objects of `store` under the Account of the portal account `portal_id` that
+/// `wanted` picks.
+fn under<K, P>(
+    ctx: &Context<P>,
+    portal_id: &str,
+    store: &kube::runtime::reflector::Store<K>,
+    sender: &UnboundedSender<ObjectRef<K>>,
+    wanted: impl Fn(&K) -> bool,
+) where
+    K: crate::reconcile::Kind + Clone + 'static,
+{
+    let Some(account) = ctx.account_by_portal_id(portal_id) else {
+        return;
+    };
+    let name = account.metadata.name.clone().unwrap_or_default();
+    for object in
+        store.state_filter(|o| o.account_ref().is_some_and(|r| r.name == name) && wanted(o))
+    {
+        let _ = sender.unbounded_send(ObjectRef::from_obj(object.as_ref()));
+    }
 }
 
 impl Triggers {
@@ -137,19 +201,42 @@ impl Triggers {
                     .role_bindings
                     .unbounded_send(ObjectRef::new(name).within(namespace));
             }
-            Target::RoleBindingsOn(portal_id) => {
-                let Some(account) = ctx.account_by_portal_id(portal_id) else {
-                    return;
+            Target::Subscription { namespace, name } => {
+                let _ = self
+                    .subscriptions
+                    .unbounded_send(ObjectRef::new(name).within(namespace));
+            }
+            Target::User { namespace, name } => {
+                let _ = self
+                    .users
+                    .unbounded_send(ObjectRef::new(name).within(namespace));
+            }
+            Target::SubscriptionsOn(portal_id) => {
+                under(
+                    ctx,
+                    portal_id,
+                    &ctx.subscriptions,
+                    &self.subscriptions,
+                    |_| true,
+                );
+            }
+            Target::UsersWaitingOn(portal_id) => {
+                let waiting = |user: &User| {
+                    user.status
+                        .as_ref()
+                        .and_then(|s| s.license.as_ref())
+                        .is_some_and(|l| !l.assigned)
                 };
-                let name = account.metadata.name.clone().unwrap_or_default();
-                for binding in ctx
-                    .role_bindings
-                    .state_filter(|b| b.spec.account_ref.name == name)
-                {
-                    let _ = self
-                        .role_bindings
-                        .unbounded_send(ObjectRef::from_obj(binding.as_ref()));
-                }
+                under(ctx, portal_id, &ctx.users, &self.users, waiting);
+            }
+            Target::RoleBindingsOn(portal_id) => {
+                under(
+                    ctx,
+                    portal_id,
+                    &ctx.role_bindings,
+                    &self.role_bindings,
+                    |_| true,
+                );
             }
             Target::WaitingRoleBindings => {
                 for binding in ctx.role_bindings.state_filter(|b| {

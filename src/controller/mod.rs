@@ -33,7 +33,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::api::time::{Clock, SystemClock};
-use crate::crd::{Account, AccountManager, AdminInvitation, RoleBinding};
+use crate::crd::{Account, AccountManager, AdminInvitation, RoleBinding, Subscription, User};
 use crate::portal_client::PortalError;
 use crate::reconcile::refs::{self, AccountState};
 use crate::reconcile::{ExecuteError, Kind, Outcome, READY};
@@ -80,6 +80,8 @@ pub struct Context<P> {
     pub invitations: Store<AdminInvitation>,
     pub role_bindings: Store<RoleBinding>,
     pub account_managers: Store<AccountManager>,
+    pub subscriptions: Store<Subscription>,
+    pub users: Store<User>,
     /// Where "now" comes from (expiry, feed lag); tests move it instead of waiting.
     pub clock: Arc<dyn Clock>,
     /// Consecutive transient failures per object, for its backoff.
@@ -103,6 +105,8 @@ impl<P> Context<P> {
             invitations: stores.invitations,
             role_bindings: stores.role_bindings,
             account_managers: stores.account_managers,
+            subscriptions: stores.subscriptions,
+            users: stores.users,
             clock: Arc::new(SystemClock),
             failures: Mutex::new(HashMap::new()),
         }
@@ -139,6 +143,8 @@ pub struct Stores {
     pub invitations: Store<AdminInvitation>,
     pub role_bindings: Store<RoleBinding>,
     pub account_managers: Store<AccountManager>,
+    pub subscriptions: Store<Subscription>,
+    pub users: Store<User>,
 }
 
 /// Why a reconcile failed.
@@ -286,6 +292,8 @@ impl<P> Context<P> {
                 .iter()
                 .map(|o| key(o.as_ref())),
         );
+        known.extend(self.subscriptions.state().iter().map(|o| key(o.as_ref())));
+        known.extend(self.users.state().iter().map(|o| key(o.as_ref())));
         retain_known(&mut self.failures.lock().expect("failure counts"), &known);
     }
 
@@ -359,6 +367,14 @@ managed!(
     crate::crd::AccountManagerStatus,
     |object, client| Api::namespaced(client, &object.namespace().unwrap_or_default())
 );
+managed!(
+    Subscription,
+    crate::crd::SubscriptionStatus,
+    |object, client| Api::namespaced(client, &object.namespace().unwrap_or_default())
+);
+managed!(User, crate::crd::UserStatus, |object, client| {
+    Api::namespaced(client, &object.namespace().unwrap_or_default())
+});
 
 /// The status to record: `status` with the outcome's conditions, keeping transition times.
 pub fn with_conditions<K: Managed>(

@@ -1,6 +1,6 @@
 //! The periodic resync, the safety net under the change feed: one paged list of accounts per
-//! parent, and per portal account one paged list each of invitations, grants and account
-//! managers (never one portal GET per object; only a pending Link invitation's Secret is read
+//! parent, and per portal account one paged list each of invitations, grants, account managers,
+//! subscriptions and users (never one portal GET per object; only a pending Link invitation's Secret is read
 //! by name, since Secrets are not watched); each
 //! object is planned against that observation with the same pure core, and only the objects
 //! whose plan has work or whose status would change are reconciled. A resync of converged
@@ -23,7 +23,7 @@ use crate::reconcile::account;
 use crate::reconcile::admin_invitation;
 use crate::reconcile::driver;
 use crate::reconcile::{AccountState, Host, Kind, ParentState};
-use crate::reconcile::{account_manager, role_binding};
+use crate::reconcile::{account_manager, role_binding, subscription, user};
 
 /// Resyncs every `interval`, and at once when `now` is notified.
 pub async fn every<P: PortalApi>(
@@ -147,33 +147,102 @@ pub async fn once<P: PortalApi>(ctx: &Context<P>, triggers: &Triggers) -> Result
             }
         }
 
-        let managers: Vec<_> = ctx.account_managers.state_filter(|m| {
-            m.spec.account_ref.name == name
-                && m.metadata.deletion_timestamp.is_none()
-                && ready_for(&m.namespace().unwrap_or_default())
-        });
-        if !managers.is_empty() {
-            let listed: HashMap<String, _> = ctx
-                .portal
-                .account_managers(&portal_id)
-                .await?
-                .into_iter()
-                .filter_map(|m| m.external_ref.clone().map(|r| (r, m)))
-                .collect();
-            for object in managers {
-                let observed = account_manager::Observed {
-                    manager: listed.get(&account_manager::reference(&object)).cloned(),
-                };
-                if drifted(ctx, object.as_ref(), &observed, now) {
-                    triggered += 1;
-                    let _ = triggers
-                        .account_managers
-                        .unbounded_send(ObjectRef::from_obj(object.as_ref()));
-                }
-            }
-        }
+        let under = Under {
+            ctx,
+            name: &name,
+            now,
+        };
+        triggered += under
+            .kind(
+                &ctx.account_managers,
+                &triggers.account_managers,
+                || ctx.portal.account_managers(&portal_id),
+                |m| m.external_ref.as_ref(),
+                account_manager::reference,
+                |manager| account_manager::Observed { manager },
+            )
+            .await?;
+        triggered += under
+            .kind(
+                &ctx.subscriptions,
+                &triggers.subscriptions,
+                || ctx.portal.subscriptions(&portal_id),
+                |s| s.external_ref.as_ref(),
+                subscription::reference,
+                |subscription| subscription::Observed { subscription },
+            )
+            .await?;
+        // A user still to be created (waiting for a licence) is retried by the feed's licence
+        // events and its own requeue; here only existing users are compared.
+        triggered += under
+            .kind(
+                &ctx.users,
+                &triggers.users,
+                || ctx.portal.users(&portal_id),
+                |u| u.external_ref.as_ref(),
+                user::reference,
+                |user| user::Observed {
+                    user,
+                    free_licenses: None,
+                },
+            )
+            .await?;
     }
     Ok(triggered)
+}
+
+/// The objects of one Account, resynced kind by kind.
+struct Under<'a, P> {
+    ctx: &'a Context<P>,
+    name: &'a str,
+    now: i64,
+}
+
+impl<P: PortalApi> Under<'_, P> {
+    /// Plans each live object of `store` under this Account against one bulk `list` of its
+    /// kind (matched by externalRef) and enqueues those that drifted; how many.
+    async fn kind<K, V, L, LF>(
+        &self,
+        store: &kube::runtime::reflector::Store<K>,
+        sender: &futures::channel::mpsc::UnboundedSender<ObjectRef<K>>,
+        list: L,
+        external_ref: fn(&V) -> Option<&String>,
+        reference: fn(&K) -> String,
+        observed: fn(Option<V>) -> <K as Kind>::Observed,
+    ) -> Result<u64, PortalError>
+    where
+        K: Managed + Clone + 'static,
+        V: Clone,
+        L: FnOnce() -> LF,
+        LF: Future<Output = Result<Vec<V>, PortalError>>,
+    {
+        let objects: Vec<_> = store.state_filter(|o| {
+            o.account_ref().is_some_and(|r| r.name == self.name)
+                && o.meta().deletion_timestamp.is_none()
+                && matches!(
+                    self.ctx
+                        .account_state(self.name, &o.namespace().unwrap_or_default()),
+                    AccountState::Ready { .. }
+                )
+        });
+        if objects.is_empty() {
+            return Ok(0);
+        }
+        let listed: HashMap<String, V> = list()
+            .await?
+            .into_iter()
+            .filter_map(|v| external_ref(&v).cloned().map(|r| (r, v)))
+            .collect();
+        let mut triggered = 0;
+        for object in objects {
+            let seen = observed(listed.get(&reference(&object)).cloned());
+            if drifted(self.ctx, object.as_ref(), &seen, self.now) {
+                triggered += 1;
+                let _ = sender.unbounded_send(ObjectRef::from_obj(object.as_ref()));
+            }
+        }
+        Ok(triggered)
+    }
 }
 
 /// Accounts whose portal account drifted from the spec (a display name changed in the portal,

@@ -19,7 +19,7 @@ use tokio::sync::{Notify, watch};
 
 use super::metrics::Metrics;
 use super::{Context, MANAGER, Managed, Stores, error_policy, feed, resync};
-use crate::crd::{Account, AccountManager, AdminInvitation, RoleBinding};
+use crate::crd::{Account, AccountManager, AdminInvitation, RoleBinding, Subscription, User};
 use crate::portal_client::PortalApi;
 
 /// How the operator runs.
@@ -329,11 +329,15 @@ async fn controllers<P: PortalApi + 'static>(
         controller_of(Api::<AdminInvitation>::all(client.clone()), &watched);
     let binding_controller = controller_of(Api::<RoleBinding>::all(client.clone()), &watched);
     let manager_controller = controller_of(Api::<AccountManager>::all(client.clone()), &watched);
+    let subscription_controller = controller_of(Api::<Subscription>::all(client.clone()), &watched);
+    let user_controller = controller_of(Api::<User>::all(client.clone()), &watched);
     let stores = Stores {
         accounts: account_controller.store(),
         invitations: invitation_controller.store(),
         role_bindings: binding_controller.store(),
         account_managers: manager_controller.store(),
+        subscriptions: subscription_controller.store(),
+        users: user_controller.store(),
     };
     let reporter = Reporter {
         controller: MANAGER.into(),
@@ -386,6 +390,13 @@ async fn controllers<P: PortalApi + 'static>(
         streams.account_managers,
         &shared,
     );
+    let subscriptions_run = drive(
+        subscription_controller,
+        ctx.subscriptions.clone(),
+        streams.subscriptions,
+        &shared,
+    );
+    let users_run = drive(user_controller, ctx.users.clone(), streams.users, &shared);
 
     let (connected, mut connection) = watch::channel(false);
     let feed_task = tokio::spawn(feed::follow(
@@ -411,6 +422,8 @@ async fn controllers<P: PortalApi + 'static>(
         super::filled(&caches.invitations).await;
         super::filled(&caches.role_bindings).await;
         super::filled(&caches.account_managers).await;
+        super::filled(&caches.subscriptions).await;
+        super::filled(&caches.users).await;
         caches_ready
             .caches
             .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -424,7 +437,14 @@ async fn controllers<P: PortalApi + 'static>(
     ));
 
     tracing::info!("controllers started");
-    futures::join!(accounts_run, invitations_run, bindings_run, managers_run);
+    futures::join!(
+        accounts_run,
+        invitations_run,
+        bindings_run,
+        managers_run,
+        subscriptions_run,
+        users_run
+    );
     for task in [feed_task, readiness_task, caches_task, resync_task] {
         task.abort();
     }

@@ -7,6 +7,12 @@
 //! health check in `docs/argocd/health.lua` (it has no generic health for custom resources).
 
 pub mod admission;
+mod service;
+
+pub use service::{
+    LicenseStatus, Subscription, SubscriptionSpec, SubscriptionStatus, User, UserPhase, UserSpec,
+    UserStatus, WithOrigins,
+};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
@@ -489,6 +495,8 @@ pub fn definitions() -> Vec<(
         ("admininvitation.yaml", AdminInvitation::crd()),
         ("rolebinding.yaml", RoleBinding::crd()),
         ("accountmanager.yaml", AccountManager::crd()),
+        ("subscription.yaml", Subscription::crd()),
+        ("user.yaml", User::crd()),
     ]
 }
 

@@ -533,7 +533,6 @@ mod tests {
             team("Front desk", &["Receptionist"]),
             team("Sales", &[]),
         ];
-        // (case, user, expected permissions with origins, expected teams with origins)
         let cases: Vec<Case> = vec![
             ("nothing held", user(&[], &[], &[]), vec![], vec![]),
             (

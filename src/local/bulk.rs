@@ -1,5 +1,6 @@
 //! Observation in bulk for a CLI run: the portal as the driver sees it, with the by-reference
-//! reads (`invitation_by_ref`, `grants_by_source`, `account_manager_by_ref`) answered from one
+//! reads (`invitation_by_ref`, `grants_by_source`, `account_manager_by_ref`, `subscription_by_ref`,
+//! `user_by_ref`) answered from one
 //! paged list per account and kind, fetched on the first read for that account — as the
 //! operator's resync observes — instead of one GET per object. Everything else goes to the
 //! portal unchanged.
@@ -15,7 +16,8 @@ use tokio::sync::OnceCell;
 
 use crate::api::{
     AccountManagerView, AccountView, CreateAccount, CreateAccountManager, CreateInvitation,
-    GrantView, InvitationState, InvitationView, UpdateAccount,
+    CreateSubscription, CreateUser, GrantView, InvitationState, InvitationView, SubscriptionView,
+    UpdateAccount, UpdateUser, UserView,
 };
 use crate::domain::{GrantScope, Role};
 use crate::portal_client::{FeedItem, PortalApi, PortalResult};
@@ -28,6 +30,8 @@ pub struct Bulk<'p, P> {
     invitations: Lists<InvitationView>,
     grants: Lists<Vec<GrantView>>,
     managers: Lists<AccountManagerView>,
+    subscriptions: Lists<SubscriptionView>,
+    users: Lists<UserView>,
     /// `(account, reference)` pairs and portal ids this run wrote: read from the portal again.
     written_refs: Mutex<HashSet<(String, String)>>,
     written_ids: Mutex<HashSet<String>>,
@@ -41,6 +45,8 @@ impl<'p, P: PortalApi> Bulk<'p, P> {
             invitations: Mutex::default(),
             grants: Mutex::default(),
             managers: Mutex::default(),
+            subscriptions: Mutex::default(),
+            users: Mutex::default(),
             written_refs: Mutex::default(),
             written_ids: Mutex::default(),
             lists: std::sync::atomic::AtomicU64::new(0),
@@ -52,6 +58,13 @@ impl<'p, P: PortalApi> Bulk<'p, P> {
         self.invitations.lock().expect("lists").remove(account);
         self.grants.lock().expect("lists").remove(account);
         self.managers.lock().expect("lists").remove(account);
+        self.subscriptions.lock().expect("lists").remove(account);
+        self.users.lock().expect("lists").remove(account);
+    }
+
+    /// Drops every account's list of subscriptions: users took licences since.
+    pub fn forget_subscriptions(&self) {
+        self.subscriptions.lock().expect("lists").clear();
     }
 
     /// How many bulk lists this run made.
@@ -110,6 +123,42 @@ impl<'p, P: PortalApi> Bulk<'p, P> {
         .await?;
         Ok(cell)
     }
+
+    /// The object of `account` with `reference`, from the account's list of its kind (`list`)
+    /// unless this run wrote it, then from the portal (`direct`).
+    async fn by_ref<V, L, LF, D, DF>(
+        &self,
+        lists: &Lists<V>,
+        account: &str,
+        reference: &str,
+        keys: fn(&V) -> (Option<&String>, &str),
+        list: L,
+        direct: D,
+    ) -> PortalResult<Option<V>>
+    where
+        V: Clone,
+        L: FnOnce() -> LF,
+        LF: Future<Output = PortalResult<Vec<V>>>,
+        D: FnOnce() -> DF,
+        DF: Future<Output = PortalResult<Option<V>>>,
+    {
+        if self.fresh(account, reference) {
+            let listed = self
+                .listed(lists, account, || async {
+                    Ok(list()
+                        .await?
+                        .into_iter()
+                        .filter_map(|v| keys(&v).0.cloned().map(|r| (r, v)))
+                        .collect())
+                })
+                .await?;
+            let found = listed.get().and_then(|map| map.get(reference).cloned());
+            if found.as_ref().is_none_or(|v| self.untouched(keys(v).1)) {
+                return Ok(found);
+            }
+        }
+        direct().await
+    }
 }
 
 impl<P: PortalApi> PortalApi for Bulk<'_, P> {
@@ -153,33 +202,21 @@ impl<P: PortalApi> PortalApi for Bulk<'_, P> {
         account: &str,
         external_ref: &str,
     ) -> PortalResult<Option<InvitationView>> {
-        if self.fresh(account, external_ref) {
-            let listed = self
-                .listed(&self.invitations, account, || async {
-                    let all = self
-                        .portal
-                        .invitations(
-                            account,
-                            &[
-                                InvitationState::Pending,
-                                InvitationState::Accepted,
-                                InvitationState::Expired,
-                                InvitationState::Revoked,
-                            ],
-                        )
-                        .await?;
-                    Ok(all
-                        .into_iter()
-                        .filter_map(|i| i.external_ref.clone().map(|r| (r, i)))
-                        .collect())
-                })
-                .await?;
-            let found = listed.get().and_then(|map| map.get(external_ref).cloned());
-            if found.as_ref().is_none_or(|i| self.untouched(&i.id)) {
-                return Ok(found);
-            }
-        }
-        self.portal.invitation_by_ref(account, external_ref).await
+        const EVERY_STATE: [InvitationState; 4] = [
+            InvitationState::Pending,
+            InvitationState::Accepted,
+            InvitationState::Expired,
+            InvitationState::Revoked,
+        ];
+        self.by_ref(
+            &self.invitations,
+            account,
+            external_ref,
+            |i| (i.external_ref.as_ref(), &i.id),
+            || self.portal.invitations(account, &EVERY_STATE),
+            || self.portal.invitation_by_ref(account, external_ref),
+        )
+        .await
     }
     async fn invitation(&self, id: &str) -> PortalResult<Option<InvitationView>> {
         self.portal.invitation(id).await
@@ -283,26 +320,15 @@ impl<P: PortalApi> PortalApi for Bulk<'_, P> {
         account: &str,
         external_ref: &str,
     ) -> PortalResult<Option<AccountManagerView>> {
-        if self.fresh(account, external_ref) {
-            let listed = self
-                .listed(&self.managers, account, || async {
-                    Ok(self
-                        .portal
-                        .account_managers(account)
-                        .await?
-                        .into_iter()
-                        .filter_map(|m| m.external_ref.clone().map(|r| (r, m)))
-                        .collect())
-                })
-                .await?;
-            let found = listed.get().and_then(|map| map.get(external_ref).cloned());
-            if found.as_ref().is_none_or(|m| self.untouched(&m.id)) {
-                return Ok(found);
-            }
-        }
-        self.portal
-            .account_manager_by_ref(account, external_ref)
-            .await
+        self.by_ref(
+            &self.managers,
+            account,
+            external_ref,
+            |m| (m.external_ref.as_ref(), &m.id),
+            || self.portal.account_managers(account),
+            || self.portal.account_manager_by_ref(account, external_ref),
+        )
+        .await
     }
     async fn account_managers(&self, account: &str) -> PortalResult<Vec<AccountManagerView>> {
         self.portal.account_managers(account).await
@@ -331,6 +357,119 @@ impl<P: PortalApi> PortalApi for Bulk<'_, P> {
     async fn delete_account_manager(&self, id: &str) -> PortalResult<()> {
         self.wrote_id(id);
         self.portal.delete_account_manager(id).await
+    }
+
+    async fn subscriptions(&self, account: &str) -> PortalResult<Vec<SubscriptionView>> {
+        self.portal.subscriptions(account).await
+    }
+    async fn subscription_by_ref(
+        &self,
+        account: &str,
+        external_ref: &str,
+    ) -> PortalResult<Option<SubscriptionView>> {
+        self.by_ref(
+            &self.subscriptions,
+            account,
+            external_ref,
+            |s| (s.external_ref.as_ref(), &s.id),
+            || self.portal.subscriptions(account),
+            || self.portal.subscription_by_ref(account, external_ref),
+        )
+        .await
+    }
+    async fn create_subscription(
+        &self,
+        account: &str,
+        subscription: &CreateSubscription,
+        idempotency_key: &str,
+    ) -> PortalResult<SubscriptionView> {
+        if let Some(reference) = &subscription.external_ref {
+            self.wrote_ref(account, reference);
+        }
+        self.portal
+            .create_subscription(account, subscription, idempotency_key)
+            .await
+    }
+    async fn update_subscription(
+        &self,
+        id: &str,
+        quantity: i64,
+        version: i64,
+    ) -> PortalResult<SubscriptionView> {
+        self.wrote_id(id);
+        self.portal.update_subscription(id, quantity, version).await
+    }
+    async fn delete_subscription(&self, id: &str) -> PortalResult<()> {
+        self.wrote_id(id);
+        self.portal.delete_subscription(id).await
+    }
+
+    async fn users(&self, account: &str) -> PortalResult<Vec<UserView>> {
+        self.portal.users(account).await
+    }
+    async fn user_by_ref(
+        &self,
+        account: &str,
+        external_ref: &str,
+    ) -> PortalResult<Option<UserView>> {
+        self.by_ref(
+            &self.users,
+            account,
+            external_ref,
+            |u| (u.external_ref.as_ref(), &u.id),
+            || self.portal.users(account),
+            || self.portal.user_by_ref(account, external_ref),
+        )
+        .await
+    }
+    async fn create_user(
+        &self,
+        account: &str,
+        user: &CreateUser,
+        idempotency_key: &str,
+    ) -> PortalResult<UserView> {
+        if let Some(reference) = &user.external_ref {
+            self.wrote_ref(account, reference);
+        }
+        self.portal
+            .create_user(account, user, idempotency_key)
+            .await
+    }
+    async fn update_user(
+        &self,
+        id: &str,
+        changes: &UpdateUser,
+        version: i64,
+    ) -> PortalResult<UserView> {
+        self.wrote_id(id);
+        self.portal.update_user(id, changes, version).await
+    }
+    async fn send_user_invitations(
+        &self,
+        account: &str,
+        users: &[String],
+        idempotency_key: &str,
+    ) -> PortalResult<Vec<UserView>> {
+        for id in users {
+            self.wrote_id(id);
+        }
+        self.portal
+            .send_user_invitations(account, users, idempotency_key)
+            .await
+    }
+    async fn resend_user_activation(
+        &self,
+        id: &str,
+        idempotency_key: &str,
+    ) -> PortalResult<UserView> {
+        self.wrote_id(id);
+        self.portal
+            .resend_user_activation(id, idempotency_key)
+            .await
+    }
+    async fn delete_user(&self, id: &str) -> PortalResult<()> {
+        self.wrote_id(id);
+        self.portal.delete_user(id).await
     }
 
     async fn events(

@@ -11,7 +11,7 @@ use kube::ResourceExt;
 use super::state::write_private;
 use crate::api::time::{Clock, SystemClock};
 use crate::controller::Managed;
-use crate::crd::{Account, AccountManager, AdminInvitation, RoleBinding};
+use crate::crd::{Account, AccountManager, AdminInvitation, RoleBinding, Subscription, User};
 use crate::reconcile::driver::{Host, Kind};
 use crate::reconcile::{Outcome, refs};
 
@@ -150,6 +150,37 @@ impl Shown for RoleBinding {
                 .collect::<Vec<_>>()
                 .join(", ")
         )
+    }
+}
+
+impl Shown for Subscription {
+    fn phase(_status: &crate::crd::SubscriptionStatus, _outcome: &Outcome) -> Option<String> {
+        None
+    }
+    const NOT_MADE: &'static str = "NotCreated";
+    fn intent(&self) -> String {
+        format!(
+            "create a {} subscription of {} licences",
+            self.spec.license_type, self.spec.quantity
+        )
+    }
+}
+
+impl Shown for User {
+    /// The phase, or why the user is not in the portal yet (`LicenseExhausted`).
+    fn phase(status: &crate::crd::UserStatus, outcome: &Outcome) -> Option<String> {
+        match status.phase {
+            Some(phase) => Some(format!("{phase:?}")),
+            None => status
+                .license
+                .as_ref()
+                .filter(|l| !l.assigned)
+                .map(|_| outcome.reason().to_owned()),
+        }
+    }
+    const NOT_MADE: &'static str = "NotCreated";
+    fn intent(&self) -> String {
+        format!("create user {}", self.spec.user_id)
     }
 }
 

@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use kube::ResourceExt;
 use serde_json::Value;
 
-use crate::crd::{Account, AccountManager, AdminInvitation, GROUP, RoleBinding};
+use crate::crd::{
+    Account, AccountManager, AdminInvitation, GROUP, RoleBinding, Subscription, User,
+};
 
 /// One object from the manifests.
 #[derive(Debug, Clone)]
@@ -20,34 +22,77 @@ pub enum Object {
     AdminInvitation(AdminInvitation),
     RoleBinding(RoleBinding),
     AccountManager(AccountManager),
+    Subscription(Subscription),
+    User(User),
 }
 
-impl Object {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Object::Account(_) => "Account",
-            Object::AdminInvitation(_) => "AdminInvitation",
-            Object::RoleBinding(_) => "RoleBinding",
-            Object::AccountManager(_) => "AccountManager",
+/// Evaluates `$body` with `$o` bound to the object inside `$object`, whatever its kind (every
+/// kind is a `reconcile::Kind`, so the driver takes each the same way). With `=> wrap`, the
+/// result is wrapped back into the same kind.
+macro_rules! on_object {
+    ($object:expr, $o:ident => wrap $body:expr) => {
+        match $object {
+            Object::Account($o) => Object::Account($body),
+            Object::AdminInvitation($o) => Object::AdminInvitation($body),
+            Object::RoleBinding($o) => Object::RoleBinding($body),
+            Object::AccountManager($o) => Object::AccountManager($body),
+            Object::Subscription($o) => Object::Subscription($body),
+            Object::User($o) => Object::User($body),
         }
+    };
+    ($object:expr, $o:ident => $body:expr) => {
+        match $object {
+            Object::Account($o) => $body,
+            Object::AdminInvitation($o) => $body,
+            Object::RoleBinding($o) => $body,
+            Object::AccountManager($o) => $body,
+            Object::Subscription($o) => $body,
+            Object::User($o) => $body,
+        }
+    };
+}
+pub(crate) use on_object;
+
+impl Object {
+    /// The kinds, in the order `kind: Unsupported value` lists them.
+    pub const KINDS: [&'static str; 6] = [
+        "Account",
+        "AdminInvitation",
+        "RoleBinding",
+        "AccountManager",
+        "Subscription",
+        "User",
+    ];
+
+    pub fn kind(&self) -> &'static str {
+        fn kind_of<K: kube::Resource<DynamicType = ()>>(_: &K) -> &'static str {
+            Object::KINDS
+                .into_iter()
+                .find(|k| *k == K::kind(&()))
+                .expect("every kind is listed")
+        }
+        on_object!(self, o => kind_of(o))
     }
 
     pub fn name(&self) -> String {
-        match self {
-            Object::Account(o) => o.name_any(),
-            Object::AdminInvitation(o) => o.name_any(),
-            Object::RoleBinding(o) => o.name_any(),
-            Object::AccountManager(o) => o.name_any(),
-        }
+        on_object!(self, o => o.name_any())
     }
 
     pub fn namespace(&self) -> Option<String> {
-        match self {
-            Object::Account(_) => None,
-            Object::AdminInvitation(o) => o.namespace(),
-            Object::RoleBinding(o) => o.namespace(),
-            Object::AccountManager(o) => o.namespace(),
-        }
+        on_object!(self, o => o.namespace())
+    }
+
+    /// Decodes an object of `kind` (one of [`Object::KINDS`]).
+    pub fn decode(kind: &str, value: Value) -> Option<Result<Object, serde_json::Error>> {
+        Some(match kind {
+            "Account" => serde_json::from_value(value).map(Object::Account),
+            "AdminInvitation" => serde_json::from_value(value).map(Object::AdminInvitation),
+            "RoleBinding" => serde_json::from_value(value).map(Object::RoleBinding),
+            "AccountManager" => serde_json::from_value(value).map(Object::AccountManager),
+            "Subscription" => serde_json::from_value(value).map(Object::Subscription),
+            "User" => serde_json::from_value(value).map(Object::User),
+            _ => return None,
+        })
     }
 
     /// `Kind/name` or `Kind/namespace/name`: the object's key in the state file.
@@ -66,13 +111,9 @@ impl Object {
         }
     }
 
-    fn account_ref(&self) -> Option<&str> {
-        match self {
-            Object::Account(_) => None,
-            Object::AdminInvitation(o) => Some(&o.spec.account_ref.name),
-            Object::RoleBinding(o) => Some(&o.spec.account_ref.name),
-            Object::AccountManager(o) => Some(&o.spec.account_ref.name),
-        }
+    pub fn account_ref(&self) -> Option<&str> {
+        use crate::reconcile::Kind as _;
+        on_object!(self, o => o.account_ref().map(|r| r.name.as_str()))
     }
 }
 
@@ -181,7 +222,13 @@ fn schemas() -> BTreeMap<String, Value> {
         .collect()
 }
 
-const NAMESPACED: [&str; 3] = ["AdminInvitation", "RoleBinding", "AccountManager"];
+const NAMESPACED: [&str; 5] = [
+    "AdminInvitation",
+    "RoleBinding",
+    "AccountManager",
+    "Subscription",
+    "User",
+];
 
 fn is_dns_label(name: &str) -> bool {
     !name.is_empty()
@@ -258,8 +305,10 @@ fn admit(mut document: Value, schemas: &BTreeMap<String, Value>) -> Result<Objec
     let kind = document["kind"].as_str().unwrap_or_default().to_owned();
     let expected = format!("{GROUP}/v1alpha1");
     let Some(schema) = schemas.get(&kind) else {
+        let supported: Vec<String> = Object::KINDS.iter().map(|k| format!("{k:?}")).collect();
         return Err(vec![format!(
-            "kind: Unsupported value: {kind:?}: supported values: \"Account\", \"AdminInvitation\", \"RoleBinding\", \"AccountManager\""
+            "kind: Unsupported value: {kind:?}: supported values: {}",
+            supported.join(", ")
         )]);
     };
     if api_version != expected {
@@ -317,13 +366,24 @@ fn admit(mut document: Value, schemas: &BTreeMap<String, Value>) -> Result<Objec
             })
             .collect());
     }
-    let parsed = match kind.as_str() {
-        "Account" => serde_json::from_value(document).map(Object::Account),
-        "AdminInvitation" => serde_json::from_value(document).map(Object::AdminInvitation),
-        "RoleBinding" => serde_json::from_value(document).map(Object::RoleBinding),
-        _ => serde_json::from_value(document).map(Object::AccountManager),
-    };
-    let object = parsed.map_err(|e| vec![format!("{kind}/{name}: {e}")])?;
+    let object = Object::decode(&kind, document)
+        .expect("a kind with a schema decodes")
+        .map_err(|e| vec![format!("{kind}/{name}: {e}")])?;
+    // The user ID and time zone as the portal checks them.
+    if let Object::User(user) = &object {
+        if let Err(error) = crate::domain::UserId::parse(&user.spec.user_id) {
+            return Err(vec![format!(
+                "{kind}/{name}: spec.userId: Invalid value: {error}"
+            )]);
+        }
+        if let Some(zone) = &user.spec.time_zone
+            && let Err(error) = crate::domain::service::time_zone(zone)
+        {
+            return Err(vec![format!(
+                "{kind}/{name}: spec.timeZone: Invalid value: {error}"
+            )]);
+        }
+    }
     // What the operator checks before sending, checked here too.
     let email = match &object {
         Object::AdminInvitation(o) => Some(o.spec.email.as_str()),
@@ -550,8 +610,9 @@ fn check_together(manifests: &[Manifest], problems: &mut Vec<String>) {
     }
 }
 
-/// Accounts parents first, then account managers, invitations and role bindings (which grant to
-/// admins the invitations make).
+/// Accounts parents first, then subscriptions, account managers, invitations, role bindings
+/// (which grant to admins the invitations make) and users (which take the subscriptions'
+/// licences).
 pub fn in_dependency_order(manifests: &[Manifest]) -> Vec<&Manifest> {
     let depth = |name: &str| {
         let mut depth = 0;
@@ -574,9 +635,11 @@ pub fn in_dependency_order(manifests: &[Manifest]) -> Vec<&Manifest> {
     ordered.sort_by_cached_key(|m| {
         let rank = match &m.object {
             Object::Account(a) => depth(&a.name_any()),
-            Object::AccountManager(_) => 1000,
-            Object::AdminInvitation(_) => 1001,
-            Object::RoleBinding(_) => 1002,
+            Object::Subscription(_) => 1000,
+            Object::AccountManager(_) => 1001,
+            Object::AdminInvitation(_) => 1002,
+            Object::RoleBinding(_) => 1003,
+            Object::User(_) => 1004,
         };
         (rank, m.object.key())
     });

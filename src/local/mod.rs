@@ -38,7 +38,7 @@ use folder::{Folder, Shown};
 
 use guards::owner_guard;
 pub use guards::{Prune, Refusal, preflight};
-use manifests::{Manifest, Object};
+use manifests::{Manifest, Object, on_object};
 pub use output::{Report, Row, is_stalled, plan_text, table};
 use state::{Entry, State, create_private_dir, write_private};
 
@@ -159,14 +159,17 @@ pub async fn run(
         .filter(|key| !present.contains(*key))
         .cloned()
         .collect();
-    // What depends on others goes first: bindings, invitations, managers, then accounts
+    // What depends on others goes first: users, bindings, invitations, managers, subscriptions,
+    // then accounts
     // (deepest first, by the length of their recorded path).
     stale.sort_by_key(|key| {
         let rank = match key.split('/').next().unwrap_or_default() {
-            "RoleBinding" => 0,
-            "AdminInvitation" => 1,
-            "AccountManager" => 2,
-            _ => 3,
+            "User" => 0,
+            "RoleBinding" => 1,
+            "AdminInvitation" => 2,
+            "AccountManager" => 3,
+            "Subscription" => 4,
+            _ => 5,
         };
         let depth = state.objects[key].status.value()["path"]
             .as_str()
@@ -219,8 +222,9 @@ pub async fn run(
             failures: 0,
         },
     };
-    // Accounts one at a time, parents first: everything after reads them. Then account
-    // managers and invitations, then role bindings (whose subjects they may be), each group
+    // Accounts one at a time, parents first: everything after reads them. Then subscriptions,
+    // account managers and invitations, then role bindings (whose subjects they may be) and
+    // users (who take the subscriptions' licences), each group
     // converging CONCURRENCY objects at once; rows keep the manifests' dependency order.
     let (accounts, rest): (Vec<&Manifest>, Vec<&Manifest>) =
         manifests::in_dependency_order(manifests)
@@ -232,12 +236,13 @@ pub async fn run(
             run.report.rows.push(row);
         }
     }
-    let (bindings, members): (Vec<&Manifest>, Vec<&Manifest>) = rest
+    let (later, members): (Vec<&Manifest>, Vec<&Manifest>) = rest
         .into_iter()
-        .partition(|m| matches!(m.object, Object::RoleBinding(_)));
-    for group in [members, bindings] {
+        .partition(|m| matches!(m.object, Object::RoleBinding(_) | Object::User(_)));
+    for group in [members, later] {
         run.converge_all(&group).await;
     }
+    run.recount_licenses(manifests).await;
     tracing::debug!(lists = bulk.lists(), "observed in bulk");
     for key in &stale {
         let row = if prune.enabled || mode == Mode::Diff {
@@ -321,13 +326,7 @@ impl Run<'_> {
         if !entry.status.is_null() {
             value["status"] = entry.status.value();
         }
-        let object = match kind {
-            "Account" => Object::Account(serde_json::from_value(value).ok()?),
-            "AdminInvitation" => Object::AdminInvitation(serde_json::from_value(value).ok()?),
-            "RoleBinding" => Object::RoleBinding(serde_json::from_value(value).ok()?),
-            "AccountManager" => Object::AccountManager(serde_json::from_value(value).ok()?),
-            _ => return None,
-        };
+        let object = Object::decode(kind, value)?.ok()?;
         let display = match namespace {
             Some(namespace) => format!("{namespace}/{name}"),
             None => name.to_owned(),
@@ -371,16 +370,7 @@ impl Run<'_> {
             return self.kept(key);
         };
         let kind = object.kind().to_owned();
-        let result = match &object {
-            Object::Account(object) => driver::cleanup(&self.folder, self.portal, object).await,
-            Object::AdminInvitation(object) => {
-                driver::cleanup(&self.folder, self.portal, object).await
-            }
-            Object::RoleBinding(object) => driver::cleanup(&self.folder, self.portal, object).await,
-            Object::AccountManager(object) => {
-                driver::cleanup(&self.folder, self.portal, object).await
-            }
-        };
+        let result = on_object!(&object, o => driver::cleanup(&self.folder, self.portal, o).await);
         let apply = self.mode == Mode::Apply;
         let orphan = matches!(&object, Object::Account(a) if a.spec.deletion_policy == crate::crd::DeletionPolicy::Orphan);
         let (phase, ready, message, removals) = match result {
@@ -517,24 +507,15 @@ impl Run<'_> {
             .iter()
             .map(|manifest| {
                 let key = manifest.object.key();
-                let object = match &manifest.object {
-                    Object::Account(o) => Object::Account(self.prepare(o, &key)),
-                    Object::AdminInvitation(o) => Object::AdminInvitation(self.prepare(o, &key)),
-                    Object::RoleBinding(o) => Object::RoleBinding(self.prepare(o, &key)),
-                    Object::AccountManager(o) => Object::AccountManager(self.prepare(o, &key)),
-                };
+                let object = on_object!(&manifest.object, o => wrap self.prepare(o, &key));
                 (key, object)
             })
             .collect();
         // What each account still has to converge: its lists are dropped when that reaches 0.
         let account_of = |object: &Object| {
-            let name = match object {
-                Object::Account(_) => return None,
-                Object::AdminInvitation(o) => &o.spec.account_ref.name,
-                Object::RoleBinding(o) => &o.spec.account_ref.name,
-                Object::AccountManager(o) => &o.spec.account_ref.name,
-            };
-            self.folder.account_portal_id(name)
+            object
+                .account_ref()
+                .and_then(|name| self.folder.account_portal_id(name))
         };
         let mut remaining: HashMap<String, usize> = HashMap::new();
         for (_, object) in &prepared {
@@ -546,12 +527,7 @@ impl Run<'_> {
         let this = &*self;
         let converged: Vec<Converging> = futures::stream::iter(prepared.iter())
             .map(|(_, object)| async {
-                let converging = match object {
-                    Object::Account(o) => this.converge(o, this.keep_objects).await,
-                    Object::AdminInvitation(o) => this.converge(o, this.keep_objects).await,
-                    Object::RoleBinding(o) => this.converge(o, this.keep_objects).await,
-                    Object::AccountManager(o) => this.converge(o, this.keep_objects).await,
-                };
+                let converging = on_object!(object, o => this.converge(o, this.keep_objects).await);
                 if let Some(account) = account_of(object) {
                     let mut remaining = remaining.lock().expect("remaining");
                     if let Some(left) = remaining.get_mut(&account) {
@@ -569,6 +545,43 @@ impl Run<'_> {
         for ((key, _), converging) in prepared.iter().zip(converged) {
             let row = self.record(key, converging);
             self.report.rows.push(row);
+        }
+    }
+
+    /// Users took or gave back licences after their Subscriptions converged: reads those again
+    /// (one list per account), so the table and the state show the counts as the run left them.
+    async fn recount_licenses(&mut self, manifests: &[Manifest]) {
+        let users_changed = self
+            .report
+            .rows
+            .iter()
+            .any(|row| row.kind == "User" && !row.changes.is_empty());
+        if self.mode != Mode::Apply || !users_changed {
+            return;
+        }
+        self.portal.forget_subscriptions();
+        for manifest in manifests {
+            let Object::Subscription(subscription) = &manifest.object else {
+                continue;
+            };
+            let key = manifest.object.key();
+            let object = self.prepare(subscription, &key);
+            let converging = self.converge(&object, self.keep_objects).await;
+            let recounted = self.record(&key, converging);
+            if let Some(row) = self
+                .report
+                .rows
+                .iter_mut()
+                .find(|row| row.kind == recounted.kind && row.name == recounted.name)
+            {
+                row.phase = recounted.phase;
+                row.ready = recounted.ready;
+                row.message = recounted.message;
+                row.changes.extend(recounted.changes);
+                if recounted.object.is_some() {
+                    row.object = recounted.object;
+                }
+            }
         }
     }
 

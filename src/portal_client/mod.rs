@@ -19,8 +19,9 @@ use serde_json::{Value, json};
 
 use crate::api::{
     AccountManagerView, AccountView, CreateAccount, CreateAccountManager, CreateGrants,
-    CreateInvitation, Event, GrantView, InvitationState, InvitationView, Page, Problem,
-    ProblemType, RevokedGrants, UpdateAccount, UpdateInvitation, Whoami,
+    CreateInvitation, CreateSubscription, CreateUser, Event, GrantView, InvitationState,
+    InvitationView, Page, Problem, ProblemType, RevokedGrants, SendInvitations, SubscriptionView,
+    UpdateAccount, UpdateInvitation, UpdateSubscription, UpdateUser, UserView, Whoami,
 };
 use crate::domain::{GrantScope, Role};
 
@@ -237,6 +238,67 @@ pub trait PortalApi: Send + Sync {
         idempotency_key: &str,
     ) -> impl Future<Output = PortalResult<AccountManagerView>> + Send;
     fn delete_account_manager(&self, id: &str) -> impl Future<Output = PortalResult<()>> + Send;
+
+    /// The account's subscriptions (all pages), for observing in bulk.
+    fn subscriptions(
+        &self,
+        account: &str,
+    ) -> impl Future<Output = PortalResult<Vec<SubscriptionView>>> + Send;
+    fn subscription_by_ref(
+        &self,
+        account: &str,
+        external_ref: &str,
+    ) -> impl Future<Output = PortalResult<Option<SubscriptionView>>> + Send;
+    fn create_subscription(
+        &self,
+        account: &str,
+        subscription: &CreateSubscription,
+        idempotency_key: &str,
+    ) -> impl Future<Output = PortalResult<SubscriptionView>> + Send;
+    /// A new quantity, guarded by the version read (`If-Match`).
+    fn update_subscription(
+        &self,
+        id: &str,
+        quantity: i64,
+        version: i64,
+    ) -> impl Future<Output = PortalResult<SubscriptionView>> + Send;
+    /// Deletes; a subscription already gone is success.
+    fn delete_subscription(&self, id: &str) -> impl Future<Output = PortalResult<()>> + Send;
+
+    /// The account's users (all pages), for observing in bulk.
+    fn users(&self, account: &str) -> impl Future<Output = PortalResult<Vec<UserView>>> + Send;
+    fn user_by_ref(
+        &self,
+        account: &str,
+        external_ref: &str,
+    ) -> impl Future<Output = PortalResult<Option<UserView>>> + Send;
+    fn create_user(
+        &self,
+        account: &str,
+        user: &CreateUser,
+        idempotency_key: &str,
+    ) -> impl Future<Output = PortalResult<UserView>> + Send;
+    /// Changes a user's settings, guarded by the version read (`If-Match`).
+    fn update_user(
+        &self,
+        id: &str,
+        changes: &UpdateUser,
+        version: i64,
+    ) -> impl Future<Output = PortalResult<UserView>> + Send;
+    /// Invites prepared users of the account, all or none.
+    fn send_user_invitations(
+        &self,
+        account: &str,
+        users: &[String],
+        idempotency_key: &str,
+    ) -> impl Future<Output = PortalResult<Vec<UserView>>> + Send;
+    fn resend_user_activation(
+        &self,
+        id: &str,
+        idempotency_key: &str,
+    ) -> impl Future<Output = PortalResult<UserView>> + Send;
+    /// Deletes a user for good; a user already gone is success.
+    fn delete_user(&self, id: &str) -> impl Future<Output = PortalResult<()>> + Send;
 
     /// The change feed after event `after` (`None`: from now on), as it happens; the stream ends
     /// when the connection does.
@@ -754,6 +816,168 @@ impl PortalApi for HttpPortal {
 
     async fn delete_account_manager(&self, id: &str) -> PortalResult<()> {
         self.delete_idempotent(&format!("/v1/account-managers/{}", encode(id)))
+            .await
+            .map(|_| ())
+    }
+
+    async fn subscriptions(&self, account: &str) -> PortalResult<Vec<SubscriptionView>> {
+        self.all_pages(&format!("/v1/accounts/{}/subscriptions", encode(account)))
+            .await
+    }
+
+    async fn subscription_by_ref(
+        &self,
+        account: &str,
+        external_ref: &str,
+    ) -> PortalResult<Option<SubscriptionView>> {
+        let page: Page<SubscriptionView> = self
+            .expect(
+                Method::GET,
+                &format!(
+                    "/v1/accounts/{}/subscriptions?externalRef={}",
+                    encode(account),
+                    encode(external_ref)
+                ),
+                None,
+                &[],
+            )
+            .await?;
+        Ok(page.items.into_iter().next())
+    }
+
+    async fn create_subscription(
+        &self,
+        account: &str,
+        subscription: &CreateSubscription,
+        idempotency_key: &str,
+    ) -> PortalResult<SubscriptionView> {
+        let body = body(subscription);
+        self.expect(
+            Method::POST,
+            &format!("/v1/accounts/{}/subscriptions", encode(account)),
+            Some(&body),
+            &idempotent(idempotency_key),
+        )
+        .await
+    }
+
+    async fn update_subscription(
+        &self,
+        id: &str,
+        quantity: i64,
+        version: i64,
+    ) -> PortalResult<SubscriptionView> {
+        let body = body(&UpdateSubscription {
+            quantity: crate::api::Patch::Value(quantity),
+        });
+        self.expect(
+            Method::PATCH,
+            &format!("/v1/subscriptions/{}", encode(id)),
+            Some(&body),
+            &[("if-match", format!("\"{version}\""))],
+        )
+        .await
+    }
+
+    async fn delete_subscription(&self, id: &str) -> PortalResult<()> {
+        self.delete_idempotent(&format!("/v1/subscriptions/{}", encode(id)))
+            .await
+            .map(|_| ())
+    }
+
+    async fn users(&self, account: &str) -> PortalResult<Vec<UserView>> {
+        self.all_pages(&format!("/v1/accounts/{}/users", encode(account)))
+            .await
+    }
+
+    async fn user_by_ref(
+        &self,
+        account: &str,
+        external_ref: &str,
+    ) -> PortalResult<Option<UserView>> {
+        let page: Page<UserView> = self
+            .expect(
+                Method::GET,
+                &format!(
+                    "/v1/accounts/{}/users?externalRef={}",
+                    encode(account),
+                    encode(external_ref)
+                ),
+                None,
+                &[],
+            )
+            .await?;
+        Ok(page.items.into_iter().next())
+    }
+
+    async fn create_user(
+        &self,
+        account: &str,
+        user: &CreateUser,
+        idempotency_key: &str,
+    ) -> PortalResult<UserView> {
+        let body = body(user);
+        self.expect(
+            Method::POST,
+            &format!("/v1/accounts/{}/users", encode(account)),
+            Some(&body),
+            &idempotent(idempotency_key),
+        )
+        .await
+    }
+
+    async fn update_user(
+        &self,
+        id: &str,
+        changes: &UpdateUser,
+        version: i64,
+    ) -> PortalResult<UserView> {
+        let body = body(changes);
+        self.expect(
+            Method::PATCH,
+            &format!("/v1/users/{}", encode(id)),
+            Some(&body),
+            &[("if-match", format!("\"{version}\""))],
+        )
+        .await
+    }
+
+    async fn send_user_invitations(
+        &self,
+        account: &str,
+        users: &[String],
+        idempotency_key: &str,
+    ) -> PortalResult<Vec<UserView>> {
+        let body = body(&SendInvitations {
+            users: users.to_vec(),
+        });
+        let page: Page<UserView> = self
+            .expect(
+                Method::POST,
+                &format!("/v1/accounts/{}/users/send-invitations", encode(account)),
+                Some(&body),
+                &idempotent(idempotency_key),
+            )
+            .await?;
+        Ok(page.items)
+    }
+
+    async fn resend_user_activation(
+        &self,
+        id: &str,
+        idempotency_key: &str,
+    ) -> PortalResult<UserView> {
+        self.expect(
+            Method::POST,
+            &format!("/v1/users/{}/resend-activation", encode(id)),
+            Some(&json!({})),
+            &idempotent(idempotency_key),
+        )
+        .await
+    }
+
+    async fn delete_user(&self, id: &str) -> PortalResult<()> {
+        self.delete_idempotent(&format!("/v1/users/{}", encode(id)))
             .await
             .map(|_| ())
     }

@@ -115,6 +115,15 @@ pub trait Kind: Resource<DynamicType = ()> + Send + Sync + Sized {
         executed: &Self::Executed,
         now_millis: i64,
     ) -> Plan<Self::Write, Self::Status>;
+    /// The outcome of a refusal just recorded in `status` (which the kind may annotate), and
+    /// when to look again: by default Stalled with the portal's words, until the spec changes.
+    fn refusal_outcome(
+        &self,
+        refusal: &Refusal,
+        _status: &mut Self::Status,
+    ) -> (Outcome, Option<Duration>) {
+        (refusal.outcome(), None)
+    }
     /// The link the portal just issued (shown only once), if any.
     fn take_link(_executed: &mut Self::Executed) -> Option<String> {
         None
@@ -307,13 +316,13 @@ pub async fn converge<K: Kind, H: Host>(
         Ok(executed) => executed,
         Err(error) if !error.is_transient() => {
             let refusal = error.refusal(object.meta().generation);
-            let outcome = refusal.outcome();
             let mut status = first.status;
+            let (outcome, requeue_after) = object.refusal_outcome(&refusal, &mut status);
             *K::refused(&mut status) = Some(refusal);
             return Ok(Converged {
                 status,
                 outcome,
-                requeue_after: None,
+                requeue_after,
                 changes: Vec::new(),
                 waiting: Vec::new(),
             });

@@ -9,6 +9,8 @@ pub mod admin_invitation;
 pub mod driver;
 pub mod refs;
 pub mod role_binding;
+pub mod subscription;
+pub mod user;
 
 use std::time::Duration;
 

@@ -60,6 +60,43 @@ pub enum AccountState {
     },
 }
 
+impl AccountState {
+    /// The portal account a namespaced object acts under, or — while there is none — the outcome
+    /// to record and when to look again (soon for an Account on its way; never for one that
+    /// does not delegate the namespace, which waits for a spec change).
+    pub fn portal_account(
+        &self,
+        account_name: &str,
+        namespace: &str,
+    ) -> Result<String, (super::Outcome, Option<std::time::Duration>)> {
+        let waiting = |message: String| {
+            Err((
+                super::Outcome::Reconciling {
+                    reason: "WaitingForAccount".into(),
+                    message,
+                },
+                Some(super::WAIT_FOR_ACCOUNT),
+            ))
+        };
+        match self {
+            AccountState::Ready { portal_id } => Ok(portal_id.clone()),
+            AccountState::Missing => waiting(format!("Account {account_name} does not exist yet")),
+            AccountState::NotReady => {
+                waiting(format!("Account {account_name} is not in the portal yet"))
+            }
+            AccountState::NotDelegated => Err((
+                super::Outcome::Stalled {
+                    reason: "AccountNotDelegated".into(),
+                    message: format!(
+                        "Account {account_name} does not list namespace {namespace} in spec.namespaces; nothing was sent to the portal"
+                    ),
+                },
+                None,
+            )),
+        }
+    }
+}
+
 /// Where the parent Account stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ParentState {

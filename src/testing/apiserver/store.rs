@@ -543,6 +543,7 @@ impl State {
                 .any(|((_, m), fields)| m != manager && fields.contains(dropped));
             if !owned_by_other {
                 remove_at(&mut updated, dropped);
+                remove_emptied_parents(&mut updated, dropped, &applied);
             }
         }
         merge_apply(&mut updated, &config);
@@ -838,6 +839,28 @@ fn remove_at(value: &mut Value, pointer: &str) {
     let last = last.replace("~1", "/").replace("~0", "~");
     if let Some(Value::Object(fields)) = value.pointer_mut(parent) {
         fields.remove(&last);
+    }
+}
+
+/// After a dropped field was removed, removes the maps above it that it leaves empty and that
+/// the apply configuration no longer sets anything under (as the API server removes a whole
+/// struct a manager stops applying, not only its leaves).
+fn remove_emptied_parents(value: &mut Value, pointer: &str, applied: &BTreeSet<String>) {
+    let mut path = pointer;
+    while let Some((parent, _)) = path.rsplit_once('/') {
+        if parent.is_empty() {
+            return;
+        }
+        let still_applied = applied
+            .iter()
+            .any(|p| p.starts_with(parent) && p[parent.len()..].starts_with('/'));
+        let empty =
+            matches!(value.pointer(parent), Some(Value::Object(fields)) if fields.is_empty());
+        if still_applied || !empty {
+            return;
+        }
+        remove_at(value, parent);
+        path = parent;
     }
 }
 
