@@ -9,6 +9,7 @@
 //! - The provider refusing a user (AADSTS50105), expired, revoked and reused links, a link
 //!   without its token: each ends on a page that says what to do.
 //! - An account manager activates from the emailed link, in French.
+//! - An end user activates from the emailed link with their user ID.
 //! - The development sign-in (`--dev-login`) shows the same invitation page.
 //!
 //! Every page visited is saved under `target/screenshots/` at a laptop and a phone width.
@@ -517,6 +518,81 @@ async fn an_account_manager_activates_from_the_emailed_link_in_their_language() 
         )
         .await;
     assert_eq!(again.status, 409, "{:#}", again.body);
+
+    browser.quit().await;
+    portal.stop().await;
+}
+
+#[tokio::test]
+async fn an_end_user_activates_from_the_emailed_link_with_their_user_id() {
+    ensure_chromium();
+    let mail = Maildev::start().await;
+    let portal = TestPortal::start_with_options(
+        Backend::Sqlite,
+        Options {
+            smtp_url: Some(mail.smtp_url()),
+            ..Options::default()
+        },
+    )
+    .await;
+    let platform = portal.platform();
+    let account = platform
+        .account(json!({ "type": "Partner", "displayName": "Contoso Ltd" }))
+        .await;
+    platform
+        .post(
+            &format!("/v1/accounts/{account}/subscriptions"),
+            json!({ "licenseType": "Standard", "quantity": 1 }),
+        )
+        .await
+        .expect(201);
+    platform
+        .post(
+            &format!("/v1/accounts/{account}/users"),
+            json!({ "userId": "dana@contoso.example", "firstName": "Dana", "lastName": "Lee", "licenseType": "Standard" }),
+        )
+        .await
+        .expect(201);
+    let email = mail.wait_for_email_to("dana@contoso.example").await;
+    let text = email["text"].as_str().unwrap().to_owned();
+    let temporary = text
+        .lines()
+        .find_map(|line| line.strip_prefix("Temporary password: "))
+        .expect("the temporary password in the email")
+        .trim()
+        .to_owned();
+    let link = text
+        .split_whitespace()
+        .find(|word| word.contains("/users/activate"))
+        .expect("the activation link in the email")
+        .to_owned();
+
+    let browser = Browser::start().await;
+    browser.open(&link).await;
+    assert_eq!(browser.outcome().await, "form");
+    assert_eq!(
+        browser.text_of("h1").await,
+        "Activate your voice service account"
+    );
+    browser.screenshot("user-activation").await;
+    for (css, value) in [
+        ("#username", "dana@contoso.example".to_owned()),
+        ("#temporary_password", temporary.clone()),
+        ("#new_password", "a long phrase of my own".to_owned()),
+        ("#repeat_password", "a long phrase of my own".to_owned()),
+    ] {
+        let field = browser.find(css).await;
+        browser.type_into(&field, &value).await;
+    }
+    let submit = browser.find("#activate").await;
+    browser.submit(&submit).await;
+    assert_eq!(browser.outcome().await, "activated");
+    assert_eq!(browser.text_of("h1").await, "Your account is active");
+    browser.screenshot("user-activated").await;
+    let users = platform
+        .all_pages(&format!("/v1/accounts/{account}/users"))
+        .await;
+    assert_eq!(users[0]["state"], "Active");
 
     browser.quit().await;
     portal.stop().await;

@@ -14,6 +14,8 @@ async fn double() -> ApiServer {
         "rolebinding",
         "accountmanager",
         "subscription",
+        "userrole",
+        "team",
         "user",
     ] {
         let text =
@@ -321,9 +323,12 @@ async fn examples_are_accepted_by_the_crd_schemas() {
             "AdminInvitation/helpdesk",
             "RoleBinding/helpdesk-branding",
             "Subscription/standard",
+            "Team/support",
             "User/chloe-martin",
             "User/new-starter",
             "User/reception",
+            "UserRole/receptionist",
+            "UserRole/telephony-admin",
         ]
     );
     server.stop().await;

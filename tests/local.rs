@@ -126,7 +126,7 @@ fn examples_apply_then_apply_again_then_diff_and_status() {
     let json = run(dir.path(), &["status", "-f", examples, "--output", "json"]);
     assert_eq!(json.code, 0, "{}", json.stderr);
     let objects: Vec<Value> = serde_json::from_str(&json.stdout).unwrap();
-    assert_eq!(objects.len(), 12);
+    assert_eq!(objects.len(), 15);
     let helpdesk = objects
         .iter()
         .find(|o| o["metadata"]["name"] == "helpdesk")
@@ -178,7 +178,7 @@ fn examples_apply_then_apply_again_then_diff_and_status() {
     let applied = run(dir.path(), &["apply", "-f", edited]);
     assert_eq!(applied.code, 0, "{}", applied.stderr);
     assert!(
-        applied.stdout.contains("1 of 12 object(s) changed"),
+        applied.stdout.contains("1 of 15 object(s) changed"),
         "{}",
         applied.stdout
     );
@@ -277,7 +277,7 @@ fn diff_shows_removals_and_exits_two() {
     std::fs::remove_dir_all(manifests.join("team-fabrikam")).unwrap();
     for args in [
         vec!["diff", "-f", path],
-        vec!["diff", "-f", path, "--prune", "--max-removals", "9"],
+        vec!["diff", "-f", path, "--prune", "--max-removals", "10"],
     ] {
         let diff = run(dir.path(), &args);
         assert_eq!(diff.code, 2, "{args:?}: {}{}", diff.stdout, diff.stderr);
@@ -287,6 +287,8 @@ fn diff_shows_removals_and_exits_two() {
             "AdminInvitation team-fabrikam/billing-lead\n  - revoke pending invitation ",
             "User team-fabrikam/reception\n  - delete user +447700900123 (this cannot be undone)",
             "Subscription team-fabrikam/standard\n  - forget Subscription team-fabrikam/standard (nothing to undo in the portal)",
+            "UserRole team-fabrikam/telephony-admin\n  - delete user role Telephony Administrator, removing it from 1 user(s) (chloe.martin@fabrikam.example leaves Support)",
+            "Team team-fabrikam/support\n  - delete team Support",
         ] {
             assert!(
                 diff.stdout.contains(line),
@@ -295,7 +297,7 @@ fn diff_shows_removals_and_exits_two() {
             );
         }
         assert!(
-            diff.stdout.contains("7 object(s) would change."),
+            diff.stdout.contains("10 object(s) would change."),
             "{}",
             diff.stdout
         );
@@ -458,7 +460,7 @@ fn prune_removes_only_when_asked_and_only_under_the_cap() {
     let state = std::fs::read_to_string(dir.path().join(".portal/state.json")).unwrap();
     assert!(state.contains("AccountManager/team-fabrikam/camille"));
 
-    // Three removals of twelve managed objects is over the default cap of 10% (two).
+    // Three removals of fifteen managed objects is over the default cap of 10% (two).
     let capped = run(dir.path(), &["apply", "-f", path, "--prune"]);
     assert_eq!(capped.code, 1);
     assert!(
@@ -882,7 +884,7 @@ async fn apply_works_against_a_portal_given_by_url() {
     let applied = remote("apply").await.unwrap();
     assert_eq!(applied.code, 0, "{}{}", applied.stdout, applied.stderr);
     assert!(
-        applied.stdout.contains("11 of 12 object(s) changed"),
+        applied.stdout.contains("14 of 15 object(s) changed"),
         "{}",
         applied.stdout
     );

@@ -327,3 +327,105 @@ async fn a_refused_user_stalls_with_the_portals_reason_and_bad_input_is_refused_
     );
     w.stop().await;
 }
+
+fn object(kind: &str, name: &str, spec: Value) -> Value {
+    let mut spec = spec;
+    spec["accountRef"] = json!({ "name": "contoso" });
+    json!({ "apiVersion": "access.portal.dev/v1alpha1", "kind": kind, "metadata": { "name": name, "namespace": NS }, "spec": spec })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_user_role_ends_only_the_memberships_it_gave_and_statuses_follow() {
+    let w = World::start().await;
+    w.apply(subscription(5)).await;
+    w.apply(object("Team", "queue", json!({ "displayName": "Queue" })))
+        .await;
+    w.apply(object(
+        "UserRole",
+        "agent",
+        json!({ "displayName": "Agent", "team": "Queue", "permissions": ["call_queues.answer"] }),
+    ))
+    .await;
+    w.apply(object(
+        "UserRole",
+        "lead",
+        json!({ "displayName": "Lead", "team": "Queue" }),
+    ))
+    .await;
+    w.apply(user(
+        "ann",
+        "ann@contoso.example",
+        json!({ "roles": ["Agent"] }),
+    ))
+    .await;
+    w.apply(user(
+        "bob",
+        "bob@contoso.example",
+        json!({ "roles": ["Agent", "Lead"] }),
+    ))
+    .await;
+    let teams: Api<portal_operator::crd::Team> = Api::namespaced(w.kube.client(), NS);
+    let members = |team: &portal_operator::crd::Team| -> Vec<String> {
+        team.status
+            .as_ref()
+            .map(|s| s.members.iter().map(|m| m.name.clone()).collect())
+            .unwrap_or_default()
+    };
+    wait_for(DEADLINE, "the team to count ann and bob", || async {
+        let team = teams.get("queue").await.unwrap();
+        (members(&team) == ["ann@contoso.example", "bob@contoso.example"]).then_some(())
+    })
+    .await;
+    let ann = w
+        .user_where("ann", "ann in Queue through Agent", |u| {
+            u.status.as_ref().is_some_and(|s| {
+                s.teams.iter().any(|t| t.name == "Queue")
+                    && s.permissions.iter().any(|p| p.name == "call_queues.answer")
+            })
+        })
+        .await;
+    let status = ann.status.unwrap();
+    assert_eq!(status.teams[0].origins, ["role Agent belongs to the team"]);
+    assert_eq!(status.permissions[0].origins, ["role Agent"]);
+    // Delete the role: ann leaves Queue, bob stays through Lead; both lose its permission.
+    let roles: Api<portal_operator::crd::UserRole> = Api::namespaced(w.kube.client(), NS);
+    roles
+        .delete("agent", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(DEADLINE, "the team to keep only bob", || async {
+        let team = teams.get("queue").await.unwrap();
+        (members(&team) == ["bob@contoso.example"]).then_some(())
+    })
+    .await;
+    w.user_where("ann", "ann without Queue or the permission", |u| {
+        u.status
+            .as_ref()
+            .is_some_and(|s| s.teams.is_empty() && s.permissions.is_empty())
+    })
+    .await;
+    // A user naming a role that is not there yet waits for it, and is created once it is.
+    w.apply(user(
+        "cat",
+        "cat@contoso.example",
+        json!({ "roles": ["Supervisor"] }),
+    ))
+    .await;
+    let cat = w
+        .user_where("cat", "cat waiting for its role", |u| {
+            condition(u, "Stalled").0 == "True"
+        })
+        .await;
+    assert_eq!(condition(&cat, "Stalled").1, "UnknownReference");
+    w.apply(object(
+        "UserRole",
+        "supervisor",
+        json!({ "displayName": "Supervisor" }),
+    ))
+    .await;
+    w.user_where("cat", "cat created once its role exists", |u| {
+        phase(u) == Some(UserPhase::Invited)
+    })
+    .await;
+    w.stop().await;
+}

@@ -18,6 +18,9 @@ on_both_backends!(
     every_user_field_is_checked_and_a_refused_write_leaves_nothing,
     user_updates_move_licences_and_disable_with_if_match,
     an_invited_users_activation_expires_and_resend_issues_a_new_password,
+    roles_and_teams_give_permissions_and_memberships_with_their_origin,
+    deleting_a_role_removes_it_from_every_user_and_only_the_memberships_it_gave,
+    teams_and_roles_refuse_bad_input_and_write_nothing,
 );
 
 struct World {
@@ -576,9 +579,15 @@ async fn every_user_field_is_checked_and_a_refused_write_leaves_nothing(backend:
         ),
         (
             json!({ "roles": ["Agent"] }),
+            422,
+            "unknown-reference",
+            "no user role \"Agent\"",
+        ),
+        (
+            json!({ "role": ["Agent"] }),
             400,
             "malformed-request",
-            "unknown field `roles`",
+            "unknown field `role`",
         ),
     ];
     for (change, status, problem, words) in cases {
@@ -754,5 +763,321 @@ async fn an_invited_users_activation_expires_and_resend_issues_a_new_password(ba
             .count(),
         2,
         "{outbox:?}"
+    );
+}
+
+/// A one-pixel PNG.
+const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
+
+async fn service_world(backend: Backend) -> (World, String) {
+    let w = world(backend, Options::default()).await;
+    subscription(&w, &w.client, "Standard", 10).await;
+    let users = format!("/v1/accounts/{}/users", w.client);
+    (w, users)
+}
+
+async fn roles_and_teams_give_permissions_and_memberships_with_their_origin(backend: Backend) {
+    let (w, users) = service_world(backend).await;
+    let platform = w.portal.platform();
+    let account = format!("/v1/accounts/{}", w.client);
+    let support = platform
+        .post(
+            &format!("{account}/teams"),
+            json!({ "name": "Support", "avatar": { "mediaType": "image/png", "data": PNG },
+                    "channels": [{ "name": "General", "visibility": "Public" }, { "name": "Escalations", "visibility": "Private" }] }),
+        )
+        .await
+        .expect(201);
+    assert_eq!(support.body["avatar"]["mediaType"], "image/png");
+    let agent = platform
+        .post(
+            &format!("{account}/user-roles"),
+            json!({ "name": "Agent", "permissions": ["call_queues.answer"], "team": "support",
+                    "teamPermissions": ["members.manage"] }),
+        )
+        .await
+        .expect(201);
+    assert_eq!(
+        agent.body["team"], "Support",
+        "found by name in any case, shown as named"
+    );
+    platform
+        .post(
+            &format!("{account}/teams"),
+            json!({ "name": "Sales", "roles": ["Agent"] }),
+        )
+        .await
+        .expect(201);
+    let mut ann = user("ann@contoso.example", "Standard");
+    ann["roles"] = json!(["Agent"]);
+    ann["teams"] = json!(["Sales"]);
+    ann["permissions"] = json!(["call_queues.answer", "voicemail.manage"]);
+    let ann = platform.post(&users, ann).await.expect(201);
+    let effective = &ann.body["effective"];
+    assert_eq!(
+        effective["permissions"],
+        json!([
+            { "permission": "call_queues.answer", "origins": [{ "type": "direct" }, { "type": "role", "role": "Agent" }] },
+            { "permission": "voicemail.manage", "origins": [{ "type": "direct" }] },
+        ]),
+        "{effective:#}"
+    );
+    assert_eq!(
+        effective["teams"],
+        json!([
+            { "team": "Sales", "origins": [{ "type": "direct" }, { "type": "teamRole", "role": "Agent" }], "disabled": false, "permissions": [] },
+            { "team": "Support", "origins": [{ "type": "teamRole", "role": "Agent" }], "disabled": false,
+              "permissions": [{ "permission": "members.manage", "roles": ["Agent"] }] },
+        ]),
+        "{effective:#}"
+    );
+    assert_eq!(ann.body["roles"], json!(["Agent"]));
+    // A team listing a user makes it a member; the team's view says how each member got there.
+    platform
+        .post(&users, user("bob@contoso.example", "Standard"))
+        .await
+        .expect(201);
+    let etag = support.header("etag").unwrap().to_owned();
+    let support_path = format!("/v1/teams/{}", support.body["id"].as_str().unwrap());
+    let listed = platform
+        .patch(
+            &support_path,
+            json!({ "members": ["BOB@contoso.example"] }),
+            Some(&etag),
+        )
+        .await
+        .expect(200);
+    assert_eq!(
+        listed.body["effectiveMembers"],
+        json!([
+            { "userId": "ann@contoso.example", "origins": [{ "type": "teamRole", "role": "Agent" }] },
+            { "userId": "bob@contoso.example", "origins": [{ "type": "member" }] },
+        ])
+    );
+    // Disabled: members keep their membership, marked disabled; the avatar is served as sent.
+    let etag = listed.header("etag").unwrap().to_owned();
+    platform
+        .patch(&support_path, json!({ "disabled": true }), Some(&etag))
+        .await
+        .expect(200);
+    let bob = platform
+        .all_pages(&format!("{users}?userId=bob%40contoso.example"))
+        .await;
+    assert_eq!(bob[0]["effective"]["teams"][0]["disabled"], true);
+    let avatar = reqwest::Client::new()
+        .get(format!("{}{support_path}/avatar", w.portal.base))
+        .bearer_auth(&w.portal.platform_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(avatar.headers()["content-type"], "image/png");
+    assert!(avatar.bytes().await.unwrap().starts_with(b"\x89PNG"));
+    // The role's view lists who holds it.
+    let role = platform
+        .get(&format!(
+            "/v1/user-roles/{}",
+            agent.body["id"].as_str().unwrap()
+        ))
+        .await
+        .expect(200);
+    assert_eq!(role.body["holders"], json!(["ann@contoso.example"]));
+}
+
+async fn deleting_a_role_removes_it_from_every_user_and_only_the_memberships_it_gave(
+    backend: Backend,
+) {
+    let (w, users) = service_world(backend).await;
+    let platform = w.portal.platform();
+    let account = format!("/v1/accounts/{}", w.client);
+    platform
+        .post(&format!("{account}/teams"), json!({ "name": "Queue" }))
+        .await
+        .expect(201);
+    let agent = platform
+        .post(
+            &format!("{account}/user-roles"),
+            json!({ "name": "Agent", "team": "Queue" }),
+        )
+        .await
+        .expect(201);
+    platform
+        .post(
+            &format!("{account}/user-roles"),
+            json!({ "name": "Lead", "team": "Queue" }),
+        )
+        .await
+        .expect(201);
+    for (id, roles, teams) in [
+        ("ann@contoso.example", json!(["Agent"]), json!([])),
+        ("bob@contoso.example", json!(["Agent", "Lead"]), json!([])),
+        ("cat@contoso.example", json!(["Agent"]), json!(["Queue"])),
+    ] {
+        let mut body = user(id, "Standard");
+        body["roles"] = roles;
+        body["teams"] = teams;
+        platform.post(&users, body).await.expect(201);
+    }
+    let deleted = platform
+        .delete(&format!(
+            "/v1/user-roles/{}",
+            agent.body["id"].as_str().unwrap()
+        ))
+        .await
+        .expect(200);
+    assert_eq!(
+        deleted.body,
+        json!({
+            "removedFrom": ["ann@contoso.example", "bob@contoso.example", "cat@contoso.example"],
+            "lostMemberships": [{ "userId": "ann@contoso.example", "team": "Queue" }],
+        })
+    );
+    let ann = &platform
+        .all_pages(&format!("{users}?userId=ann%40contoso.example"))
+        .await[0];
+    assert_eq!(ann["roles"], json!([]));
+    assert_eq!(ann["effective"]["teams"], json!([]));
+    let events = platform.all_events().await;
+    let event = events
+        .iter()
+        .find(|e| e["type"] == "user_role.deleted")
+        .expect("user_role.deleted");
+    assert_eq!(
+        event["data"]["lostMemberships"],
+        deleted.body["lostMemberships"]
+    );
+}
+
+async fn teams_and_roles_refuse_bad_input_and_write_nothing(backend: Backend) {
+    let (w, users) = service_world(backend).await;
+    let platform = w.portal.platform();
+    let account = format!("/v1/accounts/{}", w.client);
+    platform
+        .post(&format!("{account}/teams"), json!({ "name": "Sales" }))
+        .await
+        .expect(201);
+    let big = "A".repeat(400_000);
+    // (path, body, status, problem, words)
+    let cases = [
+        (
+            "teams",
+            json!({ "name": "sales" }),
+            409,
+            "name-conflict",
+            "already has a team named \"sales\"",
+        ),
+        (
+            "teams",
+            json!({ "name": "" }),
+            422,
+            "validation-failed",
+            "1 to 100",
+        ),
+        (
+            "teams",
+            json!({ "name": "X", "avatar": { "mediaType": "image/gif", "data": PNG } }),
+            422,
+            "validation-failed",
+            "image/png or image/jpeg",
+        ),
+        (
+            "teams",
+            json!({ "name": "X", "avatar": { "mediaType": "image/jpeg", "data": PNG } }),
+            422,
+            "validation-failed",
+            "not a image/jpeg image",
+        ),
+        (
+            "teams",
+            json!({ "name": "X", "avatar": { "mediaType": "image/png", "data": "%%%" } }),
+            422,
+            "validation-failed",
+            "base64",
+        ),
+        (
+            "teams",
+            json!({ "name": "X", "avatar": { "mediaType": "image/png", "data": big } }),
+            422,
+            "validation-failed",
+            "at most 262144",
+        ),
+        (
+            "teams",
+            json!({ "name": "X", "channels": [{ "name": "a", "visibility": "Public" }, { "name": "A", "visibility": "Private" }] }),
+            422,
+            "validation-failed",
+            "two channels",
+        ),
+        (
+            "teams",
+            json!({ "name": "X", "channels": [{ "name": "a", "visibility": "Secret" }] }),
+            400,
+            "malformed-request",
+            "Secret",
+        ),
+        (
+            "teams",
+            json!({ "name": "X", "members": ["nobody@contoso.example"] }),
+            422,
+            "unknown-reference",
+            "no user \"nobody@contoso.example\"",
+        ),
+        (
+            "teams",
+            json!({ "name": "X", "roles": ["Ghost"] }),
+            422,
+            "unknown-reference",
+            "no user role \"Ghost\"",
+        ),
+        (
+            "user-roles",
+            json!({ "name": "R", "team": "Nowhere" }),
+            422,
+            "unknown-reference",
+            "no team \"Nowhere\": the account has Sales",
+        ),
+        (
+            "user-roles",
+            json!({ "name": "R", "teamPermissions": ["members.manage"] }),
+            422,
+            "validation-failed",
+            "set team too",
+        ),
+        (
+            "user-roles",
+            json!({ "name": "R", "permissions": ["root"] }),
+            422,
+            "validation-failed",
+            "unknown user permission \"root\"",
+        ),
+    ];
+    for (path, body, status, problem, words) in cases {
+        let reply = platform
+            .post(&format!("{account}/{path}"), body.clone())
+            .await
+            .expect_problem(status, problem);
+        let detail = reply.body["detail"].as_str().unwrap();
+        assert!(detail.contains(words), "{body}: {detail}");
+    }
+    assert_eq!(
+        platform.all_pages(&format!("{account}/teams")).await.len(),
+        1,
+        "no refused team was written"
+    );
+    assert!(
+        platform
+            .all_pages(&format!("{account}/user-roles"))
+            .await
+            .is_empty()
+    );
+    let mut body = user("dan@contoso.example", "Standard");
+    body["roles"] = json!(["Ghost"]);
+    let refused = platform
+        .post(&users, body)
+        .await
+        .expect_problem(422, "unknown-reference");
+    assert_eq!(refused.body["field"], "/roles/0");
+    assert!(
+        platform.all_pages(&users).await.is_empty(),
+        "nor the user, nor its licence"
     );
 }

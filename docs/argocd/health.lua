@@ -1,5 +1,6 @@
 -- Argo CD health check for the access.portal.dev kinds (Account, AdminInvitation, RoleBinding,
--- AccountManager, Subscription, User), read from the kstatus conditions the operator records.
+-- AccountManager, Subscription, UserRole, Team, User), read from the kstatus conditions the
+-- operator records.
 --
 --   Healthy      Ready=True: the portal matches the spec, or it waits for a person to act on
 --                something done right (a pending invitation, an activation email sent, a

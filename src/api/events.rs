@@ -63,6 +63,12 @@ event_types! {
     UserActivated = "user.activated",
     UserActivationExpired = "user.activation_expired",
     UserDeleted = "user.deleted",
+    UserRoleCreated = "user_role.created",
+    UserRoleUpdated = "user_role.updated",
+    UserRoleDeleted = "user_role.deleted",
+    TeamCreated = "team.created",
+    TeamUpdated = "team.updated",
+    TeamDeleted = "team.deleted",
 }
 
 impl EventType {
@@ -91,6 +97,43 @@ impl EventType {
                 | EventType::SubscriptionUpdated
                 | EventType::UserDeleted
                 | EventType::UserUpdated
+        )
+    }
+
+    /// An event after which an object that named a user role, team or user not in the portal
+    /// yet may find it.
+    pub fn makes_references(self) -> bool {
+        matches!(
+            self,
+            EventType::UserRoleCreated
+                | EventType::UserRoleUpdated
+                | EventType::TeamCreated
+                | EventType::TeamUpdated
+                | EventType::UserCreated
+        )
+    }
+
+    /// An event after which an account's teams may have other members, or its user roles
+    /// other holders.
+    pub fn moves_memberships(self) -> bool {
+        self.reshapes_teams()
+            || matches!(
+                self,
+                EventType::UserCreated | EventType::UserUpdated | EventType::UserDeleted
+            )
+    }
+
+    /// An event that changes a user role or a team itself: users' effective permissions and
+    /// teams may follow.
+    pub fn reshapes_teams(self) -> bool {
+        matches!(
+            self,
+            EventType::UserRoleCreated
+                | EventType::UserRoleUpdated
+                | EventType::UserRoleDeleted
+                | EventType::TeamCreated
+                | EventType::TeamUpdated
+                | EventType::TeamDeleted
         )
     }
 
@@ -138,14 +181,17 @@ mod tests {
             "invitation.accepted",
             "grant.revoked",
             "account_manager.activated",
+            "team.created",
+            "user_role.deleted",
         ] {
             let parsed: EventType = serde_json::from_value(serde_json::json!(name)).unwrap();
             assert_eq!(parsed.as_str(), name);
             assert_eq!(EventType::parse(name), parsed);
             assert_eq!(serde_json::to_value(parsed).unwrap(), name);
         }
-        let later: EventType = serde_json::from_value(serde_json::json!("team.created")).unwrap();
+        let later: EventType =
+            serde_json::from_value(serde_json::json!("channel.archived")).unwrap();
         assert_eq!(later, EventType::Unknown);
-        assert_eq!(EventType::parse("team.created"), EventType::Unknown);
+        assert_eq!(EventType::parse("channel.archived"), EventType::Unknown);
     }
 }

@@ -46,6 +46,18 @@ pub enum ExternalRef {
         name: String,
         uid: String,
     },
+    /// `UserRole/{namespace}/{name}/{uid}`.
+    UserRole {
+        namespace: String,
+        name: String,
+        uid: String,
+    },
+    /// `Team/{namespace}/{name}/{uid}`.
+    Team {
+        namespace: String,
+        name: String,
+        uid: String,
+    },
 }
 
 impl fmt::Display for ExternalRef {
@@ -78,6 +90,16 @@ impl fmt::Display for ExternalRef {
                 name,
                 uid,
             } => write!(f, "User/{namespace}/{name}/{uid}"),
+            ExternalRef::UserRole {
+                namespace,
+                name,
+                uid,
+            } => write!(f, "UserRole/{namespace}/{name}/{uid}"),
+            ExternalRef::Team {
+                namespace,
+                name,
+                uid,
+            } => write!(f, "Team/{namespace}/{name}/{uid}"),
         }
     }
 }
@@ -132,6 +154,16 @@ impl FromStr for ExternalRef {
                 name: owned(name),
                 uid: owned(uid),
             }),
+            ["UserRole", namespace, name, uid] => Ok(ExternalRef::UserRole {
+                namespace: owned(namespace),
+                name: owned(name),
+                uid: owned(uid),
+            }),
+            ["Team", namespace, name, uid] => Ok(ExternalRef::Team {
+                namespace: owned(namespace),
+                name: owned(name),
+                uid: owned(uid),
+            }),
             _ => Err(not_ours()),
         }
     }
@@ -180,6 +212,20 @@ mod tests {
             }),
             (segment(), segment(), segment()).prop_map(|(namespace, name, uid)| {
                 ExternalRef::User {
+                    namespace,
+                    name,
+                    uid,
+                }
+            }),
+            (segment(), segment(), segment()).prop_map(|(namespace, name, uid)| {
+                ExternalRef::UserRole {
+                    namespace,
+                    name,
+                    uid,
+                }
+            }),
+            (segment(), segment(), segment()).prop_map(|(namespace, name, uid)| {
+                ExternalRef::Team {
                     namespace,
                     name,
                     uid,

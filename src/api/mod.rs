@@ -6,7 +6,7 @@
 //! implementing the API, or a reader of the operator, has one module to read.
 //!
 //! - [`accounts`], [`invitations`], [`grants`], [`account_managers`], [`keys`],
-//!   [`subscriptions`], [`users`]: the resources.
+//!   [`subscriptions`], [`users`], [`teams`] (with user roles): the resources.
 //! - [`events`]: the change feed. [`problem`]: RFC 9457 errors with a [`ProblemType`] per cause.
 //! - [`external_ref`]: the references the operator attaches to what it makes.
 //! - [`time`]: timestamps on the wire (RFC 3339, milliseconds, UTC) and the clock.
@@ -20,6 +20,7 @@ pub mod invitations;
 pub mod keys;
 pub mod problem;
 pub mod subscriptions;
+pub mod teams;
 pub mod time;
 pub mod users;
 
@@ -38,6 +39,11 @@ pub use keys::{CreateKey, KeyView, OutboxMessage};
 pub use problem::{Problem, ProblemType};
 pub use subscriptions::{
     CreateSubscription, LicenseTypeView, SubscriptionView, UpdateSubscription,
+};
+pub use teams::{
+    AvatarInfo, AvatarUpload, Channel, ChannelVisibility, CreateTeam, CreateUserRole,
+    DeletedUserRole, LostMembership, TeamMember, TeamView, UpdateTeam, UpdateUserRole,
+    UserRoleView,
 };
 pub use users::{CreateUser, SendInvitations, UpdateUser, UserState, UserView};
 

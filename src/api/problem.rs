@@ -90,6 +90,8 @@ problem_types! {
     SubscriptionExists = "subscription-exists", 409, "The account already has a subscription of this licence type";
     UserIdConflict = "user-id-conflict", 409, "User ID already in use";
     UserNotPrepared = "user-not-prepared", 409, "User is not prepared";
+    NameConflict = "name-conflict", 409, "Name already in use in the account";
+    UnknownReference = "unknown-reference", 422, "No such user, user role or team in the account";
     Internal = "internal", 500, "Internal error";
 }
 

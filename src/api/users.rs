@@ -44,6 +44,10 @@ pub struct UserView {
     pub country_code: Option<String>,
     /// Permissions given directly (not through a role).
     pub permissions: Vec<UserPermission>,
+    /// The user roles the user holds (names).
+    pub roles: Vec<String>,
+    /// The teams the user lists itself in (names); `effective.teams` has every membership.
+    pub teams: Vec<String>,
     pub language: Language,
     pub time_zone: Option<String>,
     pub state: UserState,
@@ -91,6 +95,12 @@ pub struct CreateUser {
     pub country_code: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub permissions: Vec<UserPermission>,
+    /// Names of user roles of the account.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    /// Names of teams of the account the user is a member of.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub teams: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub language: Option<Language>,
     /// An IANA time zone, e.g. Europe/London.
@@ -136,6 +146,10 @@ pub struct UpdateUser {
     pub country_code: Patch<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permissions: Option<Vec<UserPermission>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teams: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub language: Option<Language>,
     #[serde(default, skip_serializing_if = "Patch::is_absent")]

@@ -15,7 +15,8 @@ use super::Context;
 use crate::api::time::parse_millis;
 use crate::api::{Event, EventType, ExternalRef};
 use crate::crd::{
-    Account, AccountManager, AdminInvitation, GrantState, RoleBinding, Subscription, User,
+    Account, AccountManager, AdminInvitation, GrantState, RoleBinding, Subscription, Team, User,
+    UserRole,
 };
 use crate::portal_client::{FeedItem, PortalApi};
 
@@ -42,6 +43,23 @@ pub enum Target {
         namespace: String,
         name: String,
     },
+    UserRole {
+        namespace: String,
+        name: String,
+    },
+    Team {
+        namespace: String,
+        name: String,
+    },
+    /// The Users, UserRoles and Teams on this portal account whose write named an object that
+    /// was not in the portal yet (one may be now).
+    WaitingForReferencesOn(String),
+    /// The Teams and UserRoles on this portal account (their members and holders may have
+    /// changed), and with `users` its Users (their effective permissions and teams).
+    ServiceOn {
+        account: String,
+        users: bool,
+    },
     /// The Subscriptions on this portal account (a licence was taken or given back).
     SubscriptionsOn(String),
     /// The Users on this portal account still waiting for a licence (one may be free now).
@@ -66,6 +84,8 @@ pub fn targets(event: &Event) -> Vec<Target> {
             | EventType::AccountManagerCreated
             | EventType::SubscriptionCreated
             | EventType::UserCreated
+            | EventType::UserRoleCreated
+            | EventType::TeamCreated
     );
     let reference = event
         .external_ref
@@ -88,6 +108,12 @@ pub fn targets(event: &Event) -> Vec<Target> {
         Some(ExternalRef::User {
             namespace, name, ..
         }) => targets.push(Target::User { namespace, name }),
+        Some(ExternalRef::UserRole {
+            namespace, name, ..
+        }) => targets.push(Target::UserRole { namespace, name }),
+        Some(ExternalRef::Team {
+            namespace, name, ..
+        }) => targets.push(Target::Team { namespace, name }),
         Some(ExternalRef::Account { .. }) | None => {}
     }
     if let Some(account) = &event.account_id {
@@ -98,6 +124,15 @@ pub fn targets(event: &Event) -> Vec<Target> {
         }
         if event.event_type.frees_licenses() {
             targets.push(Target::UsersWaitingOn(account.clone()));
+        }
+        if event.event_type.makes_references() {
+            targets.push(Target::WaitingForReferencesOn(account.clone()));
+        }
+        if event.event_type.moves_memberships() {
+            targets.push(Target::ServiceOn {
+                account: account.clone(),
+                users: event.event_type.reshapes_teams(),
+            });
         }
     }
     if event.event_type == EventType::InvitationAccepted {
@@ -121,6 +156,8 @@ pub struct Triggers {
     pub account_managers: UnboundedSender<ObjectRef<AccountManager>>,
     pub subscriptions: UnboundedSender<ObjectRef<Subscription>>,
     pub users: UnboundedSender<ObjectRef<User>>,
+    pub user_roles: UnboundedSender<ObjectRef<UserRole>>,
+    pub teams: UnboundedSender<ObjectRef<Team>>,
 }
 
 /// The receiving ends, one per controller.
@@ -131,6 +168,8 @@ pub struct TriggerStreams {
     pub account_managers: UnboundedReceiver<ObjectRef<AccountManager>>,
     pub subscriptions: UnboundedReceiver<ObjectRef<Subscription>>,
     pub users: UnboundedReceiver<ObjectRef<User>>,
+    pub user_roles: UnboundedReceiver<ObjectRef<UserRole>>,
+    pub teams: UnboundedReceiver<ObjectRef<Team>>,
 }
 
 pub fn triggers() -> (Triggers, TriggerStreams) {
@@ -140,6 +179,8 @@ pub fn triggers() -> (Triggers, TriggerStreams) {
     let (account_managers, account_managers_rx) = unbounded();
     let (subscriptions, subscriptions_rx) = unbounded();
     let (users, users_rx) = unbounded();
+    let (user_roles, user_roles_rx) = unbounded();
+    let (teams, teams_rx) = unbounded();
     (
         Triggers {
             accounts,
@@ -148,6 +189,8 @@ pub fn triggers() -> (Triggers, TriggerStreams) {
             account_managers,
             subscriptions,
             users,
+            user_roles,
+            teams,
         },
         TriggerStreams {
             accounts: accounts_rx,
@@ -156,6 +199,8 @@ pub fn triggers() -> (Triggers, TriggerStreams) {
             account_managers: account_managers_rx,
             subscriptions: subscriptions_rx,
             users: users_rx,
+            user_roles: user_roles_rx,
+            teams: teams_rx,
         },
     )
 }
@@ -210,6 +255,43 @@ impl Triggers {
                 let _ = self
                     .users
                     .unbounded_send(ObjectRef::new(name).within(namespace));
+            }
+            Target::UserRole { namespace, name } => {
+                let _ = self
+                    .user_roles
+                    .unbounded_send(ObjectRef::new(name).within(namespace));
+            }
+            Target::Team { namespace, name } => {
+                let _ = self
+                    .teams
+                    .unbounded_send(ObjectRef::new(name).within(namespace));
+            }
+            Target::WaitingForReferencesOn(portal_id) => {
+                let waiting = |refused: Option<&crate::crd::Refusal>| {
+                    refused.is_some_and(crate::crd::Refusal::waits_for_another_object)
+                };
+                under(ctx, portal_id, &ctx.users, &self.users, |o: &User| {
+                    waiting(o.status.as_ref().and_then(|s| s.refused.as_ref()))
+                });
+                under(
+                    ctx,
+                    portal_id,
+                    &ctx.user_roles,
+                    &self.user_roles,
+                    |o: &UserRole| waiting(o.status.as_ref().and_then(|s| s.refused.as_ref())),
+                );
+                under(ctx, portal_id, &ctx.teams, &self.teams, |o: &Team| {
+                    waiting(o.status.as_ref().and_then(|s| s.refused.as_ref()))
+                });
+            }
+            Target::ServiceOn { account, users } => {
+                under(ctx, account, &ctx.teams, &self.teams, |_| true);
+                under(ctx, account, &ctx.user_roles, &self.user_roles, |_| true);
+                // Any user may gain or lose a membership (a team lists whom it likes); role
+                // and team changes are rare next to user changes.
+                if *users {
+                    under(ctx, account, &ctx.users, &self.users, |_| true);
+                }
             }
             Target::SubscriptionsOn(portal_id) => {
                 under(

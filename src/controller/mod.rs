@@ -33,7 +33,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::api::time::{Clock, SystemClock};
-use crate::crd::{Account, AccountManager, AdminInvitation, RoleBinding, Subscription, User};
+use crate::crd::{
+    Account, AccountManager, AdminInvitation, RoleBinding, Subscription, Team, User, UserRole,
+};
 use crate::portal_client::PortalError;
 use crate::reconcile::refs::{self, AccountState};
 use crate::reconcile::{ExecuteError, Kind, Outcome, READY};
@@ -82,6 +84,8 @@ pub struct Context<P> {
     pub account_managers: Store<AccountManager>,
     pub subscriptions: Store<Subscription>,
     pub users: Store<User>,
+    pub user_roles: Store<UserRole>,
+    pub teams: Store<Team>,
     /// Where "now" comes from (expiry, feed lag); tests move it instead of waiting.
     pub clock: Arc<dyn Clock>,
     /// Consecutive transient failures per object, for its backoff.
@@ -107,6 +111,8 @@ impl<P> Context<P> {
             account_managers: stores.account_managers,
             subscriptions: stores.subscriptions,
             users: stores.users,
+            user_roles: stores.user_roles,
+            teams: stores.teams,
             clock: Arc::new(SystemClock),
             failures: Mutex::new(HashMap::new()),
         }
@@ -145,6 +151,8 @@ pub struct Stores {
     pub account_managers: Store<AccountManager>,
     pub subscriptions: Store<Subscription>,
     pub users: Store<User>,
+    pub user_roles: Store<UserRole>,
+    pub teams: Store<Team>,
 }
 
 /// Why a reconcile failed.
@@ -294,6 +302,8 @@ impl<P> Context<P> {
         );
         known.extend(self.subscriptions.state().iter().map(|o| key(o.as_ref())));
         known.extend(self.users.state().iter().map(|o| key(o.as_ref())));
+        known.extend(self.user_roles.state().iter().map(|o| key(o.as_ref())));
+        known.extend(self.teams.state().iter().map(|o| key(o.as_ref())));
         retain_known(&mut self.failures.lock().expect("failure counts"), &known);
     }
 
@@ -373,6 +383,12 @@ managed!(
     |object, client| Api::namespaced(client, &object.namespace().unwrap_or_default())
 );
 managed!(User, crate::crd::UserStatus, |object, client| {
+    Api::namespaced(client, &object.namespace().unwrap_or_default())
+});
+managed!(UserRole, crate::crd::UserRoleStatus, |object, client| {
+    Api::namespaced(client, &object.namespace().unwrap_or_default())
+});
+managed!(Team, crate::crd::TeamStatus, |object, client| {
     Api::namespaced(client, &object.namespace().unwrap_or_default())
 });
 

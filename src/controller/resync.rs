@@ -1,6 +1,6 @@
 //! The periodic resync, the safety net under the change feed: one paged list of accounts per
 //! parent, and per portal account one paged list each of invitations, grants, account managers,
-//! subscriptions and users (never one portal GET per object; only a pending Link invitation's Secret is read
+//! subscriptions, users, user roles and teams (never one portal GET per object; only a pending Link invitation's Secret is read
 //! by name, since Secrets are not watched); each
 //! object is planned against that observation with the same pure core, and only the objects
 //! whose plan has work or whose status would change are reconciled. A resync of converged
@@ -23,7 +23,7 @@ use crate::reconcile::account;
 use crate::reconcile::admin_invitation;
 use crate::reconcile::driver;
 use crate::reconcile::{AccountState, Host, Kind, ParentState};
-use crate::reconcile::{account_manager, role_binding, subscription, user};
+use crate::reconcile::{account_manager, role_binding, subscription, team, user, user_role};
 
 /// Resyncs every `interval`, and at once when `now` is notified.
 pub async fn every<P: PortalApi>(
@@ -185,6 +185,29 @@ pub async fn once<P: PortalApi>(ctx: &Context<P>, triggers: &Triggers) -> Result
                     user,
                     free_licenses: None,
                 },
+            )
+            .await?;
+        triggered += under
+            .kind(
+                &ctx.user_roles,
+                &triggers.user_roles,
+                || ctx.portal.user_roles(&portal_id),
+                |r| r.external_ref.as_ref(),
+                user_role::reference,
+                |role| user_role::Observed {
+                    role,
+                    account: None,
+                },
+            )
+            .await?;
+        triggered += under
+            .kind(
+                &ctx.teams,
+                &triggers.teams,
+                || ctx.portal.teams(&portal_id),
+                |t| t.external_ref.as_ref(),
+                team::reference,
+                |team| team::Observed { team },
             )
             .await?;
     }

@@ -19,7 +19,9 @@ use tokio::sync::{Notify, watch};
 
 use super::metrics::Metrics;
 use super::{Context, MANAGER, Managed, Stores, error_policy, feed, resync};
-use crate::crd::{Account, AccountManager, AdminInvitation, RoleBinding, Subscription, User};
+use crate::crd::{
+    Account, AccountManager, AdminInvitation, RoleBinding, Subscription, Team, User, UserRole,
+};
 use crate::portal_client::PortalApi;
 
 /// How the operator runs.
@@ -331,6 +333,8 @@ async fn controllers<P: PortalApi + 'static>(
     let manager_controller = controller_of(Api::<AccountManager>::all(client.clone()), &watched);
     let subscription_controller = controller_of(Api::<Subscription>::all(client.clone()), &watched);
     let user_controller = controller_of(Api::<User>::all(client.clone()), &watched);
+    let role_controller = controller_of(Api::<UserRole>::all(client.clone()), &watched);
+    let team_controller = controller_of(Api::<Team>::all(client.clone()), &watched);
     let stores = Stores {
         accounts: account_controller.store(),
         invitations: invitation_controller.store(),
@@ -338,6 +342,8 @@ async fn controllers<P: PortalApi + 'static>(
         account_managers: manager_controller.store(),
         subscriptions: subscription_controller.store(),
         users: user_controller.store(),
+        user_roles: role_controller.store(),
+        teams: team_controller.store(),
     };
     let reporter = Reporter {
         controller: MANAGER.into(),
@@ -397,6 +403,13 @@ async fn controllers<P: PortalApi + 'static>(
         &shared,
     );
     let users_run = drive(user_controller, ctx.users.clone(), streams.users, &shared);
+    let roles_run = drive(
+        role_controller,
+        ctx.user_roles.clone(),
+        streams.user_roles,
+        &shared,
+    );
+    let teams_run = drive(team_controller, ctx.teams.clone(), streams.teams, &shared);
 
     let (connected, mut connection) = watch::channel(false);
     let feed_task = tokio::spawn(feed::follow(
@@ -424,6 +437,8 @@ async fn controllers<P: PortalApi + 'static>(
         super::filled(&caches.account_managers).await;
         super::filled(&caches.subscriptions).await;
         super::filled(&caches.users).await;
+        super::filled(&caches.user_roles).await;
+        super::filled(&caches.teams).await;
         caches_ready
             .caches
             .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -443,7 +458,9 @@ async fn controllers<P: PortalApi + 'static>(
         bindings_run,
         managers_run,
         subscriptions_run,
-        users_run
+        users_run,
+        roles_run,
+        teams_run
     );
     for task in [feed_task, readiness_task, caches_task, resync_task] {
         task.abort();

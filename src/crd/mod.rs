@@ -10,8 +10,9 @@ pub mod admission;
 mod service;
 
 pub use service::{
-    LicenseStatus, Subscription, SubscriptionSpec, SubscriptionStatus, User, UserPhase, UserSpec,
-    UserStatus, WithOrigins,
+    LicenseStatus, Subscription, SubscriptionSpec, SubscriptionStatus, Team, TeamAvatar,
+    TeamChannel, TeamSpec, TeamStatus, User, UserPhase, UserRole, UserRoleSpec, UserRoleStatus,
+    UserSpec, UserStatus, WithOrigins,
 };
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -496,6 +497,8 @@ pub fn definitions() -> Vec<(
         ("rolebinding.yaml", RoleBinding::crd()),
         ("accountmanager.yaml", AccountManager::crd()),
         ("subscription.yaml", Subscription::crd()),
+        ("userrole.yaml", UserRole::crd()),
+        ("team.yaml", Team::crd()),
         ("user.yaml", User::crd()),
     ]
 }

@@ -1,5 +1,5 @@
-//! The service-user kinds (seed 003): Subscription (an account's licences of one type) and User
-//! (an end user holding one of them). Types only, as the rest of `crd`.
+//! The service-user kinds (seed 003): Subscription (an account's licences of one type), User (an
+//! end user holding one of them), UserRole and Team. Types only, as the rest of `crd`.
 
 use std::collections::BTreeMap;
 
@@ -153,6 +153,15 @@ pub struct UserSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub permissions: Vec<UserPermission>,
+    /// Names of UserRoles' roles in the account (their displayName); a role's team makes the
+    /// user a member there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    pub roles: Vec<String>,
+    /// Names of teams in the account the user is a member of (besides those its roles give).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    pub teams: Vec<String>,
     /// en (English, the default) or fr (French): the activation email's language.
     #[serde(default)]
     pub language: Language,
@@ -240,6 +249,172 @@ pub struct UserStatus {
     pub observed_resend_activation: i32,
     /// The portal's refusal of a generation's spec, kept until the spec changes (a licence
     /// shortage is retried once a licence is free).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<Refusal>,
+    /// Ready, Reconciling and Stalled (kstatus).
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+}
+
+// --- UserRole ----------------------------------------------------------------------------------
+
+/// A role end users hold: permissions, the team it belongs to and what its holders may do there.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[kube(
+    group = "access.portal.dev",
+    version = "v1alpha1",
+    kind = "UserRole",
+    namespaced,
+    status = "UserRoleStatus",
+    shortname = "prole",
+    category = "portal",
+    doc = "A user role of the voice service (not a Kubernetes RBAC role): end-user permissions, the team it automatically belongs to, and team permissions there. Deleting it removes it from every user and the team memberships that came only from it.",
+    printcolumn = r#"{"name":"Account","type":"string","jsonPath":".spec.accountRef.name"}"#,
+    printcolumn = r#"{"name":"Role","type":"string","jsonPath":".spec.displayName"}"#,
+    printcolumn = r#"{"name":"Team","type":"string","jsonPath":".spec.team"}"#,
+    printcolumn = r#"{"name":"Holders","type":"integer","jsonPath":".status.holderCount"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("self.accountRef == oldSelf.accountRef").message("accountRef is immutable"))]
+#[x_kube(validation = kube::core::Rule::new("!has(self.teamPermissions) || size(self.teamPermissions) == 0 || has(self.team)").message("teamPermissions apply in the role's team: set team too"))]
+pub struct UserRoleSpec {
+    /// The Account the role belongs to; it must list this namespace in spec.namespaces.
+    pub account_ref: AccountRef,
+    /// The role's name in the portal (unique in the account), e.g. Telephony Administrator.
+    /// Users and Teams refer to the role by this name.
+    #[schemars(length(min = 1, max = 100))]
+    pub display_name: String,
+    /// End-user permissions the role gives.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    pub permissions: Vec<UserPermission>,
+    /// The name of the team the role automatically belongs to: its holders are members.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 100))]
+    pub team: Option<String>,
+    /// What the role's holders may do in its team.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    pub team_permissions: Vec<crate::domain::TeamPermission>,
+}
+
+/// What the operator observed of a UserRole.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserRoleStatus {
+    /// The generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The role's id in the portal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub portal_id: Option<String>,
+    /// The user IDs holding the role.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holders: Vec<String>,
+    /// How many users hold the role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder_count: Option<i64>,
+    /// The portal's refusal of a generation's spec, kept until the spec changes (a team not
+    /// there yet is retried).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<Refusal>,
+    /// Ready, Reconciling and Stalled (kstatus).
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+}
+
+// --- Team --------------------------------------------------------------------------------------
+
+/// A team's channel.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TeamChannel {
+    /// Unique in the team.
+    #[schemars(length(min = 1, max = 100))]
+    pub name: String,
+    /// Public or Private.
+    pub visibility: crate::api::ChannelVisibility,
+}
+
+/// A small image shown for the team.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TeamAvatar {
+    /// image/png or image/jpeg.
+    #[schemars(regex(pattern = r"^image/(png|jpeg)$"))]
+    pub media_type: String,
+    /// The image in base64, at most 256 KiB decoded.
+    #[schemars(length(max = 350_000))]
+    pub data: String,
+}
+
+/// A team of end users.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[kube(
+    group = "access.portal.dev",
+    version = "v1alpha1",
+    kind = "Team",
+    namespaced,
+    status = "TeamStatus",
+    shortname = "pteam",
+    category = "portal",
+    doc = "A team of end users (usually a department): members listed here, the user roles whose holders are members, channels and an avatar; a disabled team is invisible to its members.",
+    printcolumn = r#"{"name":"Account","type":"string","jsonPath":".spec.accountRef.name"}"#,
+    printcolumn = r#"{"name":"Team","type":"string","jsonPath":".spec.displayName"}"#,
+    printcolumn = r#"{"name":"Members","type":"integer","jsonPath":".status.memberCount"}"#,
+    printcolumn = r#"{"name":"Disabled","type":"boolean","jsonPath":".spec.disabled"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("self.accountRef == oldSelf.accountRef").message("accountRef is immutable"))]
+pub struct TeamSpec {
+    /// The Account the team belongs to; it must list this namespace in spec.namespaces.
+    pub account_ref: AccountRef,
+    /// The team's name in the portal (unique in the account); Users and UserRoles refer to the
+    /// team by this name.
+    #[schemars(length(min = 1, max = 100))]
+    pub display_name: String,
+    /// User IDs of users of the account who are members.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"), length(max = 5000))]
+    pub members: Vec<String>,
+    /// Names of user roles whose holders are members.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    pub roles: Vec<String>,
+    /// Public and private channels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 200))]
+    pub channels: Vec<TeamChannel>,
+    /// The team's avatar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar: Option<TeamAvatar>,
+    /// A disabled team is invisible to its members and can be enabled again.
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+/// What the operator observed of a Team.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TeamStatus {
+    /// The generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The team's id in the portal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub portal_id: Option<String>,
+    /// Every member with the origins of its membership (listed here, listing the team, a role).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<WithOrigins>,
+    /// How many members.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_count: Option<i64>,
+    /// The portal's refusal of a generation's spec, kept until the spec changes (a member or
+    /// role not there yet is retried).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<Refusal>,
     /// Ready, Reconciling and Stalled (kstatus).

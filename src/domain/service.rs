@@ -271,12 +271,16 @@ pub struct TeamDef {
     pub name: String,
     /// The user roles that automatically belong to the team (seen from the team's side).
     pub roles: Vec<String>,
+    /// The users the team lists as members (by user ID).
+    pub members: Vec<String>,
     pub disabled: bool,
 }
 
 /// What one user holds directly.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UserAssignment {
+    /// The user's ID (a team may list it as a member).
+    pub user_id: String,
     pub roles: Vec<String>,
     /// Teams the user was added to by name.
     pub teams: Vec<String>,
@@ -292,6 +296,8 @@ pub struct UserAssignment {
 pub enum Origin {
     /// Given to the user directly (a permission) or added by name (a team).
     Direct,
+    /// The team lists the user as a member.
+    Member,
     /// From a user role the user holds.
     Role { role: String },
     /// A role the user holds belongs to the team (the role names the team, or the team the role).
@@ -302,6 +308,7 @@ impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Origin::Direct => f.write_str("direct"),
+            Origin::Member => f.write_str("member of the team"),
             Origin::Role { role } => write!(f, "role {role}"),
             Origin::TeamRole { role } => write!(f, "role {role} belongs to the team"),
         }
@@ -379,6 +386,12 @@ pub fn effective_service_access(
             .entry(&team.name)
             .or_default()
             .insert(Origin::Direct);
+    }
+    for team in teams.iter().filter(|t| t.members.contains(&user.user_id)) {
+        memberships
+            .entry(&team.name)
+            .or_default()
+            .insert(Origin::Member);
     }
     let held = user
         .roles
@@ -488,12 +501,14 @@ mod tests {
         TeamDef {
             name: name.into(),
             roles: roles.iter().map(|r| (*r).into()).collect(),
+            members: Vec::new(),
             disabled: false,
         }
     }
 
     fn user(roles: &[&str], teams: &[&str], permissions: &[UserPermission]) -> UserAssignment {
         UserAssignment {
+            user_id: String::new(),
             roles: roles.iter().map(|r| (*r).into()).collect(),
             teams: teams.iter().map(|t| (*t).into()).collect(),
             permissions: permissions.to_vec(),
@@ -528,10 +543,12 @@ mod tests {
             role("Receptionist", &[ReceptionConsole, CallQueuesAnswer], None),
             role("Agent", &[CallQueuesAnswer], None),
         ];
+        let mut sales = team("Sales", &[]);
+        sales.members = vec!["dee@contoso.example".into()];
         let teams = [
             team("IT", &[]),
             team("Front desk", &["Receptionist"]),
-            team("Sales", &[]),
+            sales,
         ];
         let cases: Vec<Case> = vec![
             ("nothing held", user(&[], &[], &[]), vec![], vec![]),
@@ -580,6 +597,15 @@ mod tests {
                     ),
                     ("Sales", vec![Origin::Direct]),
                 ],
+            ),
+            (
+                "a team listing the user makes it a member",
+                UserAssignment {
+                    user_id: "dee@contoso.example".into(),
+                    ..user(&[], &[], &[])
+                },
+                vec![],
+                vec![("Sales", vec![Origin::Member])],
             ),
             (
                 "an unknown role or team gives nothing",

@@ -19,6 +19,9 @@ use crate::api::{
     CreateSubscription, CreateUser, GrantView, InvitationState, InvitationView, SubscriptionView,
     UpdateAccount, UpdateUser, UserView,
 };
+use crate::api::{
+    CreateTeam, CreateUserRole, DeletedUserRole, TeamView, UpdateTeam, UpdateUserRole, UserRoleView,
+};
 use crate::domain::{GrantScope, Role};
 use crate::portal_client::{FeedItem, PortalApi, PortalResult};
 
@@ -32,6 +35,8 @@ pub struct Bulk<'p, P> {
     managers: Lists<AccountManagerView>,
     subscriptions: Lists<SubscriptionView>,
     users: Lists<UserView>,
+    roles: Lists<UserRoleView>,
+    teams: Lists<TeamView>,
     /// `(account, reference)` pairs and portal ids this run wrote: read from the portal again.
     written_refs: Mutex<HashSet<(String, String)>>,
     written_ids: Mutex<HashSet<String>>,
@@ -47,6 +52,8 @@ impl<'p, P: PortalApi> Bulk<'p, P> {
             managers: Mutex::default(),
             subscriptions: Mutex::default(),
             users: Mutex::default(),
+            roles: Mutex::default(),
+            teams: Mutex::default(),
             written_refs: Mutex::default(),
             written_ids: Mutex::default(),
             lists: std::sync::atomic::AtomicU64::new(0),
@@ -60,11 +67,16 @@ impl<'p, P: PortalApi> Bulk<'p, P> {
         self.managers.lock().expect("lists").remove(account);
         self.subscriptions.lock().expect("lists").remove(account);
         self.users.lock().expect("lists").remove(account);
+        self.roles.lock().expect("lists").remove(account);
+        self.teams.lock().expect("lists").remove(account);
     }
 
-    /// Drops every account's list of subscriptions: users took licences since.
-    pub fn forget_subscriptions(&self) {
+    /// Drops every account's lists of subscriptions, user roles and teams: users took licences,
+    /// roles and memberships since.
+    pub fn forget_counts(&self) {
         self.subscriptions.lock().expect("lists").clear();
+        self.roles.lock().expect("lists").clear();
+        self.teams.lock().expect("lists").clear();
     }
 
     /// How many bulk lists this run made.
@@ -470,6 +482,95 @@ impl<P: PortalApi> PortalApi for Bulk<'_, P> {
     async fn delete_user(&self, id: &str) -> PortalResult<()> {
         self.wrote_id(id);
         self.portal.delete_user(id).await
+    }
+
+    async fn user_roles(&self, account: &str) -> PortalResult<Vec<UserRoleView>> {
+        self.portal.user_roles(account).await
+    }
+    async fn user_role_by_ref(
+        &self,
+        account: &str,
+        external_ref: &str,
+    ) -> PortalResult<Option<UserRoleView>> {
+        self.by_ref(
+            &self.roles,
+            account,
+            external_ref,
+            |r| (r.external_ref.as_ref(), &r.id),
+            || self.portal.user_roles(account),
+            || self.portal.user_role_by_ref(account, external_ref),
+        )
+        .await
+    }
+    async fn create_user_role(
+        &self,
+        account: &str,
+        role: &CreateUserRole,
+        idempotency_key: &str,
+    ) -> PortalResult<UserRoleView> {
+        if let Some(reference) = &role.external_ref {
+            self.wrote_ref(account, reference);
+        }
+        self.portal
+            .create_user_role(account, role, idempotency_key)
+            .await
+    }
+    async fn update_user_role(
+        &self,
+        id: &str,
+        changes: &UpdateUserRole,
+        version: i64,
+    ) -> PortalResult<UserRoleView> {
+        self.wrote_id(id);
+        self.portal.update_user_role(id, changes, version).await
+    }
+    async fn delete_user_role(&self, id: &str) -> PortalResult<DeletedUserRole> {
+        self.wrote_id(id);
+        self.portal.delete_user_role(id).await
+    }
+    async fn teams(&self, account: &str) -> PortalResult<Vec<TeamView>> {
+        self.portal.teams(account).await
+    }
+    async fn team_by_ref(
+        &self,
+        account: &str,
+        external_ref: &str,
+    ) -> PortalResult<Option<TeamView>> {
+        self.by_ref(
+            &self.teams,
+            account,
+            external_ref,
+            |t| (t.external_ref.as_ref(), &t.id),
+            || self.portal.teams(account),
+            || self.portal.team_by_ref(account, external_ref),
+        )
+        .await
+    }
+    async fn create_team(
+        &self,
+        account: &str,
+        team: &CreateTeam,
+        idempotency_key: &str,
+    ) -> PortalResult<TeamView> {
+        if let Some(reference) = &team.external_ref {
+            self.wrote_ref(account, reference);
+        }
+        self.portal
+            .create_team(account, team, idempotency_key)
+            .await
+    }
+    async fn update_team(
+        &self,
+        id: &str,
+        changes: &UpdateTeam,
+        version: i64,
+    ) -> PortalResult<TeamView> {
+        self.wrote_id(id);
+        self.portal.update_team(id, changes, version).await
+    }
+    async fn delete_team(&self, id: &str) -> PortalResult<()> {
+        self.wrote_id(id);
+        self.portal.delete_team(id).await
     }
 
     async fn events(

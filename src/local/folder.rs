@@ -11,7 +11,9 @@ use kube::ResourceExt;
 use super::state::write_private;
 use crate::api::time::{Clock, SystemClock};
 use crate::controller::Managed;
-use crate::crd::{Account, AccountManager, AdminInvitation, RoleBinding, Subscription, User};
+use crate::crd::{
+    Account, AccountManager, AdminInvitation, RoleBinding, Subscription, Team, User, UserRole,
+};
 use crate::reconcile::driver::{Host, Kind};
 use crate::reconcile::{Outcome, refs};
 
@@ -163,6 +165,26 @@ impl Shown for Subscription {
             "create a {} subscription of {} licences",
             self.spec.license_type, self.spec.quantity
         )
+    }
+}
+
+impl Shown for UserRole {
+    fn phase(_status: &crate::crd::UserRoleStatus, _outcome: &Outcome) -> Option<String> {
+        None
+    }
+    const NOT_MADE: &'static str = "NotCreated";
+    fn intent(&self) -> String {
+        format!("create user role {}", self.spec.display_name)
+    }
+}
+
+impl Shown for Team {
+    fn phase(_status: &crate::crd::TeamStatus, _outcome: &Outcome) -> Option<String> {
+        None
+    }
+    const NOT_MADE: &'static str = "NotCreated";
+    fn intent(&self) -> String {
+        format!("create team {}", self.spec.display_name)
     }
 }
 

@@ -12,10 +12,14 @@ use kube::ResourceExt;
 use serde_json::Value;
 
 use crate::crd::{
-    Account, AccountManager, AdminInvitation, GROUP, RoleBinding, Subscription, User,
+    Account, AccountManager, AdminInvitation, GROUP, RoleBinding, Subscription, Team, User,
+    UserRole,
 };
 
 /// One object from the manifests.
+// Every kind is a few hundred bytes (760 to 968); boxing the largest would only move the lint
+// to the next, and the objects are moved rarely (they are built once and read by reference).
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Object {
     Account(Account),
@@ -23,6 +27,8 @@ pub enum Object {
     RoleBinding(RoleBinding),
     AccountManager(AccountManager),
     Subscription(Subscription),
+    UserRole(UserRole),
+    Team(Team),
     User(User),
 }
 
@@ -37,6 +43,8 @@ macro_rules! on_object {
             Object::RoleBinding($o) => Object::RoleBinding($body),
             Object::AccountManager($o) => Object::AccountManager($body),
             Object::Subscription($o) => Object::Subscription($body),
+            Object::UserRole($o) => Object::UserRole($body),
+            Object::Team($o) => Object::Team($body),
             Object::User($o) => Object::User($body),
         }
     };
@@ -47,6 +55,8 @@ macro_rules! on_object {
             Object::RoleBinding($o) => $body,
             Object::AccountManager($o) => $body,
             Object::Subscription($o) => $body,
+            Object::UserRole($o) => $body,
+            Object::Team($o) => $body,
             Object::User($o) => $body,
         }
     };
@@ -55,12 +65,14 @@ pub(crate) use on_object;
 
 impl Object {
     /// The kinds, in the order `kind: Unsupported value` lists them.
-    pub const KINDS: [&'static str; 6] = [
+    pub const KINDS: [&'static str; 8] = [
         "Account",
         "AdminInvitation",
         "RoleBinding",
         "AccountManager",
         "Subscription",
+        "UserRole",
+        "Team",
         "User",
     ];
 
@@ -90,6 +102,8 @@ impl Object {
             "RoleBinding" => serde_json::from_value(value).map(Object::RoleBinding),
             "AccountManager" => serde_json::from_value(value).map(Object::AccountManager),
             "Subscription" => serde_json::from_value(value).map(Object::Subscription),
+            "UserRole" => serde_json::from_value(value).map(Object::UserRole),
+            "Team" => serde_json::from_value(value).map(Object::Team),
             "User" => serde_json::from_value(value).map(Object::User),
             _ => return None,
         })
@@ -222,11 +236,13 @@ fn schemas() -> BTreeMap<String, Value> {
         .collect()
 }
 
-const NAMESPACED: [&str; 5] = [
+const NAMESPACED: [&str; 7] = [
     "AdminInvitation",
     "RoleBinding",
     "AccountManager",
     "Subscription",
+    "UserRole",
+    "Team",
     "User",
 ];
 
@@ -610,9 +626,9 @@ fn check_together(manifests: &[Manifest], problems: &mut Vec<String>) {
     }
 }
 
-/// Accounts parents first, then subscriptions, account managers, invitations, role bindings
-/// (which grant to admins the invitations make) and users (which take the subscriptions'
-/// licences).
+/// Accounts parents first, then subscriptions, account managers, invitations, teams, user roles
+/// (which may name a team), role bindings (which grant to admins the invitations make) and users
+/// (which take the subscriptions' licences and name roles and teams).
 pub fn in_dependency_order(manifests: &[Manifest]) -> Vec<&Manifest> {
     let depth = |name: &str| {
         let mut depth = 0;
@@ -638,8 +654,10 @@ pub fn in_dependency_order(manifests: &[Manifest]) -> Vec<&Manifest> {
             Object::Subscription(_) => 1000,
             Object::AccountManager(_) => 1001,
             Object::AdminInvitation(_) => 1002,
-            Object::RoleBinding(_) => 1003,
-            Object::User(_) => 1004,
+            Object::Team(_) => 1003,
+            Object::UserRole(_) => 1004,
+            Object::RoleBinding(_) => 1005,
+            Object::User(_) => 1006,
         };
         (rank, m.object.key())
     });

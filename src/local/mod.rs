@@ -159,17 +159,19 @@ pub async fn run(
         .filter(|key| !present.contains(*key))
         .cloned()
         .collect();
-    // What depends on others goes first: users, bindings, invitations, managers, subscriptions,
-    // then accounts
+    // What depends on others goes first: users, bindings, user roles, teams, invitations,
+    // managers, subscriptions, then accounts
     // (deepest first, by the length of their recorded path).
     stale.sort_by_key(|key| {
         let rank = match key.split('/').next().unwrap_or_default() {
             "User" => 0,
             "RoleBinding" => 1,
-            "AdminInvitation" => 2,
-            "AccountManager" => 3,
-            "Subscription" => 4,
-            _ => 5,
+            "UserRole" => 2,
+            "Team" => 3,
+            "AdminInvitation" => 4,
+            "AccountManager" => 5,
+            "Subscription" => 6,
+            _ => 7,
         };
         let depth = state.objects[key].status.value()["path"]
             .as_str()
@@ -239,10 +241,14 @@ pub async fn run(
     let (later, members): (Vec<&Manifest>, Vec<&Manifest>) = rest
         .into_iter()
         .partition(|m| matches!(m.object, Object::RoleBinding(_) | Object::User(_)));
-    for group in [members, later] {
+    let (roles, members): (Vec<&Manifest>, Vec<&Manifest>) = members
+        .into_iter()
+        .partition(|m| matches!(m.object, Object::UserRole(_)));
+    for group in [members, roles, later] {
         run.converge_all(&group).await;
     }
-    run.recount_licenses(manifests).await;
+    run.retry_late_references(manifests).await;
+    run.recount(manifests).await;
     tracing::debug!(lists = bulk.lists(), "observed in bulk");
     for key in &stale {
         let row = if prune.enabled || mode == Mode::Diff {
@@ -548,9 +554,47 @@ impl Run<'_> {
         }
     }
 
-    /// Users took or gave back licences after their Subscriptions converged: reads those again
-    /// (one list per account), so the table and the state show the counts as the run left them.
-    async fn recount_licenses(&mut self, manifests: &[Manifest]) {
+    /// A Team naming a user role that was created after it (or a role naming a team made later)
+    /// was refused as not there yet: each such object is converged once more, now that the
+    /// whole run has written what it names.
+    async fn retry_late_references(&mut self, manifests: &[Manifest]) {
+        if self.mode != Mode::Apply {
+            return;
+        }
+        let late: Vec<&Manifest> = manifests
+            .iter()
+            .filter(|m| {
+                self.state
+                    .objects
+                    .get(&m.object.key())
+                    .is_some_and(|entry| {
+                        entry.status.value()["refused"]["reason"]
+                            == ProblemType::UnknownReference.reason().as_str()
+                    })
+            })
+            .collect();
+        for manifest in late {
+            let key = manifest.object.key();
+            let object = on_object!(&manifest.object, o => wrap self.prepare(o, &key));
+            let converging = on_object!(&object, o => self.converge(o, self.keep_objects).await);
+            let retried = self.record(&key, converging);
+            if let Some(row) = self
+                .report
+                .rows
+                .iter_mut()
+                .find(|row| row.kind == retried.kind && row.name == retried.name)
+            {
+                let changes = std::mem::take(&mut row.changes);
+                *row = retried;
+                row.changes.splice(0..0, changes);
+            }
+        }
+    }
+
+    /// Users took or gave back licences, roles and memberships after the Subscriptions, Teams and
+    /// UserRoles converged: reads those again (one list per account and kind), so the table and
+    /// the state show the counts as the run left them.
+    async fn recount(&mut self, manifests: &[Manifest]) {
         let users_changed = self
             .report
             .rows
@@ -559,14 +603,17 @@ impl Run<'_> {
         if self.mode != Mode::Apply || !users_changed {
             return;
         }
-        self.portal.forget_subscriptions();
+        self.portal.forget_counts();
         for manifest in manifests {
-            let Object::Subscription(subscription) = &manifest.object else {
+            if !matches!(
+                manifest.object,
+                Object::Subscription(_) | Object::Team(_) | Object::UserRole(_)
+            ) {
                 continue;
-            };
+            }
             let key = manifest.object.key();
-            let object = self.prepare(subscription, &key);
-            let converging = self.converge(&object, self.keep_objects).await;
+            let object = on_object!(&manifest.object, o => wrap self.prepare(o, &key));
+            let converging = on_object!(&object, o => self.converge(o, self.keep_objects).await);
             let recounted = self.record(&key, converging);
             if let Some(row) = self
                 .report

@@ -8,7 +8,7 @@
 //!
 //! Layout: `store` (database and change-feed sequencing), `auth` (API keys, authorization
 //! through the domain's `effective_access`), one module per resource (`accounts`, `grants`,
-//! `invitations`, `account_managers`, `keys`, `subscriptions`, `users`), `idempotency` (replays of POSTs), `problem`
+//! `invitations`, `account_managers`, `keys`, `subscriptions`, `users`, `teams`), `idempotency` (replays of POSTs), `problem`
 //! (RFC 9457 errors) and `json` (strict bodies, pagination).
 
 mod account_managers;
@@ -30,6 +30,7 @@ mod ratelimit;
 mod sqlite_writer;
 mod store;
 mod subscriptions;
+mod teams;
 mod users;
 
 pub use mail::MailConfig;
@@ -497,6 +498,27 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/users/{id}/resend-activation", post(users::resend))
         .route("/users/activate", post(users::activate))
+        .route(
+            "/accounts/{id}/user-roles",
+            post(teams::create_role).get(teams::list_roles),
+        )
+        .route(
+            "/user-roles/{id}",
+            get(teams::get_role)
+                .patch(teams::update_role)
+                .delete(teams::delete_role),
+        )
+        .route(
+            "/accounts/{id}/teams",
+            post(teams::create_team).get(teams::list_teams),
+        )
+        .route(
+            "/teams/{id}",
+            get(teams::get_team)
+                .patch(teams::update_team)
+                .delete(teams::delete_team),
+        )
+        .route("/teams/{id}/avatar", get(teams::get_avatar))
         .route("/outbox", get(mail::list))
         .route("/events", get(feed::events))
         .route("/api-keys", post(keys::create).get(keys::list))

@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use crate::api::problem::{Problem, ProblemType, TYPE_BASE};
 use crate::api::{
     Page, account_managers as managers, accounts, events, grants, invitations, keys, subscriptions,
-    users,
+    teams, users,
 };
 use crate::domain::{EffectiveAccess, RoleSpec};
 
@@ -161,6 +161,24 @@ pub static OPERATIONS: &[Operation] = &[
         request: None, 200 => Some(schema::<users::UserView>), headers: &[IDEMPOTENCY]),
     op!("post" "/v1/users/activate", "Users", "A user's first sign-in: trade the temporary password for your own", auth: false,
         request: Some(schema::<managers::Activate>), 200 => Some(schema::<users::UserView>)),
+    op!("post" "/v1/accounts/{id}/user-roles", "Teams and user roles", "Create a user role (permissions, the team it belongs to, team permissions)", auth: true,
+        request: Some(schema::<teams::CreateUserRole>), 201 => Some(schema::<teams::UserRoleView>), headers: &[IDEMPOTENCY]),
+    op!("get" "/v1/accounts/{id}/user-roles", "Teams and user roles", "List an account's user roles with their holders", auth: true,
+        request: None, 200 => Some(schema::<Page<teams::UserRoleView>>), query: super::teams::ListQuery),
+    op!("get" "/v1/user-roles/{id}", "Teams and user roles", "Read a user role (ETag header)", auth: true, request: None, 200 => Some(schema::<teams::UserRoleView>)),
+    op!("patch" "/v1/user-roles/{id}", "Teams and user roles", "Change a user role", auth: true,
+        request: Some(schema::<teams::UpdateUserRole>), 200 => Some(schema::<teams::UserRoleView>), headers: &[IF_MATCH]),
+    op!("delete" "/v1/user-roles/{id}", "Teams and user roles", "Delete a user role: removed from every user, with the team memberships that came only from it", auth: true,
+        request: None, 200 => Some(schema::<teams::DeletedUserRole>)),
+    op!("post" "/v1/accounts/{id}/teams", "Teams and user roles", "Create a team (members, roles, channels, avatar)", auth: true,
+        request: Some(schema::<teams::CreateTeam>), 201 => Some(schema::<teams::TeamView>), headers: &[IDEMPOTENCY]),
+    op!("get" "/v1/accounts/{id}/teams", "Teams and user roles", "List an account's teams with their effective members", auth: true,
+        request: None, 200 => Some(schema::<Page<teams::TeamView>>), query: super::teams::ListQuery),
+    op!("get" "/v1/teams/{id}", "Teams and user roles", "Read a team (ETag header)", auth: true, request: None, 200 => Some(schema::<teams::TeamView>)),
+    op!("patch" "/v1/teams/{id}", "Teams and user roles", "Change a team (disabled: invisible to its members until enabled)", auth: true,
+        request: Some(schema::<teams::UpdateTeam>), 200 => Some(schema::<teams::TeamView>), headers: &[IF_MATCH]),
+    op!("delete" "/v1/teams/{id}", "Teams and user roles", "Delete a team", auth: true, request: None, 204 => None),
+    op!("get" "/v1/teams/{id}/avatar", "Teams and user roles", "The team's avatar image (image/png or image/jpeg)", auth: true, request: None, 200 => None),
     op!("post" "/v1/api-keys", "API keys", "Issue an API key (shown once)", auth: true,
         request: Some(schema::<keys::CreateKey>), 201 => Some(schema::<keys::KeyView>), headers: &[IDEMPOTENCY]),
     op!("get" "/v1/api-keys", "API keys", "List your API keys (never their secret)", auth: true, request: None, 200 => Some(schema::<Page<keys::KeyView>>)),

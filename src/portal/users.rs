@@ -28,6 +28,7 @@ use super::json::{JsonBody, PageQuery, Params, check_external_ref};
 use super::problem::{ApiError, ApiResult, ProblemType};
 use super::store::{NewEvent, WriteTx};
 use super::subscriptions::ensure_license_free;
+use super::teams::{AccountService, forget_user, write_user_links};
 use super::{AppState, db_error, mail};
 use crate::api::time::format_millis;
 use crate::api::{
@@ -35,8 +36,7 @@ use crate::api::{
 };
 use crate::domain::service::{country_code, time_zone};
 use crate::domain::{
-    Language, LicenseType, Permission, PhoneNumber, UserAssignment, UserId, UserPermission,
-    effective_service_access, person_name,
+    Language, LicenseType, Permission, PhoneNumber, UserId, UserPermission, person_name,
 };
 
 const COLUMNS: &str = "id, account_id, user_id, first_name, last_name, extra, license_type, mobile_number, \
@@ -157,13 +157,10 @@ impl Row_ {
         }
     }
 
-    fn view(&self, now: i64) -> UserView {
+    fn view(&self, now: i64, service: &AccountService) -> UserView {
         let settings = &self.settings;
         let state = self.state(now);
-        let assignment = UserAssignment {
-            permissions: settings.permissions.clone(),
-            ..UserAssignment::default()
-        };
+        let (roles, teams) = service.listed_by_user(&self.id);
         UserView {
             id: self.id.clone(),
             account_id: self.account_id.clone(),
@@ -179,6 +176,8 @@ impl Row_ {
             display_numbers: settings.display_numbers.clone(),
             country_code: settings.country_code.clone(),
             permissions: settings.permissions.clone(),
+            roles,
+            teams,
             language: settings.language,
             time_zone: settings.time_zone.clone(),
             state,
@@ -191,9 +190,7 @@ impl Row_ {
             invited_at: self.invited_at.map(format_millis),
             activated_at: self.activated_at.map(format_millis),
             activation_sends: self.activation_sends,
-            // User roles and teams arrive with their own resources; today a user's effective
-            // permissions are the direct ones.
-            effective: effective_service_access(&assignment, &[], &[]),
+            effective: service.effective(&self.id, &settings.permissions),
             external_ref: self.external_ref.clone(),
             created_at: format_millis(self.created_at),
             version: self.version,
@@ -212,8 +209,8 @@ impl Row_ {
     }
 }
 
-fn response(status: StatusCode, row: &Row_, now: i64) -> Response {
-    let mut response = (status, Json(row.view(now))).into_response();
+fn response(status: StatusCode, row: &Row_, now: i64, service: &AccountService) -> Response {
+    let mut response = (status, Json(row.view(now, service))).into_response();
     if let Ok(value) = header::HeaderValue::from_str(&format!("\"{}\"", row.version)) {
         response.headers_mut().insert(header::ETAG, value);
     }
@@ -414,6 +411,9 @@ pub async fn create(
         .at("/externalRef"));
     }
     ensure_license_free(&mut tx.tx, &account_id, settings.license_type).await?;
+    let service = AccountService::load(&mut tx.tx, &account_id).await?;
+    let role_ids = service.role_ids(&body.roles, "/roles")?;
+    let team_ids = service.team_ids(&body.teams, "/teams")?;
     let invited = password.is_some();
     let row = Row_ {
         id: uuid::Uuid::now_v7().to_string(),
@@ -441,6 +441,8 @@ pub async fn create(
         password_hash.as_deref(),
     )
     .await?;
+    write_user_links(&mut tx, &row.id, Some(&role_ids), Some(&team_ids)).await?;
+    let service = AccountService::load(&mut tx.tx, &account_id).await?;
     tx.emit(row.event(EventType::UserCreated), now);
     if let Some(password) = &password {
         queue_activation(
@@ -453,7 +455,7 @@ pub async fn create(
         );
     }
     let response = tx
-        .commit_response(response(StatusCode::CREATED, &row, now))
+        .commit_response(response(StatusCode::CREATED, &row, now, &service))
         .await?;
     if invited {
         state.mail_queued();
@@ -668,9 +670,10 @@ pub async fn list(
     .fetch_all(&mut *connection)
     .await
     .map_err(db_error("list users"))?;
+    let service = AccountService::load(&mut connection, &account_id).await?;
     let views = rows
         .iter()
-        .map(|row| Ok(Row_::from_row(row)?.view(now)))
+        .map(|row| Ok(Row_::from_row(row)?.view(now, &service)))
         .collect::<ApiResult<Vec<_>>>()?;
     Ok(Json(Page::new(views, limit, |u: &UserView| u.id.clone())))
 }
@@ -689,7 +692,8 @@ pub async fn get(
         Permission::ServiceUsersRead,
     )
     .await?;
-    Ok(response(StatusCode::OK, &row, now))
+    let service = AccountService::load(&mut connection, &row.account_id).await?;
+    Ok(response(StatusCode::OK, &row, now, &service))
 }
 
 fn patched(current: &Option<String>, change: &Patch<String>) -> Option<String> {
@@ -756,8 +760,34 @@ pub async fn update(
         }
         _ => (row.stored_state, row.enabled_state),
     };
-    if settings == current && stored_state == row.stored_state {
-        return Ok(response(StatusCode::OK, &row, now));
+    let service = AccountService::load(&mut tx.tx, &row.account_id).await?;
+    let role_ids = body
+        .roles
+        .as_deref()
+        .map(|roles| service.role_ids(roles, "/roles"))
+        .transpose()?;
+    let team_ids = body
+        .teams
+        .as_deref()
+        .map(|teams| service.team_ids(teams, "/teams"))
+        .transpose()?;
+    let (roles_now, teams_now) = service.listed_by_user(&row.id);
+    let same = |wanted: &Option<Vec<String>>, held: &[String]| {
+        wanted.as_ref().is_none_or(|wanted| {
+            let mut wanted: Vec<String> = wanted.iter().map(|n| n.trim().to_lowercase()).collect();
+            let mut held: Vec<String> = held.iter().map(|n| n.to_lowercase()).collect();
+            wanted.sort();
+            wanted.dedup();
+            held.sort();
+            wanted == held
+        })
+    };
+    if settings == current
+        && stored_state == row.stored_state
+        && same(&body.roles, &roles_now)
+        && same(&body.teams, &teams_now)
+    {
+        return Ok(response(StatusCode::OK, &row, now, &service));
     }
     let read_version = row.version;
     row.settings = settings;
@@ -765,9 +795,11 @@ pub async fn update(
     row.enabled_state = enabled_state;
     row.version += 1;
     save(&mut tx, &row, read_version).await?;
+    write_user_links(&mut tx, &row.id, role_ids.as_deref(), team_ids.as_deref()).await?;
+    let service = AccountService::load(&mut tx.tx, &row.account_id).await?;
     tx.emit(row.event(EventType::UserUpdated), now);
     tx.commit().await.map_err(db_error("commit"))?;
-    Ok(response(StatusCode::OK, &row, now))
+    Ok(response(StatusCode::OK, &row, now, &service))
 }
 
 /// Deletes a user for good and gives its licence back. Cannot be undone.
@@ -779,6 +811,7 @@ pub async fn delete(
     let now = state.now();
     let mut tx = state.begin().await?;
     let (row, _) = authorized(&mut tx.tx, &principal, &id, Permission::ServiceUsersWrite).await?;
+    forget_user(&mut tx, &id).await?;
     sqlx::query("DELETE FROM service_users WHERE id = $1")
         .bind(&id)
         .execute(&mut *tx.tx)
@@ -843,6 +876,7 @@ pub async fn send_invitations(
         Permission::ServiceUsersWrite,
     )
     .await?;
+    let service = AccountService::load(&mut tx.tx, &account_id).await?;
     let mut invited = Vec::with_capacity(body.users.len());
     for (index, id) in body.users.iter().enumerate() {
         let mut row = find(&mut tx.tx, id)
@@ -861,7 +895,7 @@ pub async fn send_invitations(
             .at(&format!("/users/{index}")));
         }
         invite(&state, &mut tx, &mut row, &access.account.display_name, now).await?;
-        invited.push(row.view(now));
+        invited.push(row.view(now, &service));
     }
     let response = tx
         .commit_response(
@@ -909,8 +943,9 @@ pub async fn resend(
         }
     }
     invite(&state, &mut tx, &mut row, &access.account.display_name, now).await?;
+    let service = AccountService::load(&mut tx.tx, &row.account_id).await?;
     let response = tx
-        .commit_response(response(StatusCode::OK, &row, now))
+        .commit_response(response(StatusCode::OK, &row, now, &service))
         .await?;
     state.mail_queued();
     Ok(response)
@@ -923,8 +958,17 @@ pub async fn activate(
     axum::extract::ConnectInfo(client): axum::extract::ConnectInfo<std::net::SocketAddr>,
     JsonBody(body): JsonBody<Activate>,
 ) -> ApiResult<Json<UserView>> {
+    activate_with(&state, client.ip(), &body).await.map(Json)
+}
+
+/// A user's activation, for the API and the activation page alike.
+pub async fn activate_with(
+    state: &AppState,
+    client: std::net::IpAddr,
+    body: &Activate,
+) -> ApiResult<UserView> {
     let now = state.now();
-    state.limit_attempts(client.ip())?;
+    state.limit_attempts(client)?;
     if body.new_password.chars().count() < MIN_PASSWORD_LENGTH {
         return Err(ApiError::invalid(
             "/newPassword",
@@ -1003,8 +1047,9 @@ pub async fn activate(
         return Err(refused());
     }
     tx.emit(row.event(EventType::UserActivated), now);
+    let service = AccountService::load(&mut tx.tx, &row.account_id).await?;
     tx.commit().await.map_err(db_error("commit"))?;
-    Ok(Json(row.view(now)))
+    Ok(row.view(now, &service))
 }
 
 /// Marks invited users whose temporary password lapsed as ActivationExpired and emits

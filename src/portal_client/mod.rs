@@ -23,6 +23,9 @@ use crate::api::{
     InvitationView, Page, Problem, ProblemType, RevokedGrants, SendInvitations, SubscriptionView,
     UpdateAccount, UpdateInvitation, UpdateSubscription, UpdateUser, UserView, Whoami,
 };
+use crate::api::{
+    CreateTeam, CreateUserRole, DeletedUserRole, TeamView, UpdateTeam, UpdateUserRole, UserRoleView,
+};
 use crate::domain::{GrantScope, Role};
 
 /// Why a portal call failed.
@@ -300,6 +303,56 @@ pub trait PortalApi: Send + Sync {
     /// Deletes a user for good; a user already gone is success.
     fn delete_user(&self, id: &str) -> impl Future<Output = PortalResult<()>> + Send;
 
+    /// The account's user roles (all pages), for observing in bulk.
+    fn user_roles(
+        &self,
+        account: &str,
+    ) -> impl Future<Output = PortalResult<Vec<UserRoleView>>> + Send;
+    fn user_role_by_ref(
+        &self,
+        account: &str,
+        external_ref: &str,
+    ) -> impl Future<Output = PortalResult<Option<UserRoleView>>> + Send;
+    fn create_user_role(
+        &self,
+        account: &str,
+        role: &CreateUserRole,
+        idempotency_key: &str,
+    ) -> impl Future<Output = PortalResult<UserRoleView>> + Send;
+    fn update_user_role(
+        &self,
+        id: &str,
+        changes: &UpdateUserRole,
+        version: i64,
+    ) -> impl Future<Output = PortalResult<UserRoleView>> + Send;
+    /// Deletes; what the deletion took away (nothing for a role already gone).
+    fn delete_user_role(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = PortalResult<DeletedUserRole>> + Send;
+
+    /// The account's teams (all pages), for observing in bulk.
+    fn teams(&self, account: &str) -> impl Future<Output = PortalResult<Vec<TeamView>>> + Send;
+    fn team_by_ref(
+        &self,
+        account: &str,
+        external_ref: &str,
+    ) -> impl Future<Output = PortalResult<Option<TeamView>>> + Send;
+    fn create_team(
+        &self,
+        account: &str,
+        team: &CreateTeam,
+        idempotency_key: &str,
+    ) -> impl Future<Output = PortalResult<TeamView>> + Send;
+    fn update_team(
+        &self,
+        id: &str,
+        changes: &UpdateTeam,
+        version: i64,
+    ) -> impl Future<Output = PortalResult<TeamView>> + Send;
+    /// Deletes; a team already gone is success.
+    fn delete_team(&self, id: &str) -> impl Future<Output = PortalResult<()>> + Send;
+
     /// The change feed after event `after` (`None`: from now on), as it happens; the stream ends
     /// when the connection does.
     fn events(
@@ -469,6 +522,28 @@ impl HttpPortal {
     }
 
     /// GET that reads 404 as None.
+    /// The object of an account's `collection` with `external_ref`, if any.
+    async fn first_by_ref<T: DeserializeOwned>(
+        &self,
+        collection: &str,
+        account: &str,
+        external_ref: &str,
+    ) -> PortalResult<Option<T>> {
+        let page: Page<T> = self
+            .expect(
+                Method::GET,
+                &format!(
+                    "/v1/accounts/{}/{collection}?externalRef={}",
+                    encode(account),
+                    encode(external_ref)
+                ),
+                None,
+                &[],
+            )
+            .await?;
+        Ok(page.items.into_iter().next())
+    }
+
     async fn find<T: DeserializeOwned>(&self, path: &str) -> PortalResult<Option<T>> {
         match self.call(Method::GET, path, None, &[]).await {
             Err(error) if error.is_not_found() => Ok(None),
@@ -978,6 +1053,114 @@ impl PortalApi for HttpPortal {
 
     async fn delete_user(&self, id: &str) -> PortalResult<()> {
         self.delete_idempotent(&format!("/v1/users/{}", encode(id)))
+            .await
+            .map(|_| ())
+    }
+
+    async fn user_roles(&self, account: &str) -> PortalResult<Vec<UserRoleView>> {
+        self.all_pages(&format!("/v1/accounts/{}/user-roles", encode(account)))
+            .await
+    }
+
+    async fn user_role_by_ref(
+        &self,
+        account: &str,
+        external_ref: &str,
+    ) -> PortalResult<Option<UserRoleView>> {
+        self.first_by_ref("user-roles", account, external_ref).await
+    }
+
+    async fn create_user_role(
+        &self,
+        account: &str,
+        role: &CreateUserRole,
+        idempotency_key: &str,
+    ) -> PortalResult<UserRoleView> {
+        let body = body(role);
+        self.expect(
+            Method::POST,
+            &format!("/v1/accounts/{}/user-roles", encode(account)),
+            Some(&body),
+            &idempotent(idempotency_key),
+        )
+        .await
+    }
+
+    async fn update_user_role(
+        &self,
+        id: &str,
+        changes: &UpdateUserRole,
+        version: i64,
+    ) -> PortalResult<UserRoleView> {
+        let body = body(changes);
+        self.expect(
+            Method::PATCH,
+            &format!("/v1/user-roles/{}", encode(id)),
+            Some(&body),
+            &[("if-match", format!("\"{version}\""))],
+        )
+        .await
+    }
+
+    async fn delete_user_role(&self, id: &str) -> PortalResult<DeletedUserRole> {
+        let answer = self
+            .delete_idempotent(&format!("/v1/user-roles/{}", encode(id)))
+            .await?;
+        Ok(answer
+            .and_then(|value| serde_json::from_value(value).ok())
+            .unwrap_or(DeletedUserRole {
+                removed_from: Vec::new(),
+                lost_memberships: Vec::new(),
+            }))
+    }
+
+    async fn teams(&self, account: &str) -> PortalResult<Vec<TeamView>> {
+        self.all_pages(&format!("/v1/accounts/{}/teams", encode(account)))
+            .await
+    }
+
+    async fn team_by_ref(
+        &self,
+        account: &str,
+        external_ref: &str,
+    ) -> PortalResult<Option<TeamView>> {
+        self.first_by_ref("teams", account, external_ref).await
+    }
+
+    async fn create_team(
+        &self,
+        account: &str,
+        team: &CreateTeam,
+        idempotency_key: &str,
+    ) -> PortalResult<TeamView> {
+        let body = body(team);
+        self.expect(
+            Method::POST,
+            &format!("/v1/accounts/{}/teams", encode(account)),
+            Some(&body),
+            &idempotent(idempotency_key),
+        )
+        .await
+    }
+
+    async fn update_team(
+        &self,
+        id: &str,
+        changes: &UpdateTeam,
+        version: i64,
+    ) -> PortalResult<TeamView> {
+        let body = body(changes);
+        self.expect(
+            Method::PATCH,
+            &format!("/v1/teams/{}", encode(id)),
+            Some(&body),
+            &[("if-match", format!("\"{version}\""))],
+        )
+        .await
+    }
+
+    async fn delete_team(&self, id: &str) -> PortalResult<()> {
+        self.delete_idempotent(&format!("/v1/teams/{}", encode(id)))
             .await
             .map(|_| ())
     }

@@ -122,7 +122,7 @@ pub trait Kind: Resource<DynamicType = ()> + Send + Sync + Sized {
         refusal: &Refusal,
         _status: &mut Self::Status,
     ) -> (Outcome, Option<Duration>) {
-        (refusal.outcome(), None)
+        refusal.settled()
     }
     /// The link the portal just issued (shown only once), if any.
     fn take_link(_executed: &mut Self::Executed) -> Option<String> {

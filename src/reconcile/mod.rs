@@ -10,7 +10,9 @@ pub mod driver;
 pub mod refs;
 pub mod role_binding;
 pub mod subscription;
+pub mod team;
 pub mod user;
+pub mod user_role;
 
 use std::time::Duration;
 
@@ -170,11 +172,32 @@ impl Outcome {
 /// sent again until it changes (no retry storm). A refusal of an older generation is void.
 pub fn refused_at(refused: Option<&Refusal>, generation: Option<i64>) -> Option<Outcome> {
     refused
-        .filter(|r| Some(r.generation) == generation)
+        .filter(|r| Some(r.generation) == generation && !r.waits_for_another_object())
         .map(Refusal::outcome)
 }
 
+/// How soon to try again a write refused because an object it names is not in the portal yet
+/// (a user role, a team, a user), when no event says it came.
+pub const WAIT_FOR_REFERENCE: Duration = Duration::from_secs(60);
+
 impl Refusal {
+    /// Whether the refusal named an object that is not in the portal yet (a user role, a team, a
+    /// user): the spec is right, another object is late, so it is retried rather than held
+    /// until the spec changes.
+    pub fn waits_for_another_object(&self) -> bool {
+        self.reason == crate::api::ProblemType::UnknownReference.reason()
+    }
+
+    /// The outcome to record for this refusal and when to look again: Stalled, retried later
+    /// only when another object is late.
+    pub fn settled(&self) -> (Outcome, Option<Duration>) {
+        (
+            self.outcome(),
+            self.waits_for_another_object()
+                .then_some(WAIT_FOR_REFERENCE),
+        )
+    }
+
     /// The Stalled outcome that says what was refused.
     pub fn outcome(&self) -> Outcome {
         Outcome::Stalled {

@@ -125,6 +125,8 @@ fn create_body(desired: &Desired) -> CreateUser {
         display_numbers: spec.display_numbers.clone(),
         country_code: spec.country_code.clone(),
         permissions: spec.permissions.clone(),
+        roles: spec.roles.clone(),
+        teams: spec.teams.clone(),
         language: Some(spec.language),
         time_zone: spec.time_zone.clone(),
         invite: spec.invite,
@@ -216,6 +218,21 @@ fn changes(spec: &UserSpec, user: &UserView) -> (UpdateUser, Vec<&'static str>) 
     if permissions != user.permissions {
         changes.permissions = Some(spec.permissions.clone());
         fields.push("permissions");
+    }
+    // Names are matched as the portal matches them: trimmed, in any case, in any order.
+    let names = |names: &[String]| {
+        let mut names: Vec<String> = names.iter().map(|n| n.trim().to_lowercase()).collect();
+        names.sort();
+        names.dedup();
+        names
+    };
+    if names(&spec.roles) != names(&user.roles) {
+        changes.roles = Some(spec.roles.clone());
+        fields.push("roles");
+    }
+    if names(&spec.teams) != names(&user.teams) {
+        changes.teams = Some(spec.teams.clone());
+        fields.push("teams");
     }
     if spec.language != user.language {
         changes.language = Some(spec.language);
@@ -351,11 +368,11 @@ pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
         }
     };
     status.observed_generation = desired.id.generation;
-    let recorded = desired
-        .status
-        .refused
-        .as_ref()
-        .filter(|r| Some(r.generation) == desired.id.generation);
+    // A refusal that named a role or team not in the portal yet is retried, not held.
+    let recorded =
+        desired.status.refused.as_ref().filter(|r| {
+            Some(r.generation) == desired.id.generation && !r.waits_for_another_object()
+        });
     let Some(user) = found else {
         match recorded {
             // Retried as soon as a licence of the type is free.
@@ -539,7 +556,7 @@ impl Kind for User {
         if short_of_licenses(refusal) {
             license_shortage(self.spec.license_type, refusal, status)
         } else {
-            (refusal.outcome(), None)
+            refusal.settled()
         }
     }
     async fn execute(
@@ -644,6 +661,8 @@ mod tests {
             display_numbers: Vec::new(),
             country_code: None,
             permissions: vec![UserPermission::VoicemailManage],
+            roles: vec!["agent ".into()],
+            teams: Vec::new(),
             language: Language::En,
             time_zone: Some("Europe/London".into()),
             invite: true,
@@ -668,6 +687,8 @@ mod tests {
             display_numbers: Vec::new(),
             country_code: None,
             permissions: vec![UserPermission::VoicemailManage],
+            roles: vec!["Agent".into()],
+            teams: Vec::new(),
             language: Language::En,
             time_zone: Some("Europe/London".into()),
             state,

@@ -1,8 +1,10 @@
-//! The account manager's activation page (seed 004): the username and temporary password from
-//! the activation email, a new password twice, in the account manager's language (the email's
-//! link says `?lang=fr` for French; otherwise the browser's preferred language decides).
-//! Activation goes through the same core as `POST /v1/account-managers/activate`, with its rate
-//! limit and its one answer for a wrong username and a wrong password.
+//! The activation pages of account managers (seed 004) and of the service's end users (seed
+//! 003): the username (a user's is its user ID: an email or a mobile number) and temporary
+//! password from the activation email, a new password twice, in the person's language (the
+//! email's link says `?lang=fr` for French; otherwise the browser's preferred language decides).
+//! Activation goes through the same core as `POST /v1/account-managers/activate` and
+//! `POST /v1/users/activate`, with their rate limit and their one answer for a wrong username
+//! and a wrong password.
 
 use std::net::SocketAddr;
 
@@ -40,9 +42,50 @@ pub struct ActivationForm {
     csrf: String,
 }
 
+/// Who the page activates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Audience {
+    AccountManager,
+    User,
+}
+
+impl Audience {
+    fn path(self) -> &'static str {
+        match self {
+            Audience::AccountManager => "/account-managers/activate",
+            Audience::User => "/users/activate",
+        }
+    }
+
+    fn words(self, french: bool) -> &'static Words {
+        match (self, french) {
+            (Audience::AccountManager, false) => &ENGLISH,
+            (Audience::AccountManager, true) => &FRENCH,
+            (Audience::User, false) => &USER_ENGLISH,
+            (Audience::User, true) => &USER_FRENCH,
+        }
+    }
+
+    async fn activate(
+        self,
+        state: &AppState,
+        client: std::net::IpAddr,
+        body: &crate::api::Activate,
+    ) -> Result<(), ApiError> {
+        match self {
+            Audience::AccountManager => activate_with(state, client, body).await.map(|_| ()),
+            Audience::User => crate::portal::users::activate_with(state, client, body)
+                .await
+                .map(|_| ()),
+        }
+    }
+}
+
 /// The page's words, in English and French.
 struct Words {
     lang: &'static str,
+    /// The username field's input type (`email`, or `text` for a user ID that may be a number).
+    username_type: &'static str,
     eyebrow: &'static str,
     title: &'static str,
     intro: &'static str,
@@ -67,6 +110,7 @@ struct Words {
 
 const ENGLISH: Words = Words {
     lang: "en",
+    username_type: "email",
     eyebrow: "Account manager",
     title: "Activate your account manager access",
     intro: "Enter the username and temporary password from your activation email, then choose your own password.",
@@ -91,6 +135,7 @@ const ENGLISH: Words = Words {
 
 const FRENCH: Words = Words {
     lang: "fr",
+    username_type: "email",
     eyebrow: "Gestionnaire de compte",
     title: "Activez votre accès de gestionnaire de compte",
     intro: "Saisissez le nom d'utilisateur et le mot de passe temporaire de votre e-mail d'activation, puis choisissez votre propre mot de passe.",
@@ -113,7 +158,33 @@ const FRENCH: Words = Words {
     done: "Votre nouveau mot de passe est enregistré et le mot de passe temporaire ne fonctionne plus. Connectez-vous au portail avec votre adresse e-mail et votre nouveau mot de passe.",
 };
 
-fn words(lang: Option<&str>, headers: &HeaderMap) -> &'static Words {
+const USER_ENGLISH: Words = Words {
+    username_type: "text",
+    eyebrow: "Voice service",
+    title: "Activate your voice service account",
+    intro: "Enter the user ID and temporary password from your activation email, then choose your own password.",
+    username: "User ID (your email address or mobile number)",
+    wrong: "The user ID or temporary password is not right. Check the activation email and try again.",
+    already_active: "This account is already active. Sign in with your own password.",
+    done_title: "Your account is active",
+    done: "Your new password is set, and the temporary password no longer works. Sign in with your user ID and your new password.",
+    ..ENGLISH
+};
+
+const USER_FRENCH: Words = Words {
+    username_type: "text",
+    eyebrow: "Service vocal",
+    title: "Activez votre compte de service vocal",
+    intro: "Saisissez l'identifiant et le mot de passe temporaire de votre e-mail d'activation, puis choisissez votre propre mot de passe.",
+    username: "Identifiant (votre adresse e-mail ou numéro de mobile)",
+    wrong: "L'identifiant ou le mot de passe temporaire est incorrect. Vérifiez l'e-mail d'activation et réessayez.",
+    already_active: "Ce compte est déjà actif. Connectez-vous avec votre propre mot de passe.",
+    done_title: "Votre compte est actif",
+    done: "Votre nouveau mot de passe est enregistré et le mot de passe temporaire ne fonctionne plus. Connectez-vous avec votre identifiant et votre nouveau mot de passe.",
+    ..FRENCH
+};
+
+fn words_for(audience: Audience, lang: Option<&str>, headers: &HeaderMap) -> &'static Words {
     let chosen = lang.map(str::to_owned).or_else(|| {
         headers
             .get(header::ACCEPT_LANGUAGE)
@@ -121,24 +192,65 @@ fn words(lang: Option<&str>, headers: &HeaderMap) -> &'static Words {
             .and_then(|value| value.split(',').next())
             .map(|first| first.trim().to_owned())
     });
-    match chosen.as_deref().and_then(|l| l.get(..2)) {
-        Some(l) if l.eq_ignore_ascii_case(Language::Fr.as_str()) => &FRENCH,
-        _ => &ENGLISH,
-    }
+    let french = chosen
+        .as_deref()
+        .and_then(|l| l.get(..2))
+        .is_some_and(|l| l.eq_ignore_ascii_case(Language::Fr.as_str()));
+    audience.words(french)
 }
 
-pub async fn form(
+type LanguageParam = Result<Query<LanguageQuery>, axum::extract::rejection::QueryRejection>;
+type ActivationPost = Result<Form<ActivationForm>, FormRejection>;
+
+/// `GET /account-managers/activate`.
+pub async fn form(state: State<AppState>, headers: HeaderMap, query: LanguageParam) -> Page {
+    form_for(Audience::AccountManager, state, headers, query)
+}
+
+/// `GET /users/activate`.
+pub async fn user_form(state: State<AppState>, headers: HeaderMap, query: LanguageParam) -> Page {
+    form_for(Audience::User, state, headers, query)
+}
+
+/// `POST /account-managers/activate`.
+pub async fn submit(
+    state: State<AppState>,
+    client: ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    form: ActivationPost,
+) -> Page {
+    submit_for(Audience::AccountManager, state, client, headers, form).await
+}
+
+/// `POST /users/activate`.
+pub async fn user_submit(
+    state: State<AppState>,
+    client: ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    form: ActivationPost,
+) -> Page {
+    submit_for(Audience::User, state, client, headers, form).await
+}
+
+fn form_for(
+    audience: Audience,
     State(state): State<AppState>,
     headers: HeaderMap,
-    query: Result<Query<LanguageQuery>, axum::extract::rejection::QueryRejection>,
+    query: LanguageParam,
 ) -> Page {
     let lang = query.ok().and_then(|Query(q)| q.lang);
-    let words = words(lang.as_deref(), &headers);
+    let words = words_for(audience, lang.as_deref(), &headers);
     let (csrf, set) = csrf_token(&state, &headers);
-    activation_page(words, &csrf, "", None).cookie(set)
+    activation_page(audience, words, &csrf, "", None).cookie(set)
 }
 
-fn activation_page(words: &Words, csrf: &str, username: &str, error: Option<&str>) -> Page {
+fn activation_page(
+    audience: Audience,
+    words: &Words,
+    csrf: &str,
+    username: &str,
+    error: Option<&str>,
+) -> Page {
     let status = if error.is_some() {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
@@ -152,11 +264,11 @@ fn activation_page(words: &Words, csrf: &str, username: &str, error: Option<&str
             @if let Some(error) = error {
                 p.problem #error role="alert" { (error) }
             }
-            form method="post" action="/account-managers/activate" autocomplete="off" {
+            form method="post" action=(audience.path()) autocomplete="off" {
                 (hidden("csrf", csrf))
                 (hidden("lang", words.lang))
                 label for="username" { (words.username) }
-                input #username type="email" name="username" value=(username) required autocomplete="username";
+                input #username type=(words.username_type) name="username" value=(username) required autocomplete="username";
                 label for="temporary_password" { (words.temporary) }
                 input #temporary_password type="password" name="temporary_password" required autocomplete="current-password";
                 label for="new_password" { (words.new_password) }
@@ -171,33 +283,35 @@ fn activation_page(words: &Words, csrf: &str, username: &str, error: Option<&str
     Page::new(words.title, body).lang(words.lang).status(status)
 }
 
-pub async fn submit(
+async fn submit_for(
+    audience: Audience,
     State(state): State<AppState>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    form: Result<Form<ActivationForm>, FormRejection>,
+    form: ActivationPost,
 ) -> Page {
     let Ok(Form(form)) = form else {
-        let words = words(None, &headers);
+        let words = words_for(audience, None, &headers);
         let (csrf, set) = csrf_token(&state, &headers);
-        return activation_page(words, &csrf, "", Some(words.stale_form)).cookie(set);
+        return activation_page(audience, words, &csrf, "", Some(words.stale_form)).cookie(set);
     };
-    let words = words(Some(&form.lang), &headers);
+    let words = words_for(audience, Some(&form.lang), &headers);
     let (csrf, set) = csrf_token(&state, &headers);
     let username = form.username.trim();
     if !csrf_ok(&headers, &form.csrf) {
-        return activation_page(words, &csrf, username, Some(words.stale_form)).cookie(set);
+        return activation_page(audience, words, &csrf, username, Some(words.stale_form))
+            .cookie(set);
     }
     if form.new_password != form.repeat_password {
-        return activation_page(words, &csrf, username, Some(words.mismatch));
+        return activation_page(audience, words, &csrf, username, Some(words.mismatch));
     }
     let body = crate::api::Activate {
         username: username.to_owned(),
         temporary_password: form.temporary_password.clone(),
         new_password: form.new_password.clone(),
     };
-    match activate_with(&state, client.ip(), &body).await {
-        Ok(_) => Page::new(
+    match audience.activate(&state, client.ip(), &body).await {
+        Ok(()) => Page::new(
             words.done_title,
             html! {
                 section.card #activation data-outcome="activated" {
@@ -216,7 +330,7 @@ pub async fn submit(
             } else {
                 refusal_words(words, &error)
             };
-            let mut page = activation_page(words, &csrf, username, Some(message));
+            let mut page = activation_page(audience, words, &csrf, username, Some(message));
             if error.kind == ProblemType::TooManyRequests {
                 page = page.status(StatusCode::TOO_MANY_REQUESTS);
             }
@@ -244,6 +358,7 @@ mod tests {
     #[test]
     fn the_page_speaks_the_link_s_language_then_the_browser_s() {
         let mut headers = HeaderMap::new();
+        let words = |lang, headers: &HeaderMap| words_for(Audience::AccountManager, lang, headers);
         assert_eq!(words(None, &headers).lang, "en");
         assert_eq!(words(Some("fr"), &headers).lang, "fr");
         headers.insert(
@@ -252,5 +367,11 @@ mod tests {
         );
         assert_eq!(words(None, &headers).lang, "fr");
         assert_eq!(words(Some("en"), &headers).lang, "en", "the link wins");
+        let user = words_for(Audience::User, None, &headers);
+        assert_eq!(
+            (user.lang, user.username_type),
+            ("fr", "text"),
+            "a user ID may be a number"
+        );
     }
 }

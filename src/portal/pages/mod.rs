@@ -39,6 +39,10 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             "/account-managers/activate",
             get(activation::form).post(activation::submit),
         )
+        .route(
+            "/users/activate",
+            get(activation::user_form).post(activation::user_submit),
+        )
         .route("/assets/portal.css", get(stylesheet))
         .route("/assets/accept.js", get(script));
     if state.config.dev_login {
