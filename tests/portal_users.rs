@@ -754,6 +754,21 @@ async fn an_invited_users_activation_expires_and_resend_issues_a_new_password(ba
         types.iter().any(|t| t == "user.activation_expired"),
         "{types:?}"
     );
+    // A user whose ID is its mobile number gets the activation as a text, kept in the outbox.
+    let mut body = user("+44 7700 900999", "Standard");
+    body["invite"] = json!(true);
+    platform.post(&users, body).await.expect(201);
+    let outbox = platform.all_pages("/v1/outbox").await;
+    let text = outbox
+        .iter()
+        .find(|m| m["to"] == "+447700900999")
+        .expect("the text in the outbox");
+    assert!(
+        text["body"]
+            .as_str()
+            .unwrap()
+            .contains("Temporary password: ")
+    );
     // The outbox holds both activation emails for the platform (no SMTP configured).
     let outbox = platform.all_pages("/v1/outbox").await;
     assert_eq!(

@@ -337,7 +337,13 @@ fn admit(mut document: Value, schemas: &BTreeMap<String, Value>) -> Result<Objec
         .unwrap_or_default()
         .to_owned();
     let mut problems = Vec::new();
-    if name.is_empty() {
+    let written = &document["metadata"]["name"];
+    if !written.is_null() && !written.is_string() {
+        // YAML reads an unquoted `y`, `no` or `1` as a boolean or a number.
+        problems.push(format!(
+            "{kind}: metadata.name: Invalid value: {written}: a name is a string; quote it in the YAML (unquoted, y, no, on and numbers are read as booleans and numbers)"
+        ));
+    } else if name.is_empty() {
         problems.push(format!("{kind}: metadata.name: Required value"));
     } else if !is_dns_subdomain(&name) {
         problems.push(format!(

@@ -171,11 +171,14 @@ pub async fn run_delivery(
     }
 }
 
+/// Messages to a phone number (`+…`: a user whose ID is its mobile number) are not email: this
+/// server has no SMS gateway, so they stay in the outbox for the platform to pass on, and are
+/// erased like the rest when their temporary password expires.
 async fn deliver_due(state: &AppState, mailer: &Mailer) -> Result<(), sqlx::Error> {
     let now = state.now();
     let due = sqlx::query(
         "SELECT id, to_address, subject, body, attempts FROM outbox WHERE delivered_at IS NULL AND next_attempt_at <= $1 \
-         AND (erase_at IS NULL OR erase_at > $1) ORDER BY created_at LIMIT 50",
+         AND (erase_at IS NULL OR erase_at > $1) AND to_address NOT LIKE '+%' ORDER BY created_at LIMIT 50",
     )
     .bind(now)
     .fetch_all(&state.store.pool)

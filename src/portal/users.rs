@@ -552,10 +552,12 @@ fn queue_activation(
     password: &str,
     now: i64,
 ) {
-    let Ok(UserId::Email(email)) = UserId::parse(&row.user_id) else {
-        // A user whose ID is a mobile number gets no email; the activation is handed to them
-        // by whoever created them (the portal's SMS delivery is not part of this server).
-        return;
+    // A user whose ID is a mobile number gets the message as a text: addressed to the number,
+    // it waits in the outbox (SMTP delivery skips it) for the platform's SMS relay.
+    let to = match UserId::parse(&row.user_id) {
+        Ok(UserId::Email(email)) => email.to_string(),
+        Ok(UserId::Mobile(number)) => number.e164,
+        Err(_) => return,
     };
     let base = state.config.public_url.trim_end_matches('/');
     let (subject, body) = match row.settings.language {
@@ -583,7 +585,7 @@ fn queue_activation(
     let erase_at = row
         .temp_expires_at
         .unwrap_or(now + ACTIVATION_LIFETIME_MILLIS);
-    mail::queue(tx, email.as_str(), &subject, &body, now, erase_at);
+    mail::queue(tx, &to, &subject, &body, now, erase_at);
 }
 
 async fn find(connection: &mut AnyConnection, id: &str) -> ApiResult<Option<Row_>> {

@@ -471,7 +471,13 @@ pub fn plan(desired: &Desired, observed: &Observed, now_millis: i64) -> Plan {
             outcome: Outcome::Ready {
                 reason: "ActivationPending".into(),
                 message: format!(
-                    "activation email sent to {}; the temporary password expires at {}",
+                    "{} to {}; the temporary password expires at {}",
+                    // A mobile user ID gets a text, which the portal queues for its SMS relay.
+                    if user.user_id.starts_with('+') {
+                        "activation message queued as a text"
+                    } else {
+                        "activation email sent"
+                    },
                     user.user_id,
                     user.activation_expires_at.as_deref().unwrap_or("an unknown time")
                 ),
