@@ -836,19 +836,8 @@ impl PortalApi for HttpPortal {
         account: &str,
         external_ref: &str,
     ) -> PortalResult<Option<AccountManagerView>> {
-        let page: Page<AccountManagerView> = self
-            .expect(
-                Method::GET,
-                &format!(
-                    "/v1/accounts/{}/account-managers?externalRef={}",
-                    encode(account),
-                    encode(external_ref)
-                ),
-                None,
-                &[],
-            )
-            .await?;
-        Ok(page.items.into_iter().next())
+        self.first_by_ref("account-managers", account, external_ref)
+            .await
     }
 
     async fn account_managers(&self, account: &str) -> PortalResult<Vec<AccountManagerView>> {
@@ -905,19 +894,8 @@ impl PortalApi for HttpPortal {
         account: &str,
         external_ref: &str,
     ) -> PortalResult<Option<SubscriptionView>> {
-        let page: Page<SubscriptionView> = self
-            .expect(
-                Method::GET,
-                &format!(
-                    "/v1/accounts/{}/subscriptions?externalRef={}",
-                    encode(account),
-                    encode(external_ref)
-                ),
-                None,
-                &[],
-            )
-            .await?;
-        Ok(page.items.into_iter().next())
+        self.first_by_ref("subscriptions", account, external_ref)
+            .await
     }
 
     async fn create_subscription(
@@ -970,19 +948,7 @@ impl PortalApi for HttpPortal {
         account: &str,
         external_ref: &str,
     ) -> PortalResult<Option<UserView>> {
-        let page: Page<UserView> = self
-            .expect(
-                Method::GET,
-                &format!(
-                    "/v1/accounts/{}/users?externalRef={}",
-                    encode(account),
-                    encode(external_ref)
-                ),
-                None,
-                &[],
-            )
-            .await?;
-        Ok(page.items.into_iter().next())
+        self.first_by_ref("users", account, external_ref).await
     }
 
     async fn create_user(
