@@ -574,19 +574,28 @@ impl Run<'_> {
             })
             .collect();
         for manifest in late {
-            let key = manifest.object.key();
-            let object = on_object!(&manifest.object, o => wrap self.prepare(o, &key));
-            let converging = on_object!(&object, o => self.converge(o, self.keep_objects).await);
-            let retried = self.record(&key, converging);
-            if let Some(row) = self
-                .report
-                .rows
-                .iter_mut()
-                .find(|row| row.kind == retried.kind && row.name == retried.name)
-            {
-                let changes = std::mem::take(&mut row.changes);
-                *row = retried;
-                row.changes.splice(0..0, changes);
+            self.converge_again(manifest).await;
+        }
+    }
+
+    /// Converges `manifest` once more and puts the result in its row, after what the row's
+    /// first pass changed.
+    async fn converge_again(&mut self, manifest: &Manifest) {
+        let key = manifest.object.key();
+        let object = on_object!(&manifest.object, o => wrap self.prepare(o, &key));
+        let converging = on_object!(&object, o => self.converge(o, self.keep_objects).await);
+        let again = self.record(&key, converging);
+        if let Some(row) = self
+            .report
+            .rows
+            .iter_mut()
+            .find(|row| row.kind == again.kind && row.name == again.name)
+        {
+            let first = std::mem::replace(row, again);
+            row.changes.splice(0..0, first.changes);
+            row.updates.splice(0..0, first.updates);
+            if row.object.is_none() {
+                row.object = first.object;
             }
         }
     }
@@ -611,24 +620,7 @@ impl Run<'_> {
             ) {
                 continue;
             }
-            let key = manifest.object.key();
-            let object = on_object!(&manifest.object, o => wrap self.prepare(o, &key));
-            let converging = on_object!(&object, o => self.converge(o, self.keep_objects).await);
-            let recounted = self.record(&key, converging);
-            if let Some(row) = self
-                .report
-                .rows
-                .iter_mut()
-                .find(|row| row.kind == recounted.kind && row.name == recounted.name)
-            {
-                row.phase = recounted.phase;
-                row.ready = recounted.ready;
-                row.message = recounted.message;
-                row.changes.extend(recounted.changes);
-                if recounted.object.is_some() {
-                    row.object = recounted.object;
-                }
-            }
+            self.converge_again(manifest).await;
         }
     }
 

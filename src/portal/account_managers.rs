@@ -533,18 +533,7 @@ pub async fn activate_with(
 ) -> ApiResult<AccountManagerView> {
     let now = state.now();
     state.limit_attempts(client)?;
-    if body.new_password.chars().count() < MIN_PASSWORD_LENGTH {
-        return Err(ApiError::invalid(
-            "/newPassword",
-            "the new password must be at least 12 characters long",
-        ));
-    }
-    if body.new_password == body.temporary_password {
-        return Err(ApiError::invalid(
-            "/newPassword",
-            "choose a new password, not the temporary one",
-        ));
-    }
+    check_new_password(body)?;
     let refused = || {
         ApiError::new(
             ProblemType::InvalidCredentials,
@@ -617,6 +606,24 @@ pub async fn activate_with(
     tx.emit(event(EventType::AccountManagerActivated, &row), now);
     tx.commit().await.map_err(db_error("commit"))?;
     Ok(row.view(now))
+}
+
+/// The password policy of every activation (account managers and users): 12 characters or
+/// more, and not the temporary password.
+pub(super) fn check_new_password(body: &Activate) -> ApiResult<()> {
+    if body.new_password.chars().count() < MIN_PASSWORD_LENGTH {
+        return Err(ApiError::invalid(
+            "/newPassword",
+            "the new password must be at least 12 characters long",
+        ));
+    }
+    if body.new_password == body.temporary_password {
+        return Err(ApiError::invalid(
+            "/newPassword",
+            "choose a new password, not the temporary one",
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses activation of an account manager that is not waiting for it.

@@ -211,3 +211,19 @@ pub fn check_external_ref(external_ref: Option<&str>) -> ApiResult<()> {
         _ => Ok(()),
     }
 }
+
+/// A JSON response carrying the object's version as its ETag (what `If-Match` names back).
+pub fn with_etag(
+    status: axum::http::StatusCode,
+    version: i64,
+    body: impl serde::Serialize,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut response = (status, axum::Json(body)).into_response();
+    if let Ok(value) = axum::http::HeaderValue::from_str(&format!("\"{version}\"")) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::ETAG, value);
+    }
+    response
+}

@@ -7,13 +7,13 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use sqlx::{AnyConnection, Row};
 
 use super::accounts::if_match;
 use super::auth::{Principal, authorize, authorize_for};
-use super::json::{JsonBody, PageQuery, Params, check_external_ref};
+use super::json::{JsonBody, PageQuery, Params, check_external_ref, with_etag};
 use super::problem::{ApiError, ApiResult, ProblemType};
 use super::store::NewEvent;
 use super::{AppState, db_error};
@@ -88,12 +88,7 @@ impl Row_ {
 }
 
 fn response(status: StatusCode, row: &Row_, assigned: i64) -> Response {
-    let etag = format!("\"{}\"", row.version);
-    let mut response = (status, Json(row.view(assigned))).into_response();
-    if let Ok(value) = header::HeaderValue::from_str(&etag) {
-        response.headers_mut().insert(header::ETAG, value);
-    }
-    response
+    with_etag(status, row.version, row.view(assigned))
 }
 
 /// How many users of `account` hold a `license` licence.

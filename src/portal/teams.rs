@@ -20,7 +20,7 @@ use sqlx::{AnyConnection, Row};
 
 use super::accounts::if_match;
 use super::auth::{Principal, authorize, authorize_for};
-use super::json::{JsonBody, PageQuery, Params, check_external_ref};
+use super::json::{JsonBody, PageQuery, Params, check_external_ref, with_etag};
 use super::problem::{ApiError, ApiResult, ProblemType};
 use super::store::{NewEvent, WriteTx};
 use super::{AppState, db_error};
@@ -133,6 +133,12 @@ pub(super) struct AccountService {
     holders: Vec<(String, String)>,
     /// user portal id → user ID
     user_ids: HashMap<String, String>,
+    /// canonical login → user portal id
+    logins: HashMap<String, String>,
+    /// The roles and teams as the domain reads them, built once per load (every user's view
+    /// and every team's members are computed from them).
+    role_defs: Vec<RoleDef>,
+    team_defs: Vec<TeamDef>,
 }
 
 impl AccountService {
@@ -202,14 +208,27 @@ impl AccountService {
             .iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect();
-        Ok(AccountService {
+        let mut service = AccountService {
             roles,
             teams,
             team_roles,
             team_members,
             holders,
             user_ids,
-        })
+            ..AccountService::default()
+        };
+        service.logins = service
+            .user_ids
+            .iter()
+            .filter_map(|(id, user_id)| {
+                crate::domain::UserId::parse(user_id)
+                    .ok()
+                    .map(|login| (login.canonical(), id.clone()))
+            })
+            .collect();
+        service.role_defs = service.build_role_defs();
+        service.team_defs = service.build_team_defs();
+        Ok(service)
     }
 
     fn role_name(&self, id: &str) -> Option<&str> {
@@ -234,7 +253,7 @@ impl AccountService {
             .and_then(|(team, _, _)| self.team_name(team))
     }
 
-    fn role_defs(&self) -> Vec<RoleDef> {
+    fn build_role_defs(&self) -> Vec<RoleDef> {
         self.roles
             .iter()
             .map(|role| RoleDef {
@@ -246,7 +265,7 @@ impl AccountService {
             .collect()
     }
 
-    fn team_defs(&self) -> Vec<TeamDef> {
+    fn build_team_defs(&self) -> Vec<TeamDef> {
         self.teams
             .iter()
             .map(|team| TeamDef {
@@ -303,8 +322,8 @@ impl AccountService {
     ) -> crate::domain::EffectiveService {
         effective_service_access(
             &self.assignment(user, permissions),
-            &self.role_defs(),
-            &self.team_defs(),
+            &self.role_defs,
+            &self.team_defs,
         )
     }
 
@@ -335,11 +354,8 @@ impl AccountService {
             let canonical = crate::domain::UserId::parse(login)
                 .map(|id| id.canonical())
                 .map_err(|e| ApiError::from(e).at(&format!("{field}/{index}")))?;
-            let found = self.user_ids.iter().find(|(_, user_id)| {
-                crate::domain::UserId::parse(user_id).is_ok_and(|id| id.canonical() == canonical)
-            });
-            match found {
-                Some((id, _)) => ids.push(id.clone()),
+            match self.logins.get(&canonical) {
+                Some(id) => ids.push(id.clone()),
                 None => {
                     return Err(ApiError::new(
                         ProblemType::UnknownReference,
@@ -484,14 +500,6 @@ fn name_taken(what: &str, name: &str) -> ApiError {
     .at("/name")
 }
 
-fn with_etag(status: StatusCode, version: i64, body: impl serde::Serialize) -> Response {
-    let mut response = (status, Json(body)).into_response();
-    if let Ok(value) = header::HeaderValue::from_str(&format!("\"{version}\"")) {
-        response.headers_mut().insert(header::ETAG, value);
-    }
-    response
-}
-
 // --- User roles ------------------------------------------------------------------------------
 
 impl AccountService {
@@ -528,13 +536,15 @@ impl AccountService {
             ids.sort();
             ids
         };
-        let (roles, teams) = (self.role_defs(), self.team_defs());
         let mut effective_members: Vec<TeamMember> = self
             .user_ids
             .keys()
             .filter_map(|user| {
-                let effective =
-                    effective_service_access(&self.assignment(user, &[]), &roles, &teams);
+                let effective = effective_service_access(
+                    &self.assignment(user, &[]),
+                    &self.role_defs,
+                    &self.team_defs,
+                );
                 effective.team(&team.name).map(|m| TeamMember {
                     user_id: self.user_ids[user].clone(),
                     origins: m.origins.clone(),
@@ -604,8 +614,8 @@ fn role_event<'a>(
 fn lost(before: &AccountService, after: &AccountService) -> Vec<LostMembership> {
     memberships_lost(
         &before.assignments(),
-        (&before.role_defs(), &before.team_defs()),
-        (&after.role_defs(), &after.team_defs()),
+        (&before.role_defs, &before.team_defs),
+        (&after.role_defs, &after.team_defs),
     )
     .into_iter()
     .map(|l| LostMembership {

@@ -13,18 +13,18 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use sqlx::{AnyConnection, Row};
 
 use super::account_managers::{
-    ACTIVATION_LIFETIME_MILLIS, MIN_PASSWORD_LENGTH, hash_password, spend_a_check,
+    ACTIVATION_LIFETIME_MILLIS, check_new_password, hash_password, spend_a_check,
     temporary_password, verify_password,
 };
 use super::accounts::if_match;
 use super::auth::{Principal, authorize, authorize_for};
-use super::json::{JsonBody, PageQuery, Params, check_external_ref};
+use super::json::{JsonBody, PageQuery, Params, check_external_ref, with_etag};
 use super::problem::{ApiError, ApiResult, ProblemType};
 use super::store::{NewEvent, WriteTx};
 use super::subscriptions::ensure_license_free;
@@ -210,11 +210,7 @@ impl Row_ {
 }
 
 fn response(status: StatusCode, row: &Row_, now: i64, service: &AccountService) -> Response {
-    let mut response = (status, Json(row.view(now, service))).into_response();
-    if let Ok(value) = header::HeaderValue::from_str(&format!("\"{}\"", row.version)) {
-        response.headers_mut().insert(header::ETAG, value);
-    }
-    response
+    with_etag(status, row.version, row.view(now, service))
 }
 
 // --- Checks ------------------------------------------------------------------------------------
@@ -971,18 +967,7 @@ pub async fn activate_with(
 ) -> ApiResult<UserView> {
     let now = state.now();
     state.limit_attempts(client)?;
-    if body.new_password.chars().count() < MIN_PASSWORD_LENGTH {
-        return Err(ApiError::invalid(
-            "/newPassword",
-            "the new password must be at least 12 characters long",
-        ));
-    }
-    if body.new_password == body.temporary_password {
-        return Err(ApiError::invalid(
-            "/newPassword",
-            "choose a new password, not the temporary one",
-        ));
-    }
+    check_new_password(body)?;
     let refused = || {
         ApiError::new(
             ProblemType::InvalidCredentials,
