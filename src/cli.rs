@@ -34,6 +34,9 @@ pub enum Command {
     Diff(LocalArgs),
     /// Print each object's state as the portal has it now.
     Status(LocalArgs),
+    /// Export from the portal (the embedded one by default).
+    #[command(subcommand)]
+    Export(ExportCommand),
     /// Run the operator: reconcile the cluster's Account, AdminInvitation, RoleBinding and
     /// AccountManager objects against the portal (kubeconfig or in-cluster credentials).
     Run(Box<RunArgs>),
@@ -81,6 +84,58 @@ pub struct LocalArgs {
     /// With --watch, where the embedded portal listens (and its invitation links point).
     #[arg(long, env = "PORTAL_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: std::net::SocketAddr,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// An account's users as an Excel workbook (.xlsx): one row per user with user ID, names,
+    /// state, licence, numbers, roles, teams, permissions, language and time zone.
+    Users(ExportUsersArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportUsersArgs {
+    /// The account: the name of an Account object applied with this state folder, a portal
+    /// account id, or an account's display name.
+    #[arg(long)]
+    pub account: String,
+
+    /// Which users: active (invited at least once), prepared (not yet invited), or all.
+    #[arg(long, value_enum, default_value_t = ExportStateArg::All)]
+    pub state: ExportStateArg,
+
+    /// The file to write (replaced if it exists).
+    #[arg(short = 'o', long = "output")]
+    pub output: std::path::PathBuf,
+
+    /// A portal to export from instead of the embedded one.
+    #[arg(long, env = "PORTAL_URL", hide_env_values = true)]
+    pub portal_url: Option<String>,
+
+    /// The API key for --portal-url, in a file.
+    #[arg(long, env = "PORTAL_API_KEY_FILE", requires = "portal_url")]
+    pub portal_api_key_file: Option<std::path::PathBuf>,
+
+    /// Where the embedded portal and the recorded state of applied objects are kept.
+    #[arg(long, env = "PORTAL_STATE_DIR", default_value = ".portal")]
+    pub state_dir: std::path::PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportStateArg {
+    Active,
+    Prepared,
+    All,
+}
+
+impl From<ExportStateArg> for crate::api::ExportState {
+    fn from(state: ExportStateArg) -> Self {
+        match state {
+            ExportStateArg::Active => crate::api::ExportState::Active,
+            ExportStateArg::Prepared => crate::api::ExportState::Prepared,
+            ExportStateArg::All => crate::api::ExportState::All,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -313,6 +368,7 @@ impl Cli {
             }
             Command::Portal(PortalCommand::Serve(args)) => serve(*args),
             Command::Run(args) => run_operator(*args),
+            Command::Export(ExportCommand::Users(args)) => export_users(args),
             Command::Apply(_) | Command::Diff(_) | Command::Status(_) => {
                 unreachable!("handled by run")
             }
@@ -390,12 +446,79 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     })
 }
 
+/// The portal a local command acts on: `portal_url` with its key, or the embedded one.
+async fn target(
+    portal_url: Option<&str>,
+    api_key_file: Option<&std::path::Path>,
+    state_dir: &std::path::Path,
+    listen: Option<std::net::SocketAddr>,
+) -> anyhow::Result<crate::local::Target> {
+    use anyhow::Context;
+    match portal_url {
+        Some(url) => {
+            let key = match api_key_file {
+                Some(path) => std::fs::read_to_string(path)
+                    .with_context(|| format!("read the portal API key from {}", path.display()))?
+                    .trim()
+                    .to_owned(),
+                None => std::env::var("PORTAL_API_KEY")
+                    .context("--portal-url needs --portal-api-key-file (or PORTAL_API_KEY)")?,
+            };
+            Ok(crate::local::Target::remote(url, &key)?)
+        }
+        None => crate::local::Target::embedded(state_dir, listen).await,
+    }
+}
+
+fn export_users(args: ExportUsersArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+
+    let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
+    runtime.block_on(async {
+        let target = target(
+            args.portal_url.as_deref(),
+            args.portal_api_key_file.as_deref(),
+            &args.state_dir,
+            None,
+        )
+        .await?;
+        let exported = async {
+            let account =
+                crate::local::resolve_account(&args.state_dir, &target.portal, &args.account)
+                    .await?;
+            let (bytes, count) = target
+                .portal
+                .export_users(&account.id, args.state.into())
+                .await
+                .with_context(|| format!("export the users of {}", account.display_name))?;
+            anyhow::Ok((account, bytes, count))
+        }
+        .await;
+        target.close().await;
+        let (account, bytes, count) = exported?;
+        // Written beside the target and renamed, so a reader never sees half a workbook.
+        let staging = args.output.with_extension("xlsx.partial");
+        std::fs::write(&staging, &bytes).with_context(|| format!("write {}", staging.display()))?;
+        std::fs::rename(&staging, &args.output)
+            .with_context(|| format!("write {}", args.output.display()))?;
+        let count = count.map_or_else(|| "the".to_owned(), |n| n.to_string());
+        eprintln!(
+            "wrote {count} user(s) ({}) of {} ({}) to {}",
+            crate::api::ExportState::from(args.state).as_str(),
+            account.display_name,
+            account.id,
+            args.output.display()
+        );
+        Ok(())
+    })
+}
+
 fn local(
     mode: crate::local::Mode,
     args: LocalArgs,
     out: &mut impl Write,
 ) -> anyhow::Result<std::process::ExitCode> {
-    use crate::local::{Mode, Target};
+    use crate::local::Mode;
     use anyhow::Context;
     use std::process::ExitCode;
 
@@ -422,28 +545,13 @@ fn local(
     }
     let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
     let report = runtime.block_on(async {
-        let target = match &args.portal_url {
-            Some(url) => {
-                let key = match &args.portal_api_key_file {
-                    Some(path) => std::fs::read_to_string(path)
-                        .with_context(|| {
-                            format!("read the portal API key from {}", path.display())
-                        })?
-                        .trim()
-                        .to_owned(),
-                    None => std::env::var("PORTAL_API_KEY")
-                        .context("--portal-url needs --portal-api-key-file (or PORTAL_API_KEY)")?,
-                };
-                Target::remote(url, &key)?
-            }
-            None => {
-                Target::embedded(
-                    &args.state_dir,
-                    (args.watch && mode == Mode::Apply).then_some(args.listen),
-                )
-                .await?
-            }
-        };
+        let target = target(
+            args.portal_url.as_deref(),
+            args.portal_api_key_file.as_deref(),
+            &args.state_dir,
+            (args.watch && mode == Mode::Apply).then_some(args.listen),
+        )
+        .await?;
         let prune = crate::local::Prune {
             enabled: args.prune,
             max_removals: args.max_removals,

@@ -1019,3 +1019,83 @@ async fn an_escalation_is_refused_before_anything_is_sent() {
     portal.kill().unwrap();
     portal.wait().unwrap();
 }
+
+#[test]
+fn export_users_writes_the_accounts_users_to_an_excel_file() {
+    use calamine::{Reader, Xlsx, open_workbook};
+
+    let dir = tempfile::tempdir().unwrap();
+    let examples = repo("examples");
+    let applied = run(dir.path(), &["apply", "-f", examples.to_str().unwrap()]);
+    assert_eq!(applied.code, 0, "{}", applied.stderr);
+    let read = |file: &Path| -> Vec<Vec<String>> {
+        let mut workbook: Xlsx<_> = open_workbook(file).expect("a real xlsx file");
+        let range = workbook.worksheet_range("Users").unwrap();
+        range
+            .rows()
+            .map(|row| row.iter().map(|cell| cell.to_string()).collect())
+            .collect()
+    };
+    // The Account object's name, as in the manifests.
+    let all = run(
+        dir.path(),
+        &[
+            "export",
+            "users",
+            "--account",
+            "fabrikam",
+            "-o",
+            "users.xlsx",
+        ],
+    );
+    assert_eq!(all.code, 0, "{}", all.stderr);
+    assert!(
+        all.stderr.contains("wrote 3 user(s) (all) of Fabrikam"),
+        "{}",
+        all.stderr
+    );
+    let rows = read(&dir.path().join("users.xlsx"));
+    assert_eq!(rows[0][0], "User ID");
+    let user_ids: Vec<&str> = rows[1..].iter().map(|row| row[0].as_str()).collect();
+    assert_eq!(
+        user_ids,
+        [
+            "+447700900123",
+            "chloe.martin@fabrikam.example",
+            "jonas.berg@fabrikam.example"
+        ]
+    );
+    let prepared = run(
+        dir.path(),
+        &[
+            "export",
+            "users",
+            "--account",
+            "fabrikam",
+            "--state",
+            "prepared",
+            "-o",
+            "prepared.xlsx",
+        ],
+    );
+    assert_eq!(prepared.code, 0, "{}", prepared.stderr);
+    let rows = read(&dir.path().join("prepared.xlsx"));
+    assert_eq!(
+        rows.len(),
+        2,
+        "the header and the one prepared user: {rows:?}"
+    );
+    assert_eq!(rows[1][0], "jonas.berg@fabrikam.example");
+
+    let unknown = run(
+        dir.path(),
+        &["export", "users", "--account", "fabrikan", "-o", "x.xlsx"],
+    );
+    assert_eq!(unknown.code, 1);
+    assert!(
+        unknown.stderr.contains("no account \"fabrikan\"") && unknown.stderr.contains("fabrikam"),
+        "names the accounts it knows: {}",
+        unknown.stderr
+    );
+    assert!(!dir.path().join("x.xlsx").exists(), "nothing written");
+}

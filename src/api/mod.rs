@@ -45,7 +45,9 @@ pub use teams::{
     DeletedUserRole, LostMembership, TeamMember, TeamView, UpdateTeam, UpdateUserRole,
     UserRoleView,
 };
-pub use users::{CreateUser, SendInvitations, UpdateUser, UserState, UserView};
+pub use users::{
+    CreateUser, ExportState, Provisioner, SendInvitations, UpdateUser, UserState, UserView,
+};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

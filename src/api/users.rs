@@ -21,6 +21,25 @@ pub enum UserState {
     Disabled,
 }
 
+/// Where a user or team came from.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub enum Provisioner {
+    #[default]
+    Api,
+    Scim,
+}
+
+impl Provisioner {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provisioner::Api => "API",
+            Provisioner::Scim => "SCIM",
+        }
+    }
+}
+
 /// A user on the wire. Numbers are given back exactly as they were sent.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -51,6 +70,14 @@ pub struct UserView {
     pub language: Language,
     pub time_zone: Option<String>,
     pub state: UserState,
+    /// Created through SCIM when no licence of its type was free: the user exists but holds no
+    /// licence yet, and takes one (and is invited) as soon as one is free.
+    #[serde(default)]
+    pub waiting_for_license: bool,
+    /// Who made the user: the REST API (people, the operator, the CLI) or an identity provider
+    /// through SCIM (`/scim/v2`).
+    #[serde(default)]
+    pub provisioned_by: Provisioner,
     pub activation_expires_at: Option<String>,
     pub invited_at: Option<String>,
     pub activated_at: Option<String>,
@@ -188,4 +215,37 @@ pub struct PermissionCatalog {
 pub struct CatalogEntry<T> {
     pub name: T,
     pub description: String,
+}
+
+/// Which users an export holds.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportState {
+    /// Users that have been invited: Invited, ActivationExpired, Active and Disabled.
+    Active,
+    /// Users created but not yet invited (including those waiting for a licence).
+    Prepared,
+    /// Both.
+    #[default]
+    All,
+}
+
+impl ExportState {
+    pub fn includes(self, state: UserState) -> bool {
+        match self {
+            ExportState::All => true,
+            ExportState::Prepared => state == UserState::Prepared,
+            ExportState::Active => state != UserState::Prepared,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportState::Active => "active",
+            ExportState::Prepared => "prepared",
+            ExportState::All => "all",
+        }
+    }
 }

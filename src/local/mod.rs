@@ -723,3 +723,58 @@ fn display_name<K: ResourceExt>(object: &K) -> String {
         None => object.name_any(),
     }
 }
+
+/// The portal account `name` means on the command line: the Account object of that name an
+/// earlier `apply` with `state_dir` recorded, else a portal account id, else the one account the
+/// key can see with that display name.
+pub async fn resolve_account(
+    state_dir: &Path,
+    portal: &HttpPortal,
+    name: &str,
+) -> anyhow::Result<crate::api::AccountView> {
+    use crate::portal_client::PortalApi;
+
+    let state = State::load(&state_dir.join("state.json"))?;
+    if let Some(entry) = state.objects.get(&format!("Account/{name}"))
+        && let Some(id) = entry.status.value()["portalId"].as_str()
+        && let Some(account) = portal.account(id).await?
+    {
+        return Ok(account);
+    }
+    if let Some(account) = portal.account(name).await? {
+        return Ok(account);
+    }
+    let visible = portal.accounts_under(None).await?;
+    let mut matching = visible
+        .iter()
+        .filter(|account| account.display_name.eq_ignore_ascii_case(name));
+    match (matching.next(), matching.next()) {
+        (Some(account), None) => Ok(account.clone()),
+        (Some(_), Some(_)) => anyhow::bail!(
+            "several accounts are named {name:?}; give the Account object's name or the portal account id"
+        ),
+        (None, _) => {
+            let mut known: Vec<String> = state
+                .objects
+                .keys()
+                .filter_map(|key| key.strip_prefix("Account/"))
+                .map(str::to_owned)
+                .collect();
+            known.extend(
+                visible
+                    .iter()
+                    .map(|a| format!("{} ({})", a.display_name, a.id)),
+            );
+            known.truncate(20);
+            let known = if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            };
+            anyhow::bail!(
+                "no account {name:?}: it is not an Account applied with this state folder ({}), a portal account id, or an account's display name; known accounts: {known}",
+                state_dir.display()
+            )
+        }
+    }
+}

@@ -670,6 +670,8 @@ pub async fn delete(
             "DELETE FROM teams WHERE account_id = $1",
             "DELETE FROM service_users WHERE account_id = $1",
             "DELETE FROM subscriptions WHERE account_id = $1",
+            // Its SCIM tokens go with it.
+            "DELETE FROM api_keys WHERE scim_account_id = $1",
             "DELETE FROM accounts WHERE id = $1",
         ] {
             sqlx::query(statement)

@@ -14,6 +14,7 @@
 mod account_managers;
 mod accounts;
 mod auth;
+mod export;
 mod feed;
 mod grants;
 mod idempotency;
@@ -488,6 +489,7 @@ pub(crate) fn router(state: AppState) -> Router {
                 .delete(subscriptions::delete),
         )
         .route("/accounts/{id}/users", post(users::create).get(users::list))
+        .route("/accounts/{id}/users/export", get(export::export))
         .route(
             "/accounts/{id}/users/send-invitations",
             post(users::send_invitations),

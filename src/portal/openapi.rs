@@ -49,7 +49,11 @@ const IDEMPOTENCY: (&str, &str, bool) = (
 const IF_MATCH: (&str, &str, bool) = ("If-Match", "The ETag of the version read; required.", true);
 /// A query type's own schema, inline (its properties become the operation's parameters).
 fn query<T: JsonSchema>(_generator: &mut SchemaGenerator) -> Schema {
-    SchemaGenerator::new(SchemaSettings::openapi3()).into_root_schema_for::<T>()
+    // Inline: a parameter's schema (an enum of states, say) cannot point into a document of
+    // its own.
+    let mut settings = SchemaSettings::openapi3();
+    settings.inline_subschemas = true;
+    SchemaGenerator::new(settings).into_root_schema_for::<T>()
 }
 
 macro_rules! op {
@@ -151,6 +155,8 @@ pub static OPERATIONS: &[Operation] = &[
         request: Some(schema::<users::CreateUser>), 201 => Some(schema::<users::UserView>), headers: &[IDEMPOTENCY]),
     op!("get" "/v1/accounts/{id}/users", "Users", "List an account's users", auth: true,
         request: None, 200 => Some(schema::<Page<users::UserView>>), query: super::users::ListQuery),
+    op!("get" "/v1/accounts/{id}/users/export", "Users", "The account's users as an Excel workbook (.xlsx): active, prepared or all", auth: true,
+        request: None, 200 => None, query: super::export::ExportQuery),
     op!("post" "/v1/accounts/{id}/users/send-invitations", "Users", "Invite prepared users, all or none", auth: true,
         request: Some(schema::<users::SendInvitations>), 200 => Some(schema::<Page<users::UserView>>), headers: &[IDEMPOTENCY]),
     op!("get" "/v1/users/{id}", "Users", "Read a user (ETag header)", auth: true, request: None, 200 => Some(schema::<users::UserView>)),
@@ -249,6 +255,11 @@ pub fn document() -> Value {
             }),
             None => json!({ "description": "Success" }),
         };
+        if let Some((media_type, description)) = binary_response(operation.path) {
+            success["content"] = json!({
+                media_type: { "schema": { "type": "string", "format": "binary", "description": description } }
+            });
+        }
         if operation.path == "/v1/events" {
             // By default the feed is a stream of server-sent events, one JSON event per `data:`
             // line with its sequence number as the `id:`; a JSON page only when asked.
@@ -317,6 +328,21 @@ pub fn document() -> Value {
             "schemas": schemas,
         },
     })
+}
+
+/// Operations that answer a file rather than JSON: its media type and what it holds.
+fn binary_response(path: &str) -> Option<(&'static str, &'static str)> {
+    match path {
+        "/v1/accounts/{id}/users/export" => Some((
+            super::export::XLSX_MEDIA_TYPE,
+            "One sheet, Users: a header row, then one row per user (user ID, names, state, licence, numbers, roles, teams, permissions, language, time zone, provisioned by, dates), ordered by user ID.",
+        )),
+        "/v1/teams/{id}/avatar" => Some((
+            "image/*",
+            "The avatar as uploaded: image/png or image/jpeg.",
+        )),
+        _ => None,
+    }
 }
 
 fn operation_id(operation: &Operation) -> String {

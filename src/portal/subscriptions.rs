@@ -98,7 +98,7 @@ pub async fn assigned(
     license: LicenseType,
 ) -> ApiResult<i64> {
     Ok(sqlx::query(
-        "SELECT COUNT(*) FROM service_users WHERE account_id = $1 AND license_type = $2",
+        "SELECT COUNT(*) FROM service_users WHERE account_id = $1 AND license_type = $2 AND license_waiting = 0",
     )
     .bind(account)
     .bind(license.as_str())
@@ -139,7 +139,7 @@ pub async fn ensure_license_free(
         return Ok(());
     }
     let holders: Vec<String> = sqlx::query(
-        "SELECT user_id FROM service_users WHERE account_id = $1 AND license_type = $2 ORDER BY user_id LIMIT 4",
+        "SELECT user_id FROM service_users WHERE account_id = $1 AND license_type = $2 AND license_waiting = 0 ORDER BY user_id LIMIT 4",
     )
     .bind(account)
     .bind(license.as_str())
@@ -324,7 +324,7 @@ pub async fn list(
     .await?;
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS}, (SELECT COUNT(*) FROM service_users u WHERE u.account_id = s.account_id \
-         AND u.license_type = s.license_type) AS assigned FROM subscriptions s \
+         AND u.license_type = s.license_type AND u.license_waiting = 0) AS assigned FROM subscriptions s \
          WHERE account_id = $1 AND id > $2 AND ($3 IS NULL OR external_ref = $3) ORDER BY id LIMIT $4"
     )))
     .bind(&account_id)

@@ -32,17 +32,26 @@ use super::teams::{AccountService, forget_user, write_user_links};
 use super::{AppState, db_error, mail};
 use crate::api::time::format_millis;
 use crate::api::{
-    Activate, CreateUser, EventType, Page, Patch, SendInvitations, UpdateUser, UserState, UserView,
+    Activate, CreateUser, EventType, Page, Patch, Provisioner, SendInvitations, UpdateUser,
+    UserState, UserView,
 };
 use crate::domain::service::{country_code, time_zone};
 use crate::domain::{
     Language, LicenseType, Permission, PhoneNumber, UserId, UserPermission, person_name,
 };
 
-const COLUMNS: &str = "id, account_id, user_id, first_name, last_name, extra, license_type, mobile_number, \
-                       landline_number, linked_number, mex, display_numbers, country_code, permissions, language, \
-                       time_zone, state, enabled_state, temp_expires_at, external_ref, created_at, invited_at, \
-                       activated_at, activation_sends, version";
+/// The columns a create writes.
+macro_rules! columns {
+    () => {
+        "id, account_id, user_id, first_name, last_name, extra, license_type, mobile_number, \
+         landline_number, linked_number, mex, display_numbers, country_code, permissions, language, \
+         time_zone, state, enabled_state, temp_expires_at, external_ref, created_at, invited_at, \
+         activated_at, activation_sends, version, license_waiting"
+    };
+}
+const COLUMNS: &str = columns!();
+/// What a read needs besides [`COLUMNS`]: whether SCIM provisioned the user.
+const READ_COLUMNS: &str = concat!(columns!(), ", scim_document");
 
 /// What a person can see and change of a user (everything but its identity and lifecycle).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +87,10 @@ struct Row_ {
     activated_at: Option<i64>,
     activation_sends: i64,
     version: i64,
+    /// Holds no licence yet (created through SCIM with none free).
+    license_waiting: bool,
+    /// Provisioned through SCIM: the resource as the identity provider sent it.
+    scim_document: Option<String>,
 }
 
 fn state_name(state: UserState) -> &'static str {
@@ -147,6 +160,8 @@ impl Row_ {
             activated_at: row.get("activated_at"),
             activation_sends: row.get("activation_sends"),
             version: row.get("version"),
+            license_waiting: row.get::<i64, _>("license_waiting") != 0,
+            scim_document: row.try_get("scim_document").unwrap_or(None),
         })
     }
 
@@ -181,6 +196,12 @@ impl Row_ {
             language: settings.language,
             time_zone: settings.time_zone.clone(),
             state,
+            waiting_for_license: self.license_waiting,
+            provisioned_by: if self.scim_document.is_some() {
+                Provisioner::Scim
+            } else {
+                Provisioner::Api
+            },
             activation_expires_at: match state {
                 UserState::Invited | UserState::ActivationExpired => {
                     self.temp_expires_at.map(format_millis)
@@ -429,6 +450,8 @@ pub async fn create(
         activated_at: None,
         activation_sends: i64::from(invited),
         version: 1,
+        license_waiting: false,
+        scim_document: None,
     };
     insert(
         &mut tx,
@@ -468,7 +491,7 @@ async fn insert(
     let s = &row.settings;
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO service_users ({COLUMNS}, user_id_canonical, temp_password_hash) VALUES \
-         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)"
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)"
     )))
     .bind(&row.id)
     .bind(&row.account_id)
@@ -495,6 +518,7 @@ async fn insert(
     .bind(row.activated_at)
     .bind(row.activation_sends)
     .bind(row.version)
+    .bind(i64::from(row.license_waiting))
     .bind(canonical)
     .bind(password_hash)
     .execute(&mut *tx.tx)
@@ -586,7 +610,7 @@ fn queue_activation(
 
 async fn find(connection: &mut AnyConnection, id: &str) -> ApiResult<Option<Row_>> {
     sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM service_users WHERE id = $1"
+        "SELECT {READ_COLUMNS} FROM service_users WHERE id = $1"
     )))
     .bind(id)
     .fetch_optional(&mut *connection)
@@ -657,7 +681,7 @@ pub async fn list(
     )
     .await?;
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM service_users WHERE account_id = $1 AND id > $2 AND ($3 IS NULL OR external_ref = $3) \
+        "SELECT {READ_COLUMNS} FROM service_users WHERE account_id = $1 AND id > $2 AND ($3 IS NULL OR external_ref = $3) \
          AND ($4 IS NULL OR user_id_canonical = $4) ORDER BY id LIMIT $5"
     )))
     .bind(&account_id)
@@ -674,6 +698,25 @@ pub async fn list(
         .map(|row| Ok(Row_::from_row(row)?.view(now, &service)))
         .collect::<ApiResult<Vec<_>>>()?;
     Ok(Json(Page::new(views, limit, |u: &UserView| u.id.clone())))
+}
+
+/// Every user of `account_id`, ordered by user ID (for the export; the caller authorized).
+pub(super) async fn all_views(
+    connection: &mut AnyConnection,
+    account_id: &str,
+    now: i64,
+) -> ApiResult<Vec<UserView>> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {READ_COLUMNS} FROM service_users WHERE account_id = $1 ORDER BY user_id_canonical"
+    )))
+    .bind(account_id)
+    .fetch_all(&mut *connection)
+    .await
+    .map_err(db_error("list users"))?;
+    let service = AccountService::load(connection, account_id).await?;
+    rows.iter()
+        .map(|row| Ok(Row_::from_row(row)?.view(now, &service)))
+        .collect()
 }
 
 pub async fn get(
@@ -980,7 +1023,7 @@ pub async fn activate_with(
     let found = {
         let mut connection = state.connection().await?;
         sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS}, temp_password_hash FROM service_users WHERE user_id_canonical = $1"
+            "SELECT {READ_COLUMNS}, temp_password_hash FROM service_users WHERE user_id_canonical = $1"
         )))
         .bind(&canonical)
         .fetch_optional(&mut *connection)
@@ -1046,7 +1089,7 @@ pub async fn sweep_expired(
     now: i64,
 ) -> Result<Option<i64>, sqlx::Error> {
     let due = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM service_users WHERE state = 'Invited' AND temp_expires_at <= $1 LIMIT 500"
+        "SELECT {READ_COLUMNS} FROM service_users WHERE state = 'Invited' AND temp_expires_at <= $1 LIMIT 500"
     )))
     .bind(now)
     .fetch_all(&store.pool)

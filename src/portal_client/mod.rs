@@ -430,6 +430,43 @@ impl HttpPortal {
         Ok(access.roles.into_keys().collect())
     }
 
+    /// `account`'s users as an Excel workbook: the bytes of the .xlsx file and how many users
+    /// it holds.
+    pub async fn export_users(
+        &self,
+        account: &str,
+        state: crate::api::ExportState,
+    ) -> PortalResult<(Vec<u8>, Option<usize>)> {
+        let url = format!(
+            "{}/v1/accounts/{}/users/export?state={}",
+            self.base,
+            encode(account),
+            state.as_str()
+        );
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|source| PortalError::Network {
+                url: url.clone(),
+                source,
+            })?;
+        if !response.status().is_success() {
+            return Err(refusal(response).await);
+        }
+        let count = response
+            .headers()
+            .get("x-user-count")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse().ok());
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|source| PortalError::Network { url, source })?;
+        Ok((bytes.to_vec(), count))
+    }
+
     /// Reports every request's method and outcome (`ok`, `refused`, `transient`) to `observer`,
     /// e.g. to count them in metrics.
     pub fn with_observer(mut self, observer: RequestObserver) -> HttpPortal {

@@ -267,8 +267,13 @@ fn record(status: &mut UserStatus, user: &UserView) {
     status.activation_expires_at = user.activation_expires_at.clone();
     status.license = Some(LicenseStatus {
         license_type: Some(user.license_type.to_string()),
-        assigned: true,
-        reason: None,
+        assigned: !user.waiting_for_license,
+        reason: user.waiting_for_license.then(|| {
+            format!(
+                "waiting for a free {} licence; it takes one as soon as one is free",
+                user.license_type
+            )
+        }),
     });
     status.permissions = user
         .effective
@@ -698,6 +703,8 @@ mod tests {
             language: Language::En,
             time_zone: Some("Europe/London".into()),
             state,
+            waiting_for_license: false,
+            provisioned_by: crate::api::Provisioner::Api,
             activation_expires_at: Some(format_millis(NOW + 60_000)),
             invited_at: None,
             activated_at: None,
