@@ -21,11 +21,23 @@ pub struct KeyView {
     pub name: String,
     pub principal_id: String,
     pub created_at: String,
+    /// A SCIM token: the account it provisions at `/scim/v2` (it works nowhere else).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scim_account_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     /// In a replayed answer (same Idempotency-Key) instead of `key`: how to get a new one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_redacted: Option<String>,
+}
+
+/// `POST /v1/accounts/{id}/scim-tokens`: a SCIM token for an identity provider (e.g. Microsoft
+/// Entra ID's provisioning, Tenant URL `https://PORTAL/scim/v2`), bound to this account.
+#[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateScimToken {
+    #[schemars(length(min = 1, max = 100))]
+    pub name: String,
 }
 
 /// A message the portal sent or will send.

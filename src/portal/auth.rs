@@ -27,6 +27,8 @@ use crate::domain::{
 pub struct Principal {
     pub id: String,
     pub kind: PrincipalKind,
+    /// A SCIM token: the one account it provisions, at `/scim/v2` only.
+    pub scim_account: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +96,7 @@ pub async fn authenticate(connection: &mut AnyConnection, key: &str) -> ApiResul
     };
     let (id, secret) = parse_api_key(key).ok_or_else(refuse)?;
     let row = sqlx::query(
-        "SELECT k.secret_hash, p.id, p.kind FROM api_keys k JOIN principals p ON p.id = k.principal_id \
+        "SELECT k.secret_hash, p.id, p.kind, k.scim_account_id FROM api_keys k JOIN principals p ON p.id = k.principal_id \
          WHERE k.id = $1 AND k.revoked_at IS NULL",
     )
     .bind(id)
@@ -119,6 +121,7 @@ pub async fn authenticate(connection: &mut AnyConnection, key: &str) -> ApiResul
         } else {
             PrincipalKind::Admin
         },
+        scim_account: row.get(3),
     })
 }
 
@@ -159,6 +162,14 @@ impl FromRequestParts<AppState> for Principal {
             .await
             .map_err(|e| ApiError::internal("open a database connection", e))?;
         let principal = authenticate(&mut connection, key).await?;
+        if let Some(account) = &principal.scim_account {
+            return Err(ApiError::new(
+                ProblemType::Unauthenticated,
+                format!(
+                    "this key is a SCIM token for account {account}: it works only at /scim/v2; use an API key here"
+                ),
+            ));
+        }
         parts.extensions.insert(principal.clone());
         Ok(principal)
     }

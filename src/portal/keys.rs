@@ -7,11 +7,12 @@ use axum::response::{IntoResponse, Response};
 
 use sqlx::Row;
 
-use super::auth::{Principal, grants_of, new_api_key};
+use super::auth::{Principal, authorize, grants_of, new_api_key};
 use super::json::JsonBody;
 use super::problem::{ApiError, ApiResult};
 use super::{AppState, SecretResponse, db_error};
 use crate::api::ProblemType;
+use crate::api::keys::CreateScimToken;
 use crate::api::time::format_millis;
 pub use crate::api::{CreateKey, KeyView, Page};
 use crate::domain::{AccountTree, Permission};
@@ -21,13 +22,7 @@ pub async fn create(
     principal: Principal,
     JsonBody(body): JsonBody<CreateKey>,
 ) -> ApiResult<Response> {
-    let name = body.name.trim();
-    if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
-        return Err(ApiError::invalid(
-            "/name",
-            "name must hold 1 to 100 printable characters",
-        ));
-    }
+    let name = check_key_name(&body.name)?;
     let now = state.now();
     let mut tx = state.begin().await?;
     let owner = match (&body.admin_id, principal.is_platform()) {
@@ -86,6 +81,7 @@ pub async fn create(
         name: name.to_owned(),
         principal_id: owner,
         created_at: format_millis(now),
+        scim_account_id: None,
         key: Some(key.key),
         key_redacted: None,
     };
@@ -100,7 +96,7 @@ pub async fn list(
 ) -> ApiResult<Json<Page<KeyView>>> {
     let mut connection = state.connection().await?;
     let rows = sqlx::query(
-        "SELECT id, name, principal_id, created_at FROM api_keys WHERE principal_id = $1 AND revoked_at IS NULL ORDER BY id",
+        "SELECT id, name, principal_id, created_at, scim_account_id FROM api_keys WHERE principal_id = $1 AND revoked_at IS NULL ORDER BY id",
     )
     .bind(&principal.id)
     .fetch_all(&mut *connection)
@@ -113,6 +109,7 @@ pub async fn list(
             name: row.get(1),
             principal_id: row.get(2),
             created_at: format_millis(row.get(3)),
+            scim_account_id: row.get(4),
             key: None,
             key_redacted: None,
         })
@@ -173,6 +170,131 @@ pub async fn revoke(
     .rows_affected();
     if updated == 0 {
         return Err(ApiError::not_found("API key", &id));
+    }
+    tx.commit().await.map_err(db_error("commit"))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn check_key_name(name: &str) -> ApiResult<&str> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "/name",
+            "name must hold 1 to 100 printable characters",
+        ));
+    }
+    Ok(name)
+}
+
+/// Mints a SCIM token for the account: an API key of the caller's that acts only at
+/// `/scim/v2`, only on this account, and only while the caller may write its users.
+pub async fn create_scim_token(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(account_id): Path<String>,
+    JsonBody(body): JsonBody<CreateScimToken>,
+) -> ApiResult<Response> {
+    let name = check_key_name(&body.name)?;
+    let now = state.now();
+    let mut tx = state.begin().await?;
+    authorize(
+        &mut tx.tx,
+        &principal,
+        &account_id,
+        Permission::ServiceUsersWrite,
+    )
+    .await?;
+    let key = new_api_key();
+    sqlx::query("INSERT INTO api_keys (id, principal_id, name, secret_hash, created_at, scim_account_id) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(&key.id)
+        .bind(&principal.id)
+        .bind(name)
+        .bind(&key.secret_hash)
+        .bind(now)
+        .bind(&account_id)
+        .execute(&mut *tx.tx)
+        .await
+        .map_err(db_error("create the SCIM token"))?;
+    let view = KeyView {
+        id: key.id,
+        name: name.to_owned(),
+        principal_id: principal.id.clone(),
+        created_at: format_millis(now),
+        scim_account_id: Some(account_id),
+        key: Some(key.key),
+        key_redacted: None,
+    };
+    let mut response = (StatusCode::CREATED, Json(view)).into_response();
+    response.extensions_mut().insert(SecretResponse);
+    tx.commit_response(response).await
+}
+
+/// The account's SCIM tokens (never their secrets).
+pub async fn list_scim_tokens(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(account_id): Path<String>,
+) -> ApiResult<Json<Page<KeyView>>> {
+    let mut connection = state.connection().await?;
+    authorize(
+        &mut connection,
+        &principal,
+        &account_id,
+        Permission::ServiceUsersWrite,
+    )
+    .await?;
+    let rows = sqlx::query(
+        "SELECT id, name, principal_id, created_at FROM api_keys WHERE scim_account_id = $1 AND revoked_at IS NULL ORDER BY id",
+    )
+    .bind(&account_id)
+    .fetch_all(&mut *connection)
+    .await
+    .map_err(db_error("list SCIM tokens"))?;
+    let items = rows
+        .iter()
+        .map(|row| KeyView {
+            id: row.get(0),
+            name: row.get(1),
+            principal_id: row.get(2),
+            created_at: format_millis(row.get(3)),
+            scim_account_id: Some(account_id.clone()),
+            key: None,
+            key_redacted: None,
+        })
+        .collect();
+    Ok(Json(Page {
+        items,
+        next_cursor: None,
+    }))
+}
+
+/// Revokes one of the account's SCIM tokens (whoever minted it).
+pub async fn revoke_scim_token(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((account_id, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let now = state.now();
+    let mut tx = state.begin().await?;
+    authorize(
+        &mut tx.tx,
+        &principal,
+        &account_id,
+        Permission::ServiceUsersWrite,
+    )
+    .await?;
+    let updated = sqlx::query(
+        "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND scim_account_id = $3 AND revoked_at IS NULL",
+    )
+    .bind(now)
+    .bind(&id)
+    .bind(&account_id)
+    .execute(&mut *tx.tx)
+    .await
+    .map_err(db_error("revoke the SCIM token"))?
+    .rows_affected();
+    if updated == 0 {
+        return Err(ApiError::not_found("SCIM token", &id));
     }
     tx.commit().await.map_err(db_error("commit"))?;
     Ok(StatusCode::NO_CONTENT)

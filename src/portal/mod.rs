@@ -28,6 +28,7 @@ mod openapi;
 mod pages;
 mod problem;
 mod ratelimit;
+mod scim;
 mod sqlite_writer;
 mod store;
 mod subscriptions;
@@ -525,6 +526,14 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/events", get(feed::events))
         .route("/api-keys", post(keys::create).get(keys::list))
         .route("/api-keys/{id}", delete(keys::revoke))
+        .route(
+            "/accounts/{id}/scim-tokens",
+            post(keys::create_scim_token).get(keys::list_scim_tokens),
+        )
+        .route(
+            "/accounts/{id}/scim-tokens/{token}",
+            delete(keys::revoke_scim_token),
+        )
         // Every route: a query parameter the document does not declare is refused.
         .route_layer(middleware::from_fn(reject_undeclared_query))
         // Inside the Idempotency-Key layer, so that a refusal has settled before that layer
@@ -546,6 +555,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::render))
         .route("/openapi.json", get(openapi::serve))
         .nest("/v1", v1)
+        .nest("/scim/v2", scim::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(1024 * 1024))

@@ -255,11 +255,19 @@ pub async fn create(
     .execute(&mut *tx.tx)
     .await
     .map_err(db_error("create the subscription"))?;
+    // Users waiting for a licence of this type take one now.
+    let mail =
+        super::users::grant_waiting(&state, &mut tx, &account_id, row.license_type, now).await?;
     // Users may hold licences of this type already (a subscription deleted and made again).
     let assigned = assigned(&mut tx.tx, &account_id, row.license_type).await?;
     tx.emit(row.event(EventType::SubscriptionCreated, assigned), now);
-    tx.commit_response(response(StatusCode::CREATED, &row, assigned))
-        .await
+    let response = tx
+        .commit_response(response(StatusCode::CREATED, &row, assigned))
+        .await?;
+    if mail {
+        state.mail_queued();
+    }
+    Ok(response)
 }
 
 async fn find(connection: &mut AnyConnection, id: &str) -> ApiResult<Option<Row_>> {
@@ -412,8 +420,18 @@ pub async fn update(
     .execute(&mut *tx.tx)
     .await
     .map_err(db_error("update the subscription"))?;
+    let mail = super::users::grant_waiting(&state, &mut tx, &row.account_id, row.license_type, now)
+        .await?;
+    let assigned = if mail || row.quantity > assigned {
+        self::assigned(&mut tx.tx, &row.account_id, row.license_type).await?
+    } else {
+        assigned
+    };
     tx.emit(row.event(EventType::SubscriptionUpdated, assigned), now);
     tx.commit().await.map_err(db_error("commit"))?;
+    if mail {
+        state.mail_queued();
+    }
     Ok(response(StatusCode::OK, &row, assigned))
 }
 

@@ -1366,6 +1366,23 @@ pub async fn update_team(
     ))
 }
 
+/// Deletes `team` and its links; its members stay users.
+async fn remove_team(tx: &mut WriteTx, team: &TeamRow, now: i64) -> ApiResult<()> {
+    for statement in [
+        "DELETE FROM team_members WHERE team_id = $1",
+        "DELETE FROM team_roles WHERE team_id = $1",
+        "DELETE FROM teams WHERE id = $1",
+    ] {
+        sqlx::query(statement)
+            .bind(&team.id)
+            .execute(&mut *tx.tx)
+            .await
+            .map_err(db_error("delete the team"))?;
+    }
+    tx.emit(team_event(EventType::TeamDeleted, team), now);
+    Ok(())
+}
+
 pub async fn delete_team(
     State(state): State<AppState>,
     principal: Principal,
@@ -1374,18 +1391,263 @@ pub async fn delete_team(
     let now = state.now();
     let mut tx = state.begin().await?;
     let team = authorized_team(&mut tx.tx, &principal, &id, Permission::ServiceUsersWrite).await?;
-    for statement in [
-        "DELETE FROM team_members WHERE team_id = $1",
-        "DELETE FROM team_roles WHERE team_id = $1",
-        "DELETE FROM teams WHERE id = $1",
-    ] {
-        sqlx::query(statement)
-            .bind(&id)
-            .execute(&mut *tx.tx)
-            .await
-            .map_err(db_error("delete the team"))?;
-    }
-    tx.emit(team_event(EventType::TeamDeleted, &team), now);
+    remove_team(&mut tx, &team, now).await?;
     tx.commit().await.map_err(db_error("commit"))?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+// --- SCIM groups -------------------------------------------------------------------------------
+
+/// A team provisioned through SCIM (a Group), as SCIM reads it.
+#[derive(Debug, Clone)]
+pub(super) struct ScimGroupRecord {
+    pub id: String,
+    pub name: String,
+    pub version: i64,
+    pub created_at: i64,
+    pub modified_at: i64,
+    pub document: serde_json::Map<String, serde_json::Value>,
+    /// The users the team lists, by portal id, in the order the document gave them.
+    pub members: Vec<String>,
+}
+
+/// The SCIM-provisioned teams of `account_id`.
+pub(super) async fn scim_groups(
+    connection: &mut AnyConnection,
+    account_id: &str,
+    id: Option<&str>,
+) -> ApiResult<Vec<ScimGroupRecord>> {
+    let rows = sqlx::query(
+        "SELECT id, name, version, created_at, scim_modified_at, scim_document FROM teams \
+         WHERE account_id = $1 AND scim_document IS NOT NULL AND ($2 IS NULL OR id = $2) ORDER BY created_at, id",
+    )
+    .bind(account_id)
+    .bind(id)
+    .fetch_all(&mut *connection)
+    .await
+    .map_err(db_error("list SCIM groups"))?;
+    let members = sqlx::query(
+        "SELECT m.team_id, m.user_id FROM team_members m JOIN teams t ON t.id = m.team_id \
+         WHERE t.account_id = $1 AND t.scim_document IS NOT NULL AND m.listed_by = 'team' AND ($2 IS NULL OR t.id = $2)",
+    )
+    .bind(account_id)
+    .bind(id)
+    .fetch_all(&mut *connection)
+    .await
+    .map_err(db_error("list SCIM group members"))?;
+    let mut by_team: HashMap<String, Vec<String>> = HashMap::new();
+    for row in &members {
+        by_team
+            .entry(row.get("team_id"))
+            .or_default()
+            .push(row.get("user_id"));
+    }
+    rows.iter()
+        .map(|row| {
+            let id: String = row.get("id");
+            let mut document: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(&row.get::<String, _>("scim_document"))
+                    .map_err(|e| ApiError::internal("read the SCIM document", e))?;
+            let mut members = by_team.remove(&id).unwrap_or_default();
+            // The order the identity provider sent, then any listed since by the REST API.
+            let order = document.remove("memberOrder");
+            let sent: Vec<&str> = order
+                .as_ref()
+                .and_then(|v| v.as_array())
+                .map(|ids| ids.iter().filter_map(|v| v.as_str()).collect())
+                .unwrap_or_default();
+            members.sort_by_key(|m| sent.iter().position(|s| s == m).unwrap_or(usize::MAX));
+            let created_at: i64 = row.get("created_at");
+            Ok(ScimGroupRecord {
+                name: row.get("name"),
+                version: row.get("version"),
+                modified_at: row
+                    .get::<Option<i64>, _>("scim_modified_at")
+                    .unwrap_or(created_at),
+                created_at,
+                document,
+                members,
+                id,
+            })
+        })
+        .collect()
+}
+
+/// A team as SCIM writes it.
+#[derive(Debug, Clone)]
+pub(super) struct ScimGroup {
+    pub name: String,
+    /// Portal ids of users of the account.
+    pub members: Vec<String>,
+    /// The rest of the resource as sent.
+    pub document: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Creates (`id` None) or replaces a SCIM-provisioned team: its name, the users it lists (by
+/// portal id, users of the account) and the document as sent. Returns the team's id.
+pub(super) async fn scim_group_write(
+    state: &AppState,
+    principal: &Principal,
+    account_id: &str,
+    id: Option<&str>,
+    group: ScimGroup,
+    expected_version: Option<i64>,
+) -> ApiResult<String> {
+    let ScimGroup {
+        name,
+        members,
+        mut document,
+    } = group;
+    let members = &members;
+    let name = check_name("displayName", &name)?;
+    let now = state.now();
+    let mut tx = state.begin().await?;
+    authorize(
+        &mut tx.tx,
+        principal,
+        account_id,
+        Permission::ServiceUsersWrite,
+    )
+    .await?;
+    let service = AccountService::load(&mut tx.tx, account_id).await?;
+    let current = match id {
+        Some(id) => {
+            let team = service
+                .teams
+                .iter()
+                .find(|t| t.id == id)
+                .cloned()
+                .ok_or_else(|| ApiError::not_found("group", id))?;
+            if let Some(expected) = expected_version
+                && expected != team.version
+            {
+                return Err(ApiError::new(
+                    ProblemType::PreconditionFailed,
+                    format!(
+                        "group {id} is at version {}, not {expected}; read it again",
+                        team.version
+                    ),
+                ));
+            }
+            Some(team)
+        }
+        None => None,
+    };
+    if service.teams.iter().any(|t| {
+        t.name.to_lowercase() == name.to_lowercase()
+            && Some(&t.id) != current.as_ref().map(|c| &c.id)
+    }) {
+        return Err(name_taken("team", &name));
+    }
+    for member in members {
+        if !service.user_ids.contains_key(member) {
+            return Err(ApiError::new(
+                ProblemType::UnknownReference,
+                format!("the account has no user {member:?}"),
+            ));
+        }
+    }
+    let mut unique = members.to_vec();
+    unique.dedup();
+    document.insert("memberOrder".into(), serde_json::json!(unique));
+    let document = serde_json::Value::Object(document).to_string();
+    let team_id = match &current {
+        None => {
+            let team_id = uuid::Uuid::now_v7().to_string();
+            sqlx::query(
+                "INSERT INTO teams (id, account_id, name, name_canonical, channels, disabled, created_at, version, scim_document, scim_modified_at) \
+                 VALUES ($1, $2, $3, $4, '[]', 0, $5, 1, $6, $5)",
+            )
+            .bind(&team_id)
+            .bind(account_id)
+            .bind(&name)
+            .bind(name.to_lowercase())
+            .bind(now)
+            .bind(&document)
+            .execute(&mut *tx.tx)
+            .await
+            .map_err(db_error("create the team"))?;
+            team_id
+        }
+        Some(team) => {
+            sqlx::query(
+                "UPDATE teams SET name = $1, name_canonical = $2, version = version + 1, scim_document = $3, scim_modified_at = $4 \
+                 WHERE id = $5 AND version = $6",
+            )
+            .bind(&name)
+            .bind(name.to_lowercase())
+            .bind(&document)
+            .bind(now)
+            .bind(&team.id)
+            .bind(team.version)
+            .execute(&mut *tx.tx)
+            .await
+            .map_err(db_error("update the team"))?;
+            team.id.clone()
+        }
+    };
+    let mut sorted = unique;
+    sorted.sort();
+    sorted.dedup();
+    write_team_links(&mut tx, &team_id, Some(&sorted), None).await?;
+    let service = AccountService::load(&mut tx.tx, account_id).await?;
+    let team = service
+        .teams
+        .iter()
+        .find(|t| t.id == team_id)
+        .cloned()
+        .expect("just written");
+    let event = if current.is_some() {
+        EventType::TeamUpdated
+    } else {
+        EventType::TeamCreated
+    };
+    tx.emit(team_event(event, &team), now);
+    tx.commit().await.map_err(db_error("commit"))?;
+    Ok(team_id)
+}
+
+/// Deletes a SCIM-provisioned team; its members stay users.
+pub(super) async fn scim_group_delete(
+    state: &AppState,
+    principal: &Principal,
+    account_id: &str,
+    id: &str,
+    expected_version: Option<i64>,
+) -> ApiResult<()> {
+    let now = state.now();
+    let mut tx = state.begin().await?;
+    authorize(
+        &mut tx.tx,
+        principal,
+        account_id,
+        Permission::ServiceUsersWrite,
+    )
+    .await?;
+    let team = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {TEAM_COLUMNS} FROM teams WHERE id = $1 AND account_id = $2 AND scim_document IS NOT NULL"
+    )))
+    .bind(id)
+    .bind(account_id)
+    .fetch_optional(&mut *tx.tx)
+    .await
+    .map_err(db_error("read the team"))?
+    .as_ref()
+    .map(TeamRow::from_row)
+    .transpose()?
+    .ok_or_else(|| ApiError::not_found("group", id))?;
+    if let Some(expected) = expected_version
+        && expected != team.version
+    {
+        return Err(ApiError::new(
+            ProblemType::PreconditionFailed,
+            format!(
+                "group {id} is at version {}, not {expected}; read it again",
+                team.version
+            ),
+        ));
+    }
+    remove_team(&mut tx, &team, now).await?;
+    tx.commit().await.map_err(db_error("commit"))?;
+    Ok(())
 }

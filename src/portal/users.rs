@@ -334,11 +334,13 @@ fn check_settings(settings: Settings) -> ApiResult<Settings> {
     Ok(checked)
 }
 
-/// Who uses `canonical` as a login already: an admin, an account manager or a user.
+/// Who uses `canonical` as a login already: an admin, an account manager or a user (saying
+/// whether an identity provider provisioned it through SCIM or portal-operator manages it, so
+/// that the two never silently fight over one user ID).
 pub(super) async fn login_taken_by(
     connection: &mut AnyConnection,
     canonical: &str,
-) -> ApiResult<Option<&'static str>> {
+) -> ApiResult<Option<String>> {
     for (query, who) in [
         (
             "SELECT id FROM principals WHERE email_canonical = $1",
@@ -348,10 +350,6 @@ pub(super) async fn login_taken_by(
             "SELECT id FROM account_managers WHERE email_canonical = $1",
             "an account manager",
         ),
-        (
-            "SELECT id FROM service_users WHERE user_id_canonical = $1",
-            "a user",
-        ),
     ] {
         let found = sqlx::query(query)
             .bind(canonical)
@@ -359,10 +357,31 @@ pub(super) async fn login_taken_by(
             .await
             .map_err(db_error("check the login"))?;
         if found.is_some() {
-            return Ok(Some(who));
+            return Ok(Some(who.to_owned()));
         }
     }
-    Ok(None)
+    let user = sqlx::query(
+        "SELECT id, account_id, external_ref, scim_document FROM service_users WHERE user_id_canonical = $1",
+    )
+    .bind(canonical)
+    .fetch_optional(&mut *connection)
+    .await
+    .map_err(db_error("check the login"))?;
+    Ok(user.map(|row| {
+        let id: String = row.get("id");
+        let account: String = row.get("account_id");
+        let external_ref: Option<String> = row.get("external_ref");
+        let scim = row.get::<Option<String>, _>("scim_document").is_some();
+        match (scim, external_ref) {
+            (true, _) => format!(
+                "user {id} of account {account}, provisioned by an identity provider through SCIM"
+            ),
+            (false, Some(external_ref)) => format!(
+                "user {id} of account {account}, managed by portal-operator ({external_ref})"
+            ),
+            (false, None) => format!("user {id} of account {account}"),
+        }
+    }))
 }
 
 // --- Handlers ----------------------------------------------------------------------------------
@@ -839,7 +858,13 @@ pub async fn update(
     write_user_links(&mut tx, &row.id, role_ids.as_deref(), team_ids.as_deref()).await?;
     let service = AccountService::load(&mut tx.tx, &row.account_id).await?;
     tx.emit(row.event(EventType::UserUpdated), now);
+    // The old type's licence is free now: the next user waiting for one takes it.
+    let mail = current.license_type != row.settings.license_type
+        && grant_waiting(&state, &mut tx, &row.account_id, current.license_type, now).await?;
     tx.commit().await.map_err(db_error("commit"))?;
+    if mail {
+        state.mail_queued();
+    }
     Ok(response(StatusCode::OK, &row, now, &service))
 }
 
@@ -852,14 +877,11 @@ pub async fn delete(
     let now = state.now();
     let mut tx = state.begin().await?;
     let (row, _) = authorized(&mut tx.tx, &principal, &id, Permission::ServiceUsersWrite).await?;
-    forget_user(&mut tx, &id).await?;
-    sqlx::query("DELETE FROM service_users WHERE id = $1")
-        .bind(&id)
-        .execute(&mut *tx.tx)
-        .await
-        .map_err(db_error("delete the user"))?;
-    tx.emit(row.event(EventType::UserDeleted), now);
+    let mail = remove(&state, &mut tx, &row, now).await?;
     tx.commit().await.map_err(db_error("commit"))?;
+    if mail {
+        state.mail_queued();
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -1142,4 +1164,518 @@ pub async fn permissions() -> Json<crate::api::users::PermissionCatalog> {
             })
             .collect(),
     })
+}
+
+// --- SCIM ----------------------------------------------------------------------------------
+
+/// A user as SCIM writes it: the resource as the identity provider sent it, and what the
+/// portal takes from it.
+#[derive(Debug, Clone)]
+pub(super) struct ScimUser {
+    pub document: serde_json::Map<String, serde_json::Value>,
+    pub user_name: String,
+    /// The login: the userName when it is an email address or an E.164 mobile number, else an
+    /// email of the user; None when there is neither (the user is kept, but cannot be invited
+    /// until it has one).
+    pub login: Option<UserId>,
+    pub first_name: String,
+    pub last_name: String,
+    pub license_type: LicenseType,
+    pub mobile_number: Option<String>,
+    pub landline_number: Option<String>,
+    pub linked_number: Option<String>,
+    pub mex: bool,
+    pub display_numbers: Vec<String>,
+    pub country_code: Option<String>,
+    pub language: Language,
+    pub time_zone: Option<String>,
+    pub active: bool,
+}
+
+impl ScimUser {
+    fn settings(&self, permissions: Vec<UserPermission>) -> ApiResult<Settings> {
+        check_settings(Settings {
+            first_name: self.first_name.clone(),
+            last_name: self.last_name.clone(),
+            extra: BTreeMap::new(),
+            license_type: self.license_type,
+            mobile_number: self.mobile_number.clone(),
+            landline_number: self.landline_number.clone(),
+            linked_number: self.linked_number.clone(),
+            mex: self.mex,
+            display_numbers: self.display_numbers.clone(),
+            country_code: self.country_code.clone(),
+            permissions,
+            language: self.language,
+            time_zone: self.time_zone.clone(),
+        })
+    }
+}
+
+/// A SCIM-provisioned user as SCIM reads it.
+#[derive(Debug, Clone)]
+pub(super) struct ScimUserRecord {
+    pub id: String,
+    pub version: i64,
+    pub created_at: i64,
+    pub modified_at: i64,
+    pub document: serde_json::Map<String, serde_json::Value>,
+    pub state: UserState,
+}
+
+fn scim_record(row: &sqlx::any::AnyRow, now: i64) -> ApiResult<ScimUserRecord> {
+    let user = Row_::from_row(row)?;
+    let document = user
+        .scim_document
+        .as_deref()
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(|e| ApiError::internal("read the SCIM document", e))?
+        .unwrap_or_default();
+    let modified_at: Option<i64> = row.get("scim_modified_at");
+    Ok(ScimUserRecord {
+        state: user.state(now),
+        id: user.id,
+        version: user.version,
+        created_at: user.created_at,
+        modified_at: modified_at.unwrap_or(user.created_at),
+        document,
+    })
+}
+
+/// The SCIM-provisioned users of `account_id` (only the one with this userName, when given).
+pub(super) async fn scim_users(
+    connection: &mut AnyConnection,
+    account_id: &str,
+    user_name: Option<&str>,
+    now: i64,
+) -> ApiResult<Vec<ScimUserRecord>> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {READ_COLUMNS}, scim_modified_at FROM service_users WHERE account_id = $1 AND scim_document IS NOT NULL \
+         AND ($2 IS NULL OR scim_user_name_canonical = $2) ORDER BY created_at, id"
+    )))
+    .bind(account_id)
+    .bind(user_name.map(str::to_lowercase))
+    .fetch_all(&mut *connection)
+    .await
+    .map_err(db_error("list SCIM users"))?
+    .iter()
+    .map(|row| scim_record(row, now))
+    .collect()
+}
+
+pub(super) async fn scim_user(
+    connection: &mut AnyConnection,
+    account_id: &str,
+    id: &str,
+    now: i64,
+) -> ApiResult<Option<ScimUserRecord>> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {READ_COLUMNS}, scim_modified_at FROM service_users WHERE id = $1 AND account_id = $2 AND scim_document IS NOT NULL"
+    )))
+    .bind(id)
+    .bind(account_id)
+    .fetch_optional(&mut *connection)
+    .await
+    .map_err(db_error("read the SCIM user"))?
+    .as_ref()
+    .map(|row| scim_record(row, now))
+    .transpose()
+}
+
+async fn user_name_taken(
+    connection: &mut AnyConnection,
+    account_id: &str,
+    user_name: &str,
+    except: Option<&str>,
+) -> ApiResult<()> {
+    let holder = sqlx::query(
+        "SELECT id FROM service_users WHERE account_id = $1 AND scim_user_name_canonical = $2",
+    )
+    .bind(account_id)
+    .bind(user_name.to_lowercase())
+    .fetch_optional(&mut *connection)
+    .await
+    .map_err(db_error("check the userName"))?
+    .map(|row| row.get::<String, _>(0));
+    match holder {
+        Some(id) if Some(id.as_str()) != except => Err(ApiError::new(
+            ProblemType::UserIdConflict,
+            format!("userName {user_name:?} is already provisioned in this account, as user {id}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+async fn write_scim_columns(
+    tx: &mut WriteTx,
+    id: &str,
+    user: &ScimUser,
+    now: i64,
+) -> ApiResult<()> {
+    sqlx::query(
+        "UPDATE service_users SET scim_document = $1, scim_user_name_canonical = $2, scim_modified_at = $3 WHERE id = $4",
+    )
+    .bind(serde_json::Value::Object(user.document.clone()).to_string())
+    .bind(user.user_name.to_lowercase())
+    .bind(now)
+    .bind(id)
+    .execute(&mut *tx.tx)
+    .await
+    .map_err(db_error("record the SCIM resource"))?;
+    Ok(())
+}
+
+/// Whether a licence of `license` is free on `account_id` (inside the write transaction).
+async fn license_free(
+    connection: &mut AnyConnection,
+    account_id: &str,
+    license: LicenseType,
+) -> ApiResult<bool> {
+    match ensure_license_free(connection, account_id, license).await {
+        Ok(()) => Ok(true),
+        Err(error) if error.kind == ProblemType::LicenseExhausted => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
+/// Creates a user provisioned through SCIM. Where the REST API refuses a user with no licence
+/// free, this creates it waiting for one (an identity provider quarantines a sync whose creates
+/// keep failing). An active user holding a licence is invited at once.
+pub(super) async fn scim_create(
+    state: &AppState,
+    principal: &Principal,
+    account_id: &str,
+    user: ScimUser,
+) -> ApiResult<String> {
+    let settings = user.settings(Vec::new())?;
+    let password = temporary_password();
+    let password_hash = hash_password(&password).await?;
+    let now = state.now();
+    let mut tx = state.begin().await?;
+    let access = authorize(
+        &mut tx.tx,
+        principal,
+        account_id,
+        Permission::ServiceUsersWrite,
+    )
+    .await?;
+    user_name_taken(&mut tx.tx, account_id, &user.user_name, None).await?;
+    let canonical = match &user.login {
+        Some(login) => {
+            ensure_login_free(&mut tx.tx, login).await?;
+            login.canonical()
+        }
+        None => placeholder_login(account_id, &user.user_name),
+    };
+    let waiting = !license_free(&mut tx.tx, account_id, settings.license_type).await?;
+    let invited = user.active && !waiting && user.login.is_some();
+    let row = Row_ {
+        id: uuid::Uuid::now_v7().to_string(),
+        account_id: account_id.to_owned(),
+        user_id: match &user.login {
+            Some(login) => login.to_string(),
+            None => user.user_name.clone(),
+        },
+        settings,
+        stored_state: match (user.active, invited) {
+            (false, _) => UserState::Disabled,
+            (true, true) => UserState::Invited,
+            (true, false) => UserState::Prepared,
+        },
+        enabled_state: (!user.active).then_some(UserState::Prepared),
+        temp_expires_at: invited.then_some(now + ACTIVATION_LIFETIME_MILLIS),
+        external_ref: None,
+        created_at: now,
+        invited_at: invited.then_some(now),
+        activated_at: None,
+        activation_sends: i64::from(invited),
+        version: 1,
+        license_waiting: waiting,
+        scim_document: Some(String::new()),
+    };
+    insert(
+        &mut tx,
+        &row,
+        &canonical,
+        invited.then_some(password_hash.as_str()),
+    )
+    .await?;
+    write_scim_columns(&mut tx, &row.id, &user, now).await?;
+    tx.emit(row.event(EventType::UserCreated), now);
+    if invited {
+        queue_activation(
+            state,
+            &mut tx,
+            &row,
+            &access.account.display_name,
+            &password,
+            now,
+        );
+    }
+    tx.commit().await.map_err(db_error("commit"))?;
+    if invited {
+        state.mail_queued();
+    }
+    Ok(row.id)
+}
+
+/// Refuses a login another admin, account manager or user holds, naming the holder.
+async fn ensure_login_free(connection: &mut AnyConnection, login: &UserId) -> ApiResult<()> {
+    match login_taken_by(connection, &login.canonical()).await? {
+        None => Ok(()),
+        Some(taken_by) => Err(ApiError::new(
+            ProblemType::UserIdConflict,
+            format!(
+                "{login} is already used by {taken_by}; a user ID must be unique across users, account managers and admins"
+            ),
+        )),
+    }
+}
+
+/// What stands in the login index for a SCIM user with no email and a userName that is not a
+/// login: unique, and never the canonical form of an email or a number, so nobody signs in
+/// with it.
+fn placeholder_login(account_id: &str, user_name: &str) -> String {
+    format!("scim:{account_id}:{}", user_name.to_lowercase())
+}
+
+/// Whether the user has a login it can be invited with.
+fn has_login(row: &Row_) -> bool {
+    UserId::parse(&row.user_id).is_ok()
+}
+
+async fn scim_row(tx: &mut WriteTx, account_id: &str, id: &str) -> ApiResult<Row_> {
+    find(&mut tx.tx, id)
+        .await?
+        .filter(|row| row.account_id == account_id && row.scim_document.is_some())
+        .ok_or_else(|| ApiError::not_found("user", id))
+}
+
+/// Replaces a SCIM-provisioned user's settings with `user` (PUT, and PATCH once applied). The
+/// user ID (login) stays as it was created; a new licence type is taken when free and waited
+/// for otherwise; `active: false` disables and `true` enables (and invites a user who was
+/// never invited, once it holds a licence).
+pub(super) async fn scim_replace(
+    state: &AppState,
+    principal: &Principal,
+    account_id: &str,
+    id: &str,
+    user: ScimUser,
+    expected_version: Option<i64>,
+) -> ApiResult<()> {
+    let now = state.now();
+    let mut tx = state.begin().await?;
+    let access = authorize(
+        &mut tx.tx,
+        principal,
+        account_id,
+        Permission::ServiceUsersWrite,
+    )
+    .await?;
+    let mut row = scim_row(&mut tx, account_id, id).await?;
+    if let Some(expected) = expected_version
+        && expected != row.version
+    {
+        return Err(ApiError::new(
+            ProblemType::PreconditionFailed,
+            format!(
+                "user {id} is at version {}, not {expected}; read it again",
+                row.version
+            ),
+        ));
+    }
+    user_name_taken(&mut tx.tx, account_id, &user.user_name, Some(id)).await?;
+    let settings = user.settings(row.settings.permissions.clone())?;
+    let old_license = row.settings.license_type;
+    let held = !row.license_waiting;
+    let mut freed = None;
+    if settings.license_type != old_license || row.license_waiting {
+        // Waiting for the old type, or moving: hold the new type if one is free.
+        let free = license_free(&mut tx.tx, account_id, settings.license_type).await?;
+        row.license_waiting = !free;
+        if held {
+            freed = Some(old_license);
+        }
+    }
+    let (stored_state, enabled_state) = match (user.active, row.stored_state) {
+        (false, UserState::Disabled) => (UserState::Disabled, row.enabled_state),
+        (false, current) => (UserState::Disabled, Some(current)),
+        (true, UserState::Disabled) => (row.enabled_state.unwrap_or(UserState::Prepared), None),
+        (true, current) => (current, row.enabled_state),
+    };
+    let read_version = row.version;
+    row.settings = settings;
+    row.stored_state = stored_state;
+    row.enabled_state = enabled_state;
+    row.version += 1;
+    save(&mut tx, &row, read_version).await?;
+    sqlx::query("UPDATE service_users SET license_waiting = $1 WHERE id = $2")
+        .bind(i64::from(row.license_waiting))
+        .bind(&row.id)
+        .execute(&mut *tx.tx)
+        .await
+        .map_err(db_error("update the user's licence"))?;
+    write_scim_columns(&mut tx, &row.id, &user, now).await?;
+    // A user created without a login gets one as soon as it has an email (or a userName that
+    // is one).
+    if !has_login(&row)
+        && let Some(login) = &user.login
+    {
+        ensure_login_free(&mut tx.tx, login).await?;
+        row.user_id = login.to_string();
+        sqlx::query("UPDATE service_users SET user_id = $1, user_id_canonical = $2 WHERE id = $3")
+            .bind(&row.user_id)
+            .bind(login.canonical())
+            .bind(&row.id)
+            .execute(&mut *tx.tx)
+            .await
+            .map_err(db_error("record the user's login"))?;
+    } else if !has_login(&row) {
+        sqlx::query("UPDATE service_users SET user_id = $1, user_id_canonical = $2 WHERE id = $3")
+            .bind(&user.user_name)
+            .bind(placeholder_login(account_id, &user.user_name))
+            .bind(&row.id)
+            .execute(&mut *tx.tx)
+            .await
+            .map_err(db_error("record the user's login"))?;
+        row.user_id = user.user_name.clone();
+    }
+    let mut mail = false;
+    if row.stored_state == UserState::Prepared && !row.license_waiting && has_login(&row) {
+        invite(state, &mut tx, &mut row, &access.account.display_name, now).await?;
+        mail = true;
+    }
+    tx.emit(row.event(EventType::UserUpdated), now);
+    if let Some(license) = freed {
+        mail |= grant_waiting(state, &mut tx, account_id, license, now).await?;
+    }
+    tx.commit().await.map_err(db_error("commit"))?;
+    if mail {
+        state.mail_queued();
+    }
+    Ok(())
+}
+
+/// Deletes a SCIM-provisioned user for good, giving its licence to the next user waiting.
+pub(super) async fn scim_delete(
+    state: &AppState,
+    principal: &Principal,
+    account_id: &str,
+    id: &str,
+    expected_version: Option<i64>,
+) -> ApiResult<()> {
+    let now = state.now();
+    let mut tx = state.begin().await?;
+    authorize(
+        &mut tx.tx,
+        principal,
+        account_id,
+        Permission::ServiceUsersWrite,
+    )
+    .await?;
+    let row = scim_row(&mut tx, account_id, id).await?;
+    if let Some(expected) = expected_version
+        && expected != row.version
+    {
+        return Err(ApiError::new(
+            ProblemType::PreconditionFailed,
+            format!(
+                "user {id} is at version {}, not {expected}; read it again",
+                row.version
+            ),
+        ));
+    }
+    let mail = remove(state, &mut tx, &row, now).await?;
+    tx.commit().await.map_err(db_error("commit"))?;
+    if mail {
+        state.mail_queued();
+    }
+    Ok(())
+}
+
+/// Deletes `row` and hands its licence to the next user waiting for one; whether mail was
+/// queued.
+async fn remove(state: &AppState, tx: &mut WriteTx, row: &Row_, now: i64) -> ApiResult<bool> {
+    forget_user(tx, &row.id).await?;
+    sqlx::query("DELETE FROM service_users WHERE id = $1")
+        .bind(&row.id)
+        .execute(&mut *tx.tx)
+        .await
+        .map_err(db_error("delete the user"))?;
+    tx.emit(row.event(EventType::UserDeleted), now);
+    if row.license_waiting {
+        return Ok(false);
+    }
+    grant_waiting(state, tx, &row.account_id, row.settings.license_type, now).await
+}
+
+/// Gives free `license` licences of `account_id` to the users waiting for one, oldest first,
+/// inviting those that were waiting to be invited. Whether mail was queued.
+pub(super) async fn grant_waiting(
+    state: &AppState,
+    tx: &mut WriteTx,
+    account_id: &str,
+    license: LicenseType,
+    now: i64,
+) -> ApiResult<bool> {
+    let quantity: Option<i64> = sqlx::query(
+        "SELECT quantity FROM subscriptions WHERE account_id = $1 AND license_type = $2",
+    )
+    .bind(account_id)
+    .bind(license.as_str())
+    .fetch_optional(&mut *tx.tx)
+    .await
+    .map_err(db_error("read the subscription"))?
+    .map(|row| row.get(0));
+    let Some(quantity) = quantity else {
+        return Ok(false);
+    };
+    let free = quantity - super::subscriptions::assigned(&mut tx.tx, account_id, license).await?;
+    if free <= 0 {
+        return Ok(false);
+    }
+    let waiting = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {READ_COLUMNS} FROM service_users WHERE account_id = $1 AND license_type = $2 AND license_waiting = 1 \
+         ORDER BY created_at, id LIMIT $3"
+    )))
+    .bind(account_id)
+    .bind(license.as_str())
+    .bind(free)
+    .fetch_all(&mut *tx.tx)
+    .await
+    .map_err(db_error("find users waiting for a licence"))?
+    .iter()
+    .map(Row_::from_row)
+    .collect::<ApiResult<Vec<_>>>()?;
+    if waiting.is_empty() {
+        return Ok(false);
+    }
+    let account_name: String = sqlx::query("SELECT display_name FROM accounts WHERE id = $1")
+        .bind(account_id)
+        .fetch_one(&mut *tx.tx)
+        .await
+        .map_err(db_error("read the account"))?
+        .get(0);
+    let mut mail = false;
+    for mut row in waiting {
+        let read_version = row.version;
+        row.license_waiting = false;
+        row.version += 1;
+        sqlx::query(
+            "UPDATE service_users SET license_waiting = 0, version = $1 WHERE id = $2 AND version = $3",
+        )
+        .bind(row.version)
+        .bind(&row.id)
+        .bind(read_version)
+        .execute(&mut *tx.tx)
+        .await
+        .map_err(db_error("assign the licence"))?;
+        if row.stored_state == UserState::Prepared && has_login(&row) {
+            invite(state, tx, &mut row, &account_name, now).await?;
+            mail = true;
+        }
+        tx.emit(row.event(EventType::UserUpdated), now);
+    }
+    Ok(mail)
 }
