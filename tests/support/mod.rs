@@ -862,3 +862,75 @@ pub fn ensure_debian_packages(packages: &[&str], present: impl Fn() -> bool) {
         packages.join(" and ")
     );
 }
+
+/// The Python of a virtualenv holding scim2-cli (which runs the scim2-tester conformance
+/// suite), installed from the pinned `tests/peers/scim-requirements.txt` under the cache. Run
+/// the CLI with [`SCIM2_CLI`] as the `-c` program.
+pub fn scim2_python() -> &'static Path {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        let requirements =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/scim-requirements.txt");
+        let pinned = std::fs::read(&requirements).expect("tests/peers/scim-requirements.txt");
+        let stamp = {
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(&pinned);
+            digest
+                .iter()
+                .take(8)
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        let cache = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir)
+            .join(".cache/portal-operator");
+        let target = cache.join(format!("scim2-{stamp}"));
+        let python = target.join("bin/python");
+        if target.join("installed").exists() {
+            return python;
+        }
+        // Installed aside and renamed into place, so a half-done install is never used (a
+        // virtualenv moves as long as it is run through its bin/python).
+        let staging = cache.join(format!("scim2-staging-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(&cache).unwrap();
+        let venv = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&staging)
+            .output()
+            .expect("run python3 (Python 3 with venv is needed for the SCIM conformance suite)");
+        assert!(
+            venv.status.success(),
+            "python3 -m venv failed:\n{}",
+            String::from_utf8_lossy(&venv.stderr)
+        );
+        let install = Command::new(staging.join("bin/python"))
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+            ])
+            .arg(&requirements)
+            .output()
+            .expect("run pip");
+        assert!(
+            install.status.success(),
+            "pip install of the SCIM conformance suite failed:\n{}",
+            String::from_utf8_lossy(&install.stderr)
+        );
+        std::fs::write(staging.join("installed"), "").unwrap();
+        if std::fs::rename(&staging, &target).is_err() {
+            // Another test process finished first; use its install.
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+        python
+    })
+}
+
+/// The `-c` program that runs scim2-cli with the arguments after it.
+pub const SCIM2_CLI: &str =
+    "import sys; from scim2_cli import cli; sys.argv[0] = 'scim2'; sys.exit(cli())";

@@ -140,6 +140,28 @@ const PHONE: &[Attr] = &[
     boolean("primary", "The preferred number (at most one)."),
 ];
 
+const ADDRESS: &[Attr] = &[
+    attr("formatted", "The full address, formatted for display."),
+    attr("streetAddress", "The street."),
+    attr("locality", "The city."),
+    attr("region", "The state or region."),
+    attr("postalCode", "The postal code."),
+    attr("country", "The country (ISO 3166-1 alpha-2)."),
+    canonical(
+        attr("type", "work, home or other."),
+        &["work", "home", "other"],
+    ),
+    boolean("primary", "The preferred address (at most one)."),
+];
+
+/// roles and entitlements (RFC 7643 §4.1.2); Microsoft Entra sends `roles: []` on create.
+const LABEL: &[Attr] = &[
+    attr("value", "The value."),
+    attr("display", "A name for display."),
+    attr("type", "What kind."),
+    boolean("primary", "The preferred value (at most one)."),
+];
+
 pub static USER_ATTRIBUTES: &[Attr] = &[
     Attr {
         required: true,
@@ -175,6 +197,21 @@ pub static USER_ATTRIBUTES: &[Attr] = &[
     ),
     many(complex("emails", EMAIL, "Email addresses.")),
     many(complex("phoneNumbers", PHONE, "Phone numbers.")),
+    many(complex(
+        "addresses",
+        ADDRESS,
+        "Postal addresses (kept as sent).",
+    )),
+    many(complex(
+        "roles",
+        LABEL,
+        "Roles in the identity provider (kept as sent; the portal's user roles are set through its API).",
+    )),
+    many(complex(
+        "entitlements",
+        LABEL,
+        "Entitlements (kept as sent).",
+    )),
 ];
 
 const MANAGER: &[Attr] = &[
