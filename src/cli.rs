@@ -714,6 +714,11 @@ fn print_report(
                     "{}",
                     crate::local::table(&report.rows, terminal_width())
                 )?;
+                write!(
+                    out,
+                    "{}",
+                    crate::local::provisioned_text(&report.provisioned)
+                )?;
             }
         }
         LocalOutput::Json | LocalOutput::Yaml => {

@@ -1099,3 +1099,98 @@ fn export_users_writes_the_accounts_users_to_an_excel_file() {
     );
     assert!(!dir.path().join("x.xlsx").exists(), "nothing written");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_lists_users_provisioned_through_scim_and_a_manifest_never_takes_one_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = portal_operator::portal::new_api_key();
+    std::fs::write(dir.path().join("key"), &key).unwrap();
+    let (mut portal, url) = serve_portal(dir.path(), "key").await;
+    let examples = dir.path().join("examples");
+    copy_dir(&repo("examples"), &examples);
+    let remote = |command: &'static str| {
+        let dir = dir.path().to_owned();
+        let url = url.clone();
+        let examples = examples.clone();
+        tokio::task::spawn_blocking(move || {
+            run(
+                &dir,
+                &[
+                    command,
+                    "-f",
+                    examples.to_str().unwrap(),
+                    "--portal-url",
+                    &url,
+                    "--portal-api-key-file",
+                    "key",
+                ],
+            )
+        })
+    };
+    assert_eq!(remote("apply").await.unwrap().code, 0);
+    let http = reqwest::Client::new();
+    let fabrikam = http
+        .get(format!("{url}/v1/accounts?externalId=Account/fabrikam"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let token = http
+        .post(format!("{url}/v1/accounts/{fabrikam}/scim-tokens"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({ "name": "entra" }))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for user in ["dana@fabrikam.example", "eve@fabrikam.example"] {
+        let created = http
+            .post(format!("{url}/scim/v2/Users"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({ "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": user }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 201);
+    }
+    let status = remote("status").await.unwrap();
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    assert!(
+        status.stdout.contains(
+            "Provisioned through SCIM by an identity provider (not in these manifests):\n  fabrikam: 2 user(s): dana@fabrikam.example, eve@fabrikam.example"
+        ),
+        "{}",
+        status.stdout
+    );
+    // A manifest naming a user ID that SCIM provisioned is refused, naming the holder.
+    std::fs::write(
+        examples.join("team-fabrikam/dana.yaml"),
+        "apiVersion: access.portal.dev/v1alpha1\nkind: User\nmetadata:\n  name: dana\n  namespace: team-fabrikam\n\
+         spec:\n  accountRef:\n    name: fabrikam\n  userId: dana@fabrikam.example\n  firstName: Dana\n  lastName: Scully\n  licenseType: Standard\n",
+    )
+    .unwrap();
+    let clash = remote("apply").await.unwrap();
+    assert_eq!(clash.code, 1, "{}", clash.stdout);
+    let row = clash
+        .stdout
+        .lines()
+        .find(|l| l.contains("team-fabrikam/dana"))
+        .unwrap_or_else(|| panic!("{}", clash.stdout));
+    assert!(
+        row.contains("provisioned by an identity provider through SCIM"),
+        "{row}"
+    );
+    portal.kill().unwrap();
+    portal.wait().unwrap();
+}

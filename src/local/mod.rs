@@ -39,7 +39,7 @@ use folder::{Folder, Shown};
 use guards::owner_guard;
 pub use guards::{Prune, Refusal, preflight};
 use manifests::{Manifest, Object, on_object};
-pub use output::{Report, Row, is_stalled, plan_text, table};
+pub use output::{ProvisionedUsers, Report, Row, is_stalled, plan_text, provisioned_text, table};
 use state::{Entry, State, create_private_dir, write_private};
 
 /// What the command does.
@@ -222,6 +222,7 @@ pub async fn run(
             rows: Vec::new(),
             links: Vec::new(),
             failures: 0,
+            provisioned: Vec::new(),
         },
     };
     // Accounts one at a time, parents first: everything after reads them. Then subscriptions,
@@ -249,6 +250,9 @@ pub async fn run(
     }
     run.retry_late_references(manifests).await;
     run.recount(manifests).await;
+    if mode == Mode::Status {
+        run.report.provisioned = provisioned_users(manifests, &run.folder, &target.portal).await;
+    }
     tracing::debug!(lists = bulk.lists(), "observed in bulk");
     for key in &stale {
         let row = if prune.enabled || mode == Mode::Diff {
@@ -264,6 +268,40 @@ pub async fn run(
         state.save(&state_path)?;
     }
     Ok(report)
+}
+
+/// Per Account of the manifests that the portal has, the users SCIM provisioned there. An
+/// account that cannot be read is left out: `status` reports the manifests' objects first.
+async fn provisioned_users(
+    manifests: &[Manifest],
+    folder: &Folder<'_>,
+    portal: &HttpPortal,
+) -> Vec<ProvisionedUsers> {
+    use crate::portal_client::PortalApi;
+
+    let mut provisioned = Vec::new();
+    for manifest in manifests {
+        let Object::Account(account) = &manifest.object else {
+            continue;
+        };
+        let name = account.name_any();
+        let Some(id) = folder.account_portal_id(&name) else {
+            continue;
+        };
+        let Ok(users) = portal.users(&id).await else {
+            continue;
+        };
+        let scim: Vec<_> = users
+            .iter()
+            .filter(|u| u.provisioned_by == crate::api::Provisioner::Scim)
+            .collect();
+        provisioned.push(ProvisionedUsers {
+            account: name,
+            user_ids: scim.iter().map(|u| u.user_id.clone()).collect(),
+            waiting_for_license: scim.iter().filter(|u| u.waiting_for_license).count(),
+        });
+    }
+    provisioned
 }
 
 /// How many objects of one group converge at once. The embedded portal commits writes in

@@ -46,6 +46,53 @@ pub struct Report {
     /// Where links were written this run.
     pub links: Vec<(String, PathBuf, String)>,
     pub failures: usize,
+    /// `status` only: per Account of the manifests, the users an identity provider
+    /// provisioned there through SCIM (which no manifest describes).
+    pub provisioned: Vec<ProvisionedUsers>,
+}
+
+/// Users of an account that an identity provider provisioned through SCIM.
+pub struct ProvisionedUsers {
+    pub account: String,
+    /// Their user IDs, in order.
+    pub user_ids: Vec<String>,
+    pub waiting_for_license: usize,
+}
+
+/// The lines `status` adds about SCIM-provisioned users (empty when there are none).
+pub fn provisioned_text(provisioned: &[ProvisionedUsers]) -> String {
+    const SHOWN: usize = 5;
+    let mut text = String::new();
+    for account in provisioned.iter().filter(|a| !a.user_ids.is_empty()) {
+        if text.is_empty() {
+            text.push_str(
+                "\nProvisioned through SCIM by an identity provider (not in these manifests):\n",
+            );
+        }
+        let shown: Vec<&str> = account
+            .user_ids
+            .iter()
+            .take(SHOWN)
+            .map(String::as_str)
+            .collect();
+        let more = account.user_ids.len().saturating_sub(SHOWN);
+        let more = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        let waiting = match account.waiting_for_license {
+            0 => String::new(),
+            n => format!("; {n} waiting for a licence"),
+        };
+        text.push_str(&format!(
+            "  {}: {} user(s): {}{more}{waiting}\n",
+            account.account,
+            account.user_ids.len(),
+            shown.join(", ")
+        ));
+    }
+    text
 }
 
 impl Report {

@@ -374,12 +374,12 @@ pub(super) async fn login_taken_by(
         let scim = row.get::<Option<String>, _>("scim_document").is_some();
         match (scim, external_ref) {
             (true, _) => format!(
-                "user {id} of account {account}, provisioned by an identity provider through SCIM"
+                "a user provisioned by an identity provider through SCIM (user {id}, account {account})"
             ),
             (false, Some(external_ref)) => format!(
-                "user {id} of account {account}, managed by portal-operator ({external_ref})"
+                "a user managed by portal-operator ({external_ref}; user {id}, account {account})"
             ),
-            (false, None) => format!("user {id} of account {account}"),
+            (false, None) => format!("a user (user {id}, account {account})"),
         }
     }))
 }
