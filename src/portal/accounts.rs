@@ -532,6 +532,14 @@ pub fn if_match(headers: &HeaderMap) -> ApiResult<IfMatch> {
     })
 }
 
+/// `If-Match` where it may be left out (SCIM, RFC 7644 §3.14): absent admits any version.
+pub fn optional_if_match(headers: &HeaderMap) -> ApiResult<IfMatch> {
+    match headers.get(header::IF_MATCH) {
+        None => Ok(IfMatch::Any),
+        Some(_) => if_match(headers),
+    }
+}
+
 fn parse_if_match(text: &str) -> Option<IfMatch> {
     if text.trim() == "*" {
         return Some(IfMatch::Any);

@@ -18,7 +18,7 @@ use base64::Engine;
 use sha2::Digest;
 use sqlx::{AnyConnection, Row};
 
-use super::accounts::if_match;
+use super::accounts::{IfMatch, if_match};
 use super::auth::{Principal, authorize, authorize_for};
 use super::json::{JsonBody, PageQuery, Params, check_external_ref, with_etag};
 use super::problem::{ApiError, ApiResult, ProblemType};
@@ -1491,7 +1491,7 @@ pub(super) async fn scim_group_write(
     account_id: &str,
     id: Option<&str>,
     group: ScimGroup,
-    expected_version: Option<i64>,
+    expected: &IfMatch,
 ) -> ApiResult<String> {
     let ScimGroup {
         name,
@@ -1518,17 +1518,7 @@ pub(super) async fn scim_group_write(
                 .find(|t| t.id == id)
                 .cloned()
                 .ok_or_else(|| ApiError::not_found("group", id))?;
-            if let Some(expected) = expected_version
-                && expected != team.version
-            {
-                return Err(ApiError::new(
-                    ProblemType::PreconditionFailed,
-                    format!(
-                        "group {id} is at version {}, not {expected}; read it again",
-                        team.version
-                    ),
-                ));
-            }
+            expected.check("group", id, team.version)?;
             Some(team)
         }
         None => None,
@@ -1613,7 +1603,7 @@ pub(super) async fn scim_group_delete(
     principal: &Principal,
     account_id: &str,
     id: &str,
-    expected_version: Option<i64>,
+    expected: &IfMatch,
 ) -> ApiResult<()> {
     let now = state.now();
     let mut tx = state.begin().await?;
@@ -1636,17 +1626,7 @@ pub(super) async fn scim_group_delete(
     .map(TeamRow::from_row)
     .transpose()?
     .ok_or_else(|| ApiError::not_found("group", id))?;
-    if let Some(expected) = expected_version
-        && expected != team.version
-    {
-        return Err(ApiError::new(
-            ProblemType::PreconditionFailed,
-            format!(
-                "group {id} is at version {}, not {expected}; read it again",
-                team.version
-            ),
-        ));
-    }
+    expected.check("group", id, team.version)?;
     remove_team(&mut tx, &team, now).await?;
     tx.commit().await.map_err(db_error("commit"))?;
     Ok(())

@@ -22,7 +22,7 @@ use super::account_managers::{
     ACTIVATION_LIFETIME_MILLIS, check_new_password, hash_password, spend_a_check,
     temporary_password, verify_password,
 };
-use super::accounts::if_match;
+use super::accounts::{IfMatch, if_match};
 use super::auth::{Principal, authorize, authorize_for};
 use super::json::{JsonBody, PageQuery, Params, check_external_ref, with_etag};
 use super::problem::{ApiError, ApiResult, ProblemType};
@@ -1462,7 +1462,7 @@ pub(super) async fn scim_replace(
     account_id: &str,
     id: &str,
     user: ScimUser,
-    expected_version: Option<i64>,
+    expected: &IfMatch,
 ) -> ApiResult<()> {
     let now = state.now();
     let mut tx = state.begin().await?;
@@ -1474,17 +1474,7 @@ pub(super) async fn scim_replace(
     )
     .await?;
     let mut row = scim_row(&mut tx, account_id, id).await?;
-    if let Some(expected) = expected_version
-        && expected != row.version
-    {
-        return Err(ApiError::new(
-            ProblemType::PreconditionFailed,
-            format!(
-                "user {id} is at version {}, not {expected}; read it again",
-                row.version
-            ),
-        ));
-    }
+    expected.check("user", id, row.version)?;
     user_name_taken(&mut tx.tx, account_id, &user.user_name, Some(id)).await?;
     let settings = user.settings(row.settings.permissions.clone())?;
     let old_license = row.settings.license_type;
@@ -1563,7 +1553,7 @@ pub(super) async fn scim_delete(
     principal: &Principal,
     account_id: &str,
     id: &str,
-    expected_version: Option<i64>,
+    expected: &IfMatch,
 ) -> ApiResult<()> {
     let now = state.now();
     let mut tx = state.begin().await?;
@@ -1575,17 +1565,7 @@ pub(super) async fn scim_delete(
     )
     .await?;
     let row = scim_row(&mut tx, account_id, id).await?;
-    if let Some(expected) = expected_version
-        && expected != row.version
-    {
-        return Err(ApiError::new(
-            ProblemType::PreconditionFailed,
-            format!(
-                "user {id} is at version {}, not {expected}; read it again",
-                row.version
-            ),
-        ));
-    }
+    expected.check("user", id, row.version)?;
     let mail = remove(state, &mut tx, &row, now).await?;
     tx.commit().await.map_err(db_error("commit"))?;
     if mail {

@@ -24,7 +24,7 @@ mod schema;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, ETAG, IF_MATCH, LOCATION};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, ETAG, LOCATION};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -33,6 +33,7 @@ use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 
 use super::AppState;
+use super::accounts::{IfMatch, optional_if_match};
 use super::auth::{Principal, authenticate, authorize};
 use super::problem::{ApiError, ProblemType};
 use super::teams::{self, ScimGroupRecord};
@@ -234,28 +235,6 @@ fn scim_response(status: StatusCode, body: &Value, version: Option<i64>) -> Resp
 
 fn etag(version: i64) -> String {
     format!("W/\"{version}\"")
-}
-
-/// The version `If-Match` names (`None` for none or `*`).
-fn if_match(headers: &HeaderMap) -> ScimResult<Option<i64>> {
-    let Some(value) = headers.get(IF_MATCH) else {
-        return Ok(None);
-    };
-    let text = value.to_str().unwrap_or("").trim();
-    if text == "*" {
-        return Ok(None);
-    }
-    text.trim_start_matches("W/")
-        .trim_matches('"')
-        .parse()
-        .map(Some)
-        .map_err(|_| {
-            ScimError::new(
-                StatusCode::PRECONDITION_FAILED,
-                None,
-                format!("If-Match {text:?} is not an ETag this server issued"),
-            )
-        })
 }
 
 // --- Discovery ---------------------------------------------------------------------------------
@@ -802,9 +781,7 @@ async fn list_users(
     caller: Caller,
     Query(raw): Query<HashMap<String, String>>,
 ) -> ScimResult<Response> {
-    let query = query_of(Resource::User, &params_of(raw), true)?;
-    let views = user_views(&state, &caller, &query).await?;
-    Ok(scim_response(StatusCode::OK, &page(views, &query), None))
+    list(&state, &caller, Resource::User, &params_of(raw)).await
 }
 
 async fn search_users(
@@ -812,13 +789,7 @@ async fn search_users(
     caller: Caller,
     ScimJson(body): ScimJson,
 ) -> ScimResult<Response> {
-    let params = body
-        .as_object()
-        .cloned()
-        .ok_or_else(|| ScimError::bad("invalidSyntax", "a search is a SearchRequest object"))?;
-    let query = query_of(Resource::User, &params, true)?;
-    let views = user_views(&state, &caller, &query).await?;
-    Ok(scim_response(StatusCode::OK, &page(views, &query), None))
+    list(&state, &caller, Resource::User, &search_request(&body)?).await
 }
 
 async fn one_user(state: &AppState, caller: &Caller, id: &str) -> ScimResult<ScimUserRecord> {
@@ -878,7 +849,7 @@ async fn replace_user(
     headers: HeaderMap,
     ScimJson(body): ScimJson,
 ) -> ScimResult<Response> {
-    let expected = if_match(&headers)?;
+    let expected = optional_if_match(&headers)?;
     let user = portal_user(document(Resource::User, &body)?)?;
     users::scim_replace(
         &state,
@@ -886,7 +857,7 @@ async fn replace_user(
         &caller.account,
         &id,
         user,
-        expected,
+        &expected,
     )
     .await?;
     answer_user(&state, &caller, &id, StatusCode::OK, &Query_::default()).await
@@ -908,17 +879,9 @@ async fn patch_user(
     headers: HeaderMap,
     ScimJson(body): ScimJson,
 ) -> ScimResult<Response> {
-    let expected = if_match(&headers)?;
+    let expected = optional_if_match(&headers)?;
     let record = one_user(&state, &caller, &id).await?;
-    if let Some(expected) = expected
-        && expected != record.version
-    {
-        return Err(ScimError::new(
-            StatusCode::PRECONDITION_FAILED,
-            None,
-            format!("User {id} is at version {}, not {expected}", record.version),
-        ));
-    }
+    expected.check("User", &id, record.version)?;
     let mut doc = writable_user(&record);
     patch::apply(Resource::User, &mut doc, &body)
         .map_err(|refused| ScimError::bad(refused.scim_type, refused.detail))?;
@@ -930,7 +893,7 @@ async fn patch_user(
         &caller.account,
         &id,
         user,
-        Some(record.version),
+        &IfMatch::Versions(vec![record.version]),
     )
     .await?;
     answer_user(&state, &caller, &id, StatusCode::OK, &Query_::default()).await
@@ -942,8 +905,8 @@ async fn delete_user(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> ScimResult<StatusCode> {
-    let expected = if_match(&headers)?;
-    users::scim_delete(&state, &caller.principal, &caller.account, &id, expected)
+    let expected = optional_if_match(&headers)?;
+    users::scim_delete(&state, &caller.principal, &caller.account, &id, &expected)
         .await
         .map_err(|e| {
             if e.kind == ProblemType::NotFound {
@@ -955,6 +918,38 @@ async fn delete_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The SCIM JSON of every `resource` a query may select from.
+async fn views(
+    state: &AppState,
+    caller: &Caller,
+    resource: Resource,
+    query: &Query_,
+) -> ScimResult<Vec<Value>> {
+    match resource {
+        Resource::User => user_views(state, caller, query).await,
+        Resource::Group => group_views(state, caller).await,
+    }
+}
+
+/// A list or a search of `resource`: `params` are the query parameters or the SearchRequest.
+async fn list(
+    state: &AppState,
+    caller: &Caller,
+    resource: Resource,
+    params: &Map<String, Value>,
+) -> ScimResult<Response> {
+    let query = query_of(resource, params, true)?;
+    let views = views(state, caller, resource, &query).await?;
+    Ok(scim_response(StatusCode::OK, &page(views, &query), None))
+}
+
+/// A `.search` body's parameters (a SearchRequest has the query parameters' names).
+fn search_request(body: &Value) -> ScimResult<Map<String, Value>> {
+    body.as_object()
+        .cloned()
+        .ok_or_else(|| ScimError::bad("invalidSyntax", "a search is a SearchRequest object"))
+}
+
 /// `POST /.search` at the root: users and groups together (RFC 7644 §3.4.3); a filter on an
 /// attribute only one of them has selects from that one.
 async fn search_everything(
@@ -962,10 +957,7 @@ async fn search_everything(
     caller: Caller,
     ScimJson(body): ScimJson,
 ) -> ScimResult<Response> {
-    let params = body
-        .as_object()
-        .cloned()
-        .ok_or_else(|| ScimError::bad("invalidSyntax", "a search is a SearchRequest object"))?;
+    let params = search_request(&body)?;
     let mut refused = None;
     let mut paging = None;
     let mut resources = Vec::new();
@@ -977,10 +969,7 @@ async fn search_everything(
                 continue;
             }
         };
-        let views = match resource {
-            Resource::User => user_views(&state, &caller, &query).await?,
-            Resource::Group => group_views(&state, &caller).await?,
-        };
+        let views = views(&state, &caller, resource, &query).await?;
         resources.extend(
             views
                 .into_iter()
@@ -1049,9 +1038,7 @@ async fn list_groups(
     caller: Caller,
     Query(raw): Query<HashMap<String, String>>,
 ) -> ScimResult<Response> {
-    let query = query_of(Resource::Group, &params_of(raw), true)?;
-    let views = group_views(&state, &caller).await?;
-    Ok(scim_response(StatusCode::OK, &page(views, &query), None))
+    list(&state, &caller, Resource::Group, &params_of(raw)).await
 }
 
 async fn search_groups(
@@ -1059,13 +1046,7 @@ async fn search_groups(
     caller: Caller,
     ScimJson(body): ScimJson,
 ) -> ScimResult<Response> {
-    let params = body
-        .as_object()
-        .cloned()
-        .ok_or_else(|| ScimError::bad("invalidSyntax", "a search is a SearchRequest object"))?;
-    let query = query_of(Resource::Group, &params, true)?;
-    let views = group_views(&state, &caller).await?;
-    Ok(scim_response(StatusCode::OK, &page(views, &query), None))
+    list(&state, &caller, Resource::Group, &search_request(&body)?).await
 }
 
 async fn one_group(state: &AppState, caller: &Caller, id: &str) -> ScimResult<ScimGroupRecord> {
@@ -1132,7 +1113,7 @@ async fn write_group(
     caller: &Caller,
     id: Option<&str>,
     doc: Map<String, Value>,
-    expected: Option<i64>,
+    expected: &IfMatch,
 ) -> ScimResult<String> {
     let (name, members, document) = portal_group(doc)?;
     let group = teams::ScimGroup {
@@ -1157,7 +1138,7 @@ async fn create_group(
     ScimJson(body): ScimJson,
 ) -> ScimResult<Response> {
     let doc = document(Resource::Group, &body)?;
-    let id = write_group(&state, &caller, None, doc, None).await?;
+    let id = write_group(&state, &caller, None, doc, &IfMatch::Any).await?;
     answer_group(
         &state,
         &caller,
@@ -1175,10 +1156,10 @@ async fn replace_group(
     headers: HeaderMap,
     ScimJson(body): ScimJson,
 ) -> ScimResult<Response> {
-    let expected = if_match(&headers)?;
+    let expected = optional_if_match(&headers)?;
     one_group(&state, &caller, &id).await?;
     let doc = document(Resource::Group, &body)?;
-    write_group(&state, &caller, Some(&id), doc, expected).await?;
+    write_group(&state, &caller, Some(&id), doc, &expected).await?;
     answer_group(&state, &caller, &id, StatusCode::OK, &Query_::default()).await
 }
 
@@ -1189,20 +1170,9 @@ async fn patch_group(
     headers: HeaderMap,
     ScimJson(body): ScimJson,
 ) -> ScimResult<Response> {
-    let expected = if_match(&headers)?;
+    let expected = optional_if_match(&headers)?;
     let record = one_group(&state, &caller, &id).await?;
-    if let Some(expected) = expected
-        && expected != record.version
-    {
-        return Err(ScimError::new(
-            StatusCode::PRECONDITION_FAILED,
-            None,
-            format!(
-                "Group {id} is at version {}, not {expected}",
-                record.version
-            ),
-        ));
-    }
+    expected.check("Group", &id, record.version)?;
     let mut doc = record.document.clone();
     doc.insert("displayName".into(), json!(record.name));
     if !record.members.is_empty() {
@@ -1220,7 +1190,14 @@ async fn patch_group(
     patch::apply(Resource::Group, &mut doc, &body)
         .map_err(|refused| ScimError::bad(refused.scim_type, refused.detail))?;
     let doc = document(Resource::Group, &Value::Object(doc))?;
-    write_group(&state, &caller, Some(&id), doc, Some(record.version)).await?;
+    write_group(
+        &state,
+        &caller,
+        Some(&id),
+        doc,
+        &IfMatch::Versions(vec![record.version]),
+    )
+    .await?;
     // Microsoft Entra expects 204 to a group PATCH; RFC 7644 allows 200 with the resource or 204.
     answer_group(&state, &caller, &id, StatusCode::OK, &Query_::default()).await
 }
@@ -1231,8 +1208,8 @@ async fn delete_group(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> ScimResult<StatusCode> {
-    let expected = if_match(&headers)?;
-    teams::scim_group_delete(&state, &caller.principal, &caller.account, &id, expected)
+    let expected = optional_if_match(&headers)?;
+    teams::scim_group_delete(&state, &caller.principal, &caller.account, &id, &expected)
         .await
         .map_err(|e| {
             if e.kind == ProblemType::NotFound {
