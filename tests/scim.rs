@@ -239,6 +239,18 @@ async fn entra_request_shapes_are_answered_as_entra_expects(backend: Backend) {
         .expect("the second user is visible to the REST API");
     assert_eq!(user["provisionedBy"], "Scim");
     assert_eq!(user["userId"], "Test_User_2@testuser.com");
+    let mobile = &saved.iter().find(|(n, _)| n == "mobile").unwrap().1;
+    let mobile = users.iter().find(|u| u["id"] == *mobile).unwrap();
+    assert_eq!(
+        mobile["userId"], "+447700900999",
+        "the login is the mobile number"
+    );
+    assert_eq!(mobile["mobileNumber"], "+44 7700 900999");
+    assert_eq!(
+        (mobile["firstName"].as_str(), mobile["state"].as_str()),
+        (Some("User"), Some("Invited")),
+        "no name sent: a placeholder name, and invited by text all the same"
+    );
     w.portal.stop().await;
 }
 

@@ -123,9 +123,17 @@ impl From<ApiError> for ScimError {
             }
             _ => error.status(),
         };
-        let detail = match &error.field {
+        // Say where the value came from in the SCIM resource, not in the REST API.
+        let detail = match error.field.as_deref() {
             Some(field) if error.kind == ProblemType::ValidationFailed => {
-                format!("{} ({field})", error.detail)
+                let scim = match field {
+                    "/firstName" => "name.givenName",
+                    "/lastName" => "name.familyName",
+                    "/name" => "displayName",
+                    "/timeZone" => "timezone",
+                    other => other,
+                };
+                format!("{} (from {scim})", error.detail)
             }
             _ => error.detail,
         };
@@ -642,27 +650,34 @@ fn portal_user(doc: Map<String, Value>) -> ScimResult<ScimUser> {
             .find_map(|e| Email::parse(e).ok())
             .map(UserId::Email)
     });
-    let display = text(&doc, &["displayName"]).map(str::to_owned);
-    let local = user_name.split('@').next().unwrap_or(&user_name).to_owned();
+    // The portal needs a first and a last name; an identity provider may send neither (a
+    // mobile-number userName alone, say), and a create it sends must not fail for that.
+    let display = text(&doc, &["displayName"]).map(portal_name);
+    let named = |value: String| Some(value).filter(|v| v.chars().any(char::is_alphabetic));
+    let local = user_name.split('@').next().unwrap_or(&user_name);
     let given = text(&doc, &["name", "givenName"])
         .or_else(|| text(&doc, &["nickName"]))
-        .map(str::to_owned)
+        .map(portal_name)
+        .and_then(named)
         .or_else(|| {
             display
                 .as_deref()
                 .and_then(|d| d.split_whitespace().next())
                 .map(str::to_owned)
+                .and_then(named)
         })
-        .unwrap_or_else(|| local.clone());
+        .or_else(|| named(portal_name(local)))
+        .unwrap_or_else(|| "User".to_owned());
     let family = text(&doc, &["name", "familyName"])
-        .map(str::to_owned)
+        .map(portal_name)
+        .and_then(named)
         .or_else(|| {
             display.as_deref().and_then(|d| {
                 d.split_once(char::is_whitespace)
                     .map(|(_, rest)| rest.trim().to_owned())
+                    .and_then(named)
             })
         })
-        .filter(|s| !s.is_empty())
         .unwrap_or_else(|| given.clone());
     let voice = doc
         .get(VOICE)
@@ -718,8 +733,8 @@ fn portal_user(doc: Map<String, Value>) -> ScimResult<ScimUser> {
     let time_zone = text(&doc, &["timezone"]).and_then(|tz| time_zone(tz).ok());
     let active = doc.get("active").and_then(Value::as_bool).unwrap_or(true);
     Ok(ScimUser {
-        first_name: portal_name(&given),
-        last_name: portal_name(&family),
+        first_name: given,
+        last_name: family,
         document: doc,
         user_name,
         login,
