@@ -1243,25 +1243,71 @@ fn scim_record(row: &sqlx::any::AnyRow, now: i64) -> ApiResult<ScimUserRecord> {
     })
 }
 
-/// The SCIM-provisioned users of `account_id` (only the one with this userName, when given).
+/// Which SCIM-provisioned users of an account to read (always in creation order).
+#[derive(Debug, Clone)]
+pub(super) enum ScimSelection<'a> {
+    All,
+    /// The one with this userName (any case).
+    UserName(&'a str),
+    /// Those whose stored resource holds this text (a prefilter: the caller filters exactly).
+    Holding(String),
+    /// A page: `limit` users after the first `offset`.
+    Window {
+        offset: i64,
+        limit: i64,
+    },
+}
+
+/// The SCIM-provisioned users of `account_id` that `selection` picks.
 pub(super) async fn scim_users(
     connection: &mut AnyConnection,
     account_id: &str,
-    user_name: Option<&str>,
+    selection: ScimSelection<'_>,
     now: i64,
 ) -> ApiResult<Vec<ScimUserRecord>> {
+    let (user_name, holding, offset, limit) = match selection {
+        ScimSelection::All => (None, None, 0, i64::MAX),
+        ScimSelection::UserName(name) => (Some(name.to_lowercase()), None, 0, i64::MAX),
+        ScimSelection::Holding(text) => {
+            let escaped = text
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            (None, Some(format!("%{escaped}%")), 0, i64::MAX)
+        }
+        ScimSelection::Window { offset, limit } => (None, None, offset, limit),
+    };
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {READ_COLUMNS}, scim_modified_at FROM service_users WHERE account_id = $1 AND scim_document IS NOT NULL \
-         AND ($2 IS NULL OR scim_user_name_canonical = $2) ORDER BY created_at, id"
+         AND ($2 IS NULL OR scim_user_name_canonical = $2) AND ($3 IS NULL OR scim_document LIKE $3 ESCAPE '\\') \
+         ORDER BY created_at, id LIMIT $4 OFFSET $5"
     )))
     .bind(account_id)
-    .bind(user_name.map(str::to_lowercase))
+    .bind(user_name)
+    .bind(holding)
+    .bind(limit)
+    .bind(offset)
     .fetch_all(&mut *connection)
     .await
     .map_err(db_error("list SCIM users"))?
     .iter()
     .map(|row| scim_record(row, now))
     .collect()
+}
+
+/// How many users SCIM provisioned in `account_id`.
+pub(super) async fn scim_user_count(
+    connection: &mut AnyConnection,
+    account_id: &str,
+) -> ApiResult<i64> {
+    Ok(sqlx::query(
+        "SELECT COUNT(*) FROM service_users WHERE account_id = $1 AND scim_document IS NOT NULL",
+    )
+    .bind(account_id)
+    .fetch_one(&mut *connection)
+    .await
+    .map_err(db_error("count SCIM users"))?
+    .get(0))
 }
 
 pub(super) async fn scim_user(
@@ -1349,8 +1395,13 @@ pub(super) async fn scim_create(
     user: ScimUser,
 ) -> ApiResult<String> {
     let settings = user.settings(Vec::new())?;
+    // Hashed before the transaction (argon2 is slow), for a user that will likely be invited.
     let password = temporary_password();
-    let password_hash = hash_password(&password).await?;
+    let password_hash = if user.active && user.login.is_some() {
+        Some(hash_password(&password).await?)
+    } else {
+        None
+    };
     let now = state.now();
     let mut tx = state.begin().await?;
     let access = authorize(
@@ -1369,7 +1420,7 @@ pub(super) async fn scim_create(
         None => placeholder_login(account_id, &user.user_name),
     };
     let waiting = !license_free(&mut tx.tx, account_id, settings.license_type).await?;
-    let invited = user.active && !waiting && user.login.is_some();
+    let invited = password_hash.is_some() && !waiting;
     let row = Row_ {
         id: uuid::Uuid::now_v7().to_string(),
         account_id: account_id.to_owned(),
@@ -1398,7 +1449,7 @@ pub(super) async fn scim_create(
         &mut tx,
         &row,
         &canonical,
-        invited.then_some(password_hash.as_str()),
+        password_hash.as_deref().filter(|_| invited),
     )
     .await?;
     write_scim_columns(&mut tx, &row.id, &user, now).await?;

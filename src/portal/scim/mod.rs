@@ -782,13 +782,43 @@ async fn readable(
 
 async fn user_views(state: &AppState, caller: &Caller, query: &Query_) -> ScimResult<Vec<Value>> {
     let mut connection = readable(state, caller).await?;
-    let by_name = query
-        .filter
-        .as_ref()
-        .and_then(|f| filter::equality_on(f, "userName"));
-    let records = users::scim_users(&mut connection, &caller.account, by_name, state.now()).await?;
+    // Let the index find what Entra matches by (userName, externalId); the filter still runs
+    // on what comes back.
+    let selection = match query.filter.as_ref() {
+        Some(f) => match (
+            filter::equality_on(f, "userName"),
+            filter::equality_on(f, "externalId"),
+        ) {
+            (Some(name), _) => users::ScimSelection::UserName(name),
+            (_, Some(id)) => users::ScimSelection::Holding(format!(
+                "\"externalId\":{}",
+                Value::String(id.to_owned())
+            )),
+            _ => users::ScimSelection::All,
+        },
+        None => users::ScimSelection::All,
+    };
+    let records =
+        users::scim_users(&mut connection, &caller.account, selection, state.now()).await?;
     let base = base(state);
     Ok(records.iter().map(|r| user_json(r, &base)).collect())
+}
+
+/// An unfiltered page of users, read as a page (not every user, then a page of them).
+async fn user_page(state: &AppState, caller: &Caller, query: &Query_) -> ScimResult<Value> {
+    let mut connection = readable(state, caller).await?;
+    let total = users::scim_user_count(&mut connection, &caller.account).await?;
+    let window = users::ScimSelection::Window {
+        offset: query.start as i64 - 1,
+        limit: query.count as i64,
+    };
+    let records = users::scim_users(&mut connection, &caller.account, window, state.now()).await?;
+    let base = base(state);
+    let items = records
+        .iter()
+        .map(|r| filter::project(user_json(r, &base), &query.include, &query.exclude))
+        .collect();
+    Ok(list_of(items, total as usize, query.start))
 }
 
 async fn list_users(
@@ -954,6 +984,10 @@ async fn list(
     params: &Map<String, Value>,
 ) -> ScimResult<Response> {
     let query = query_of(resource, params, true)?;
+    if resource == Resource::User && query.filter.is_none() {
+        let page = user_page(state, caller, &query).await?;
+        return Ok(scim_response(StatusCode::OK, &page, None));
+    }
     let views = views(state, caller, resource, &query).await?;
     Ok(scim_response(StatusCode::OK, &page(views, &query), None))
 }
