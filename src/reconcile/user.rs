@@ -902,4 +902,26 @@ mod tests {
             "delete user ann@contoso.example (this cannot be undone)"
         );
     }
+
+    #[test]
+    fn a_user_waiting_for_a_licence_says_so_in_its_status() {
+        let mut user = portal(UserState::Prepared);
+        user.waiting_for_license = true;
+        let mut status = UserStatus::default();
+        record(&mut status, &user);
+        let license = status.license.clone().expect("recorded");
+        assert!(!license.assigned);
+        assert!(
+            license
+                .reason
+                .is_some_and(|r| r.contains("waiting for a free Standard licence")),
+        );
+        user.waiting_for_license = false;
+        record(&mut status, &user);
+        assert!(
+            status
+                .license
+                .is_some_and(|l| l.assigned && l.reason.is_none())
+        );
+    }
 }
