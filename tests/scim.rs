@@ -320,6 +320,23 @@ async fn a_user_with_no_licence_free_is_created_waiting_and_takes_one_when_freed
         "SCIM"
     );
 
+    // A waiting user is not invited by hand: it has no licence.
+    let refused = platform
+        .post(
+            &format!("/v1/accounts/{}/users/send-invitations", w.account),
+            json!({ "users": [second_id] }),
+        )
+        .await
+        .expect_problem(409, "license-exhausted");
+    assert!(
+        refused.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("waits for a Standard licence"),
+        "{:#}",
+        refused.body
+    );
+
     // Deleting the first user frees its licence: the second takes it and is invited.
     scim.delete(&format!("/Users/{first_id}")).await.expect(204);
     let bob = platform.get(&rest(second_id)).await.expect(200);
@@ -360,6 +377,36 @@ async fn a_user_with_no_licence_free_is_created_waiting_and_takes_one_when_freed
     let carol = platform.get(&rest(carol_id)).await.expect(200);
     assert_eq!(carol.body["waitingForLicense"], false);
     assert_eq!(carol.body["state"], "Invited");
+
+    // A waiting user moved (through the REST API) to a type with a licence free takes it.
+    let dave = scim.post("/Users", user("dave")).await.expect(201);
+    let dave_id = dave.body["id"].as_str().unwrap();
+    platform
+        .post(
+            &format!("/v1/accounts/{}/subscriptions", w.account),
+            json!({ "licenseType": "Premium", "quantity": 1 }),
+        )
+        .await
+        .expect(201);
+    let etag = platform
+        .get(&rest(dave_id))
+        .await
+        .header("etag")
+        .unwrap()
+        .to_owned();
+    let moved = platform
+        .patch(
+            &rest(dave_id),
+            json!({ "licenseType": "Premium" }),
+            Some(&etag),
+        )
+        .await
+        .expect(200);
+    assert_eq!(moved.body["licenseType"], "Premium");
+    assert_eq!(moved.body["waitingForLicense"], false, "the answer says so");
+    let dave = platform.get(&rest(dave_id)).await.expect(200);
+    assert_eq!(dave.body["waitingForLicense"], false, "{:#}", dave.body);
+    assert_eq!(dave.body["state"], "Invited");
     w.portal.stop().await;
 }
 

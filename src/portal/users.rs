@@ -808,7 +808,8 @@ pub async fn update(
         language: body.language.unwrap_or(current.language),
         time_zone: patched(&current.time_zone, &body.time_zone),
     })?;
-    if settings.license_type != current.license_type {
+    // A user waiting for a licence may move to another type and wait for that one instead.
+    if settings.license_type != current.license_type && !row.license_waiting {
         ensure_license_free(&mut tx.tx, &row.account_id, settings.license_type).await?;
     }
     let (stored_state, enabled_state) = match body.disabled {
@@ -858,9 +859,26 @@ pub async fn update(
     write_user_links(&mut tx, &row.id, role_ids.as_deref(), team_ids.as_deref()).await?;
     let service = AccountService::load(&mut tx.tx, &row.account_id).await?;
     tx.emit(row.event(EventType::UserUpdated), now);
-    // The old type's licence is free now: the next user waiting for one takes it.
-    let mail = current.license_type != row.settings.license_type
+    // The old type's licence is free now: the next user waiting for one takes it; a waiting
+    // user moved to another type takes one of that type if one is free.
+    let moved = current.license_type != row.settings.license_type;
+    let mut mail = moved
+        && !row.license_waiting
         && grant_waiting(&state, &mut tx, &row.account_id, current.license_type, now).await?;
+    if moved && row.license_waiting {
+        mail |= grant_waiting(
+            &state,
+            &mut tx,
+            &row.account_id,
+            row.settings.license_type,
+            now,
+        )
+        .await?;
+        // It may be the one served: answer what was written.
+        row = find(&mut tx.tx, &id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("user", &id))?;
+    }
     tx.commit().await.map_err(db_error("commit"))?;
     if mail {
         state.mail_queued();
@@ -946,6 +964,16 @@ pub async fn send_invitations(
             .await?
             .filter(|row| row.account_id == account_id)
             .ok_or_else(|| ApiError::not_found("user", id).at(&format!("/users/{index}")))?;
+        if row.license_waiting {
+            return Err(ApiError::new(
+                ProblemType::LicenseExhausted,
+                format!(
+                    "user {} waits for a {} licence and is invited as soon as one is free; raise the {} subscription's quantity",
+                    row.user_id, row.settings.license_type, row.settings.license_type
+                ),
+            )
+            .at(&format!("/users/{index}")));
+        }
         if row.stored_state != UserState::Prepared {
             return Err(ApiError::new(
                 ProblemType::UserNotPrepared,
