@@ -422,7 +422,8 @@ pub async fn update(
     .map_err(db_error("update the subscription"))?;
     let mail = super::users::grant_waiting(&state, &mut tx, &row.account_id, row.license_type, now)
         .await?;
-    let assigned = if mail || row.quantity > assigned {
+    // Users waiting for a licence may have taken the new ones.
+    let assigned = if row.quantity > assigned {
         self::assigned(&mut tx.tx, &row.account_id, row.license_type).await?
     } else {
         assigned

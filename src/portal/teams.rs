@@ -1537,8 +1537,13 @@ pub(super) async fn scim_group_write(
             ));
         }
     }
-    let mut unique = members.to_vec();
-    unique.dedup();
+    // In the order sent, each once.
+    let mut seen = std::collections::HashSet::with_capacity(members.len());
+    let unique: Vec<String> = members
+        .iter()
+        .filter(|m| seen.insert(m.as_str()))
+        .cloned()
+        .collect();
     document.insert("memberOrder".into(), serde_json::json!(unique));
     let document = serde_json::Value::Object(document).to_string();
     let team_id = match &current {
@@ -1576,10 +1581,7 @@ pub(super) async fn scim_group_write(
             team.id.clone()
         }
     };
-    let mut sorted = unique;
-    sorted.sort();
-    sorted.dedup();
-    write_team_links(&mut tx, &team_id, Some(&sorted), None).await?;
+    write_team_links(&mut tx, &team_id, Some(&unique), None).await?;
     let service = AccountService::load(&mut tx.tx, account_id).await?;
     let team = service
         .teams

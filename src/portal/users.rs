@@ -161,7 +161,7 @@ impl Row_ {
             activation_sends: row.get("activation_sends"),
             version: row.get("version"),
             license_waiting: row.get::<i64, _>("license_waiting") != 0,
-            scim_document: row.try_get("scim_document").unwrap_or(None),
+            scim_document: row.get("scim_document"),
         })
     }
 
@@ -557,7 +557,8 @@ async fn save(tx: &mut WriteTx, row: &Row_, read_version: i64) -> ApiResult<()> 
     sqlx::query(
         "UPDATE service_users SET first_name = $1, last_name = $2, extra = $3, license_type = $4, mobile_number = $5, \
          landline_number = $6, linked_number = $7, mex = $8, display_numbers = $9, country_code = $10, permissions = $11, \
-         language = $12, time_zone = $13, state = $14, enabled_state = $15, version = $16 WHERE id = $17 AND version = $18",
+         language = $12, time_zone = $13, state = $14, enabled_state = $15, version = $16, license_waiting = $17 \
+         WHERE id = $18 AND version = $19",
     )
     .bind(&s.first_name)
     .bind(&s.last_name)
@@ -575,6 +576,7 @@ async fn save(tx: &mut WriteTx, row: &Row_, read_version: i64) -> ApiResult<()> 
     .bind(state_name(row.stored_state))
     .bind(row.enabled_state.map(state_name))
     .bind(row.version)
+    .bind(i64::from(row.license_waiting))
     .bind(&row.id)
     .bind(read_version)
     .execute(&mut *tx.tx)
@@ -1579,36 +1581,28 @@ pub(super) async fn scim_replace(
     row.enabled_state = enabled_state;
     row.version += 1;
     save(&mut tx, &row, read_version).await?;
-    sqlx::query("UPDATE service_users SET license_waiting = $1 WHERE id = $2")
-        .bind(i64::from(row.license_waiting))
-        .bind(&row.id)
-        .execute(&mut *tx.tx)
-        .await
-        .map_err(db_error("update the user's licence"))?;
     write_scim_columns(&mut tx, &row.id, &user, now).await?;
     // A user created without a login gets one as soon as it has an email (or a userName that
-    // is one).
-    if !has_login(&row)
-        && let Some(login) = &user.login
-    {
-        ensure_login_free(&mut tx.tx, login).await?;
-        row.user_id = login.to_string();
+    // is one); until then its stand-in follows the userName.
+    if !has_login(&row) {
+        let (user_id, canonical) = match &user.login {
+            Some(login) => {
+                ensure_login_free(&mut tx.tx, login).await?;
+                (login.to_string(), login.canonical())
+            }
+            None => (
+                user.user_name.clone(),
+                placeholder_login(account_id, &user.user_name),
+            ),
+        };
         sqlx::query("UPDATE service_users SET user_id = $1, user_id_canonical = $2 WHERE id = $3")
-            .bind(&row.user_id)
-            .bind(login.canonical())
+            .bind(&user_id)
+            .bind(canonical)
             .bind(&row.id)
             .execute(&mut *tx.tx)
             .await
             .map_err(db_error("record the user's login"))?;
-    } else if !has_login(&row) {
-        sqlx::query("UPDATE service_users SET user_id = $1, user_id_canonical = $2 WHERE id = $3")
-            .bind(&user.user_name)
-            .bind(placeholder_login(account_id, &user.user_name))
-            .bind(&row.id)
-            .execute(&mut *tx.tx)
-            .await
-            .map_err(db_error("record the user's login"))?;
-        row.user_id = user.user_name.clone();
+        row.user_id = user_id;
     }
     let mut mail = false;
     if row.stored_state == UserState::Prepared && !row.license_waiting && has_login(&row) {

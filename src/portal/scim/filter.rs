@@ -598,9 +598,9 @@ pub fn attribute_list(resource: Resource, list: &str) -> Result<Vec<AttrPath>, I
                     sub: None,
                 });
             }
-            if resource.extension(name).is_some() {
+            if let Some(extension) = resource.extension(name) {
                 return Ok(AttrPath {
-                    extension: resource.extension(name).map(|e| e.id),
+                    extension: Some(extension.id),
                     attr: String::new(),
                     sub: None,
                 });

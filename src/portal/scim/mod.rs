@@ -73,6 +73,15 @@ impl ScimError {
         ScimError::new(StatusCode::BAD_REQUEST, Some(scim_type), detail)
     }
 
+    /// `error` of a request on `resource` `id`, a not-found said in SCIM's words.
+    fn from_api(resource: Resource, id: &str, error: ApiError) -> Self {
+        if error.kind == ProblemType::NotFound {
+            ScimError::not_found(resource, id)
+        } else {
+            error.into()
+        }
+    }
+
     fn not_found(resource: Resource, id: &str) -> Self {
         ScimError::new(
             StatusCode::NOT_FOUND,
@@ -153,11 +162,7 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ScimError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ScimResult<Self> {
-        let unauthorized = |detail: &str| {
-            let mut error = ScimError::new(StatusCode::UNAUTHORIZED, None, detail);
-            error.detail = detail.to_owned();
-            error
-        };
+        let unauthorized = |detail: &str| ScimError::new(StatusCode::UNAUTHORIZED, None, detail);
         let key = parts
             .headers
             .get(AUTHORIZATION)
@@ -550,17 +555,13 @@ fn meta(
 }
 
 fn user_json(record: &ScimUserRecord, base: &str) -> Value {
-    let mut doc = record.document.clone();
+    let mut doc = writable_user(record);
     let mut schemas = vec![json!(USER)];
     if doc.contains_key(ENTERPRISE) {
         schemas.push(json!(ENTERPRISE));
     }
     if doc.contains_key(VOICE) {
         schemas.push(json!(VOICE));
-    }
-    // `active` is the portal's: an admin may disable the user in the portal too.
-    if doc.contains_key("active") || record.state == UserState::Disabled {
-        doc.insert("active".into(), json!(record.state != UserState::Disabled));
     }
     doc.insert("schemas".into(), Value::Array(schemas));
     doc.insert("id".into(), json!(record.id));
@@ -765,6 +766,17 @@ fn document(resource: Resource, body: &Value) -> ScimResult<Map<String, Value>> 
     })
 }
 
+/// `doc` with the PatchOp `body` applied, checked as a whole resource again.
+fn patched(
+    resource: Resource,
+    mut doc: Map<String, Value>,
+    body: &Value,
+) -> ScimResult<Map<String, Value>> {
+    patch::apply(resource, &mut doc, body)
+        .map_err(|refused| ScimError::bad(refused.scim_type, refused.detail))?;
+    document(resource, &Value::Object(doc))
+}
+
 async fn readable(
     state: &AppState,
     caller: &Caller,
@@ -908,7 +920,8 @@ async fn replace_user(
     answer_user(&state, &caller, &id, StatusCode::OK, &Query_::default()).await
 }
 
-/// The writable part of a stored resource, as PATCH starts from it.
+/// The writable part of a stored user, as PATCH starts from it. `active` is the portal's: an
+/// admin may disable the user in the portal too.
 fn writable_user(record: &ScimUserRecord) -> Map<String, Value> {
     let mut doc = record.document.clone();
     if doc.contains_key("active") || record.state == UserState::Disabled {
@@ -927,10 +940,8 @@ async fn patch_user(
     let expected = optional_if_match(&headers)?;
     let record = one_user(&state, &caller, &id).await?;
     expected.check("User", &id, record.version)?;
-    let mut doc = writable_user(&record);
-    patch::apply(Resource::User, &mut doc, &body)
-        .map_err(|refused| ScimError::bad(refused.scim_type, refused.detail))?;
-    let doc = document(Resource::User, &Value::Object(doc))?;
+    let doc = writable_user(&record);
+    let doc = patched(Resource::User, doc, &body)?;
     let user = portal_user(doc)?;
     users::scim_replace(
         &state,
@@ -953,13 +964,7 @@ async fn delete_user(
     let expected = optional_if_match(&headers)?;
     users::scim_delete(&state, &caller.principal, &caller.account, &id, &expected)
         .await
-        .map_err(|e| {
-            if e.kind == ProblemType::NotFound {
-                ScimError::not_found(Resource::User, &id)
-            } else {
-                e.into()
-            }
-        })?;
+        .map_err(|e| ScimError::from_api(Resource::User, &id, e))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -1236,9 +1241,7 @@ async fn patch_group(
             ),
         );
     }
-    patch::apply(Resource::Group, &mut doc, &body)
-        .map_err(|refused| ScimError::bad(refused.scim_type, refused.detail))?;
-    let doc = document(Resource::Group, &Value::Object(doc))?;
+    let doc = patched(Resource::Group, doc, &body)?;
     write_group(
         &state,
         &caller,
@@ -1247,7 +1250,7 @@ async fn patch_group(
         &IfMatch::Versions(vec![record.version]),
     )
     .await?;
-    // Microsoft Entra expects 204 to a group PATCH; RFC 7644 allows 200 with the resource or 204.
+    // RFC 7644 §3.5.2 allows 200 with the resource or 204; Microsoft Entra takes either.
     answer_group(&state, &caller, &id, StatusCode::OK, &Query_::default()).await
 }
 
@@ -1260,12 +1263,6 @@ async fn delete_group(
     let expected = optional_if_match(&headers)?;
     teams::scim_group_delete(&state, &caller.principal, &caller.account, &id, &expected)
         .await
-        .map_err(|e| {
-            if e.kind == ProblemType::NotFound {
-                ScimError::not_found(Resource::Group, &id)
-            } else {
-                e.into()
-            }
-        })?;
+        .map_err(|e| ScimError::from_api(Resource::Group, &id, e))?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -308,148 +308,171 @@ fn at_path(
     value: Option<Value>,
 ) -> Result<(), Refused> {
     writable(resource, &path.path)?;
-    let attr = path.path.attr.clone();
     let multi = is_multi(resource, &path.path);
     match (&path.filter, op) {
         (None, Op::Remove) => {
-            let Some(target) = container(doc, path.path.extension, false) else {
-                return Ok(());
-            };
-            match (&path.path.sub, value) {
-                (Some(sub), _) => {
-                    if let Some(Value::Object(inner)) = target.get_mut(&attr) {
-                        inner.remove(sub);
-                    } else if let Some(Value::Array(items)) = target.get_mut(&attr) {
-                        for item in items.iter_mut().filter_map(Value::as_object_mut) {
-                            item.remove(sub);
-                        }
-                    }
-                }
-                // Microsoft Entra removes a group member as {"path": "members", "value": [{"value": id}]}.
-                (None, Some(value)) if multi && !value.is_null() => {
-                    let doomed: Vec<Value> = match value {
-                        Value::Array(items) => items,
-                        single => vec![single],
-                    };
-                    let key = |v: &Value| v.get("value").cloned().unwrap_or_else(|| v.clone());
-                    let doomed: Vec<Value> = doomed.iter().map(key).collect();
-                    if let Some(Value::Array(items)) = target.get_mut(&attr) {
-                        items.retain(|item| !doomed.contains(&key(item)));
-                    }
-                }
-                (None, _) => {
-                    target.remove(&attr);
-                }
-            }
+            remove_at(doc, &path.path, multi, value);
+            Ok(())
         }
         (None, op) => {
             let Some(raw) = value else {
                 return Err(refused("invalidValue", format!("{op:?} needs a value")));
             };
-            let element = multi && path.path.sub.is_none() && !raw.is_array() && op == Op::Add;
-            let value = normalized(resource, &path.path, element, path.path.sub.as_deref(), raw)?;
-            let target = container(doc, path.path.extension, true).expect("created");
-            let Some(value) = value else {
-                // A null (or empty) value clears the attribute.
-                if op == Op::Replace {
-                    match &path.path.sub {
-                        Some(sub) => {
-                            if let Some(Value::Object(inner)) = target.get_mut(&attr) {
-                                inner.remove(sub);
-                            }
-                        }
-                        None => {
-                            target.remove(&attr);
-                        }
-                    }
-                }
-                return Ok(());
-            };
-            match (&path.path.sub, multi) {
-                (Some(sub), false) => {
-                    let entry = target
-                        .entry(attr.clone())
-                        .or_insert_with(|| Value::Object(Map::new()));
-                    if let Value::Object(inner) = entry {
-                        inner.insert(sub.clone(), value);
-                    }
-                }
-                (Some(_), true) => {
-                    return Err(refused(
-                        "invalidPath",
-                        format!(
-                            "{attr} has several values: say which with a filter, e.g. {attr}[type eq \"work\"]"
-                        ),
-                    ));
-                }
-                (None, true) => {
-                    let items: Vec<Value> = match value {
-                        Value::Array(items) => items,
-                        single => vec![single],
-                    };
-                    if op == Op::Replace {
-                        target.insert(attr, Value::Array(items));
-                    } else {
-                        let entry = target
-                            .entry(attr)
-                            .or_insert_with(|| Value::Array(Vec::new()));
-                        if let Value::Array(existing) = entry {
-                            for item in items {
-                                if !existing.contains(&item) {
-                                    existing.push(item);
-                                }
-                            }
-                        }
-                    }
-                }
-                (None, false) => match (target.get_mut(&attr), value) {
-                    // A complex value merges: sub-attributes not given stay (RFC 7644 §3.5.2.1, §3.5.2.3).
-                    (Some(Value::Object(existing)), Value::Object(new)) => {
-                        for (k, v) in new {
-                            existing.insert(k, v);
-                        }
-                    }
-                    (_, value) => {
-                        target.insert(attr, value);
-                    }
-                },
-            }
+            set_at(resource, doc, op, &path.path, multi, raw)
         }
         (Some(filter), op) => {
             if !multi {
                 return Err(refused(
                     "invalidPath",
-                    format!("{attr} is not multi-valued; a filter selects among several values"),
+                    format!(
+                        "{} is not multi-valued; a filter selects among several values",
+                        path.path.attr
+                    ),
                 ));
             }
-            let sub = path.sub.as_deref();
             let new = match (op, value) {
                 (Op::Remove, _) => None,
-                (_, Some(raw)) => normalized(resource, &path.path, true, sub, raw)?,
+                (_, Some(raw)) => {
+                    match normalized(resource, &path.path, true, path.sub.as_deref(), raw)? {
+                        Some(new) => Some(new),
+                        None => return Ok(()),
+                    }
+                }
                 (_, None) => return Err(refused("invalidValue", format!("{op:?} needs a value"))),
             };
-            let target = container(doc, path.path.extension, op != Op::Remove);
-            let Some(target) = target else {
-                return Ok(());
-            };
-            let items = match target.get_mut(&attr) {
-                Some(Value::Array(items)) => items,
-                _ => {
-                    target.insert(attr.clone(), Value::Array(Vec::new()));
-                    target
-                        .get_mut(&attr)
-                        .and_then(Value::as_array_mut)
-                        .expect("just inserted")
+            at_elements(doc, &path.path, filter, path.sub.as_deref(), new)
+        }
+    }
+}
+
+/// remove with a path and no filter.
+fn remove_at(doc: &mut Map<String, Value>, path: &AttrPath, multi: bool, value: Option<Value>) {
+    let Some(target) = container(doc, path.extension, false) else {
+        return;
+    };
+    let attr = &path.attr;
+    match (&path.sub, value) {
+        (Some(sub), _) => match target.get_mut(attr) {
+            Some(Value::Object(inner)) => {
+                inner.remove(sub);
+            }
+            Some(Value::Array(items)) => {
+                for item in items.iter_mut().filter_map(Value::as_object_mut) {
+                    item.remove(sub);
                 }
+            }
+            _ => {}
+        },
+        // Microsoft Entra removes a group member as {"path": "members", "value": [{"value": id}]}.
+        (None, Some(value)) if multi && !value.is_null() => {
+            let key = |v: &Value| v.get("value").cloned().unwrap_or_else(|| v.clone());
+            let doomed: Vec<Value> = match value {
+                Value::Array(items) => items.iter().map(key).collect(),
+                single => vec![key(&single)],
             };
-            let mut matched = false;
-            if op == Op::Remove {
-                items.retain(|item| {
-                    let hit = filter::element_matches(filter, item);
-                    matched |= hit;
-                    !(hit && sub.is_none())
-                });
-                if let Some(sub) = sub {
+            if let Some(Value::Array(items)) = target.get_mut(attr) {
+                items.retain(|item| !doomed.contains(&key(item)));
+            }
+        }
+        (None, _) => {
+            target.remove(attr);
+        }
+    }
+}
+
+/// add or replace with a path and no filter.
+fn set_at(
+    resource: Resource,
+    doc: &mut Map<String, Value>,
+    op: Op,
+    path: &AttrPath,
+    multi: bool,
+    raw: Value,
+) -> Result<(), Refused> {
+    let attr = path.attr.clone();
+    let element = multi && path.sub.is_none() && !raw.is_array() && op == Op::Add;
+    let value = normalized(resource, path, element, path.sub.as_deref(), raw)?;
+    let target = container(doc, path.extension, true).expect("created");
+    let Some(value) = value else {
+        // A null (or empty) value clears the attribute.
+        if op == Op::Replace {
+            match &path.sub {
+                Some(sub) => {
+                    if let Some(Value::Object(inner)) = target.get_mut(&attr) {
+                        inner.remove(sub);
+                    }
+                }
+                None => {
+                    target.remove(&attr);
+                }
+            }
+        }
+        return Ok(());
+    };
+    match (&path.sub, multi) {
+        (Some(sub), false) => {
+            let entry = target
+                .entry(attr)
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(inner) = entry {
+                inner.insert(sub.clone(), value);
+            }
+        }
+        (Some(_), true) => {
+            return Err(refused(
+                "invalidPath",
+                format!(
+                    "{attr} has several values: say which with a filter, e.g. {attr}[type eq \"work\"]"
+                ),
+            ));
+        }
+        (None, true) => {
+            let items: Vec<Value> = match value {
+                Value::Array(items) => items,
+                single => vec![single],
+            };
+            if op == Op::Replace {
+                target.insert(attr, Value::Array(items));
+            } else if let Value::Array(existing) = target
+                .entry(attr)
+                .or_insert_with(|| Value::Array(Vec::new()))
+            {
+                for item in items {
+                    if !existing.contains(&item) {
+                        existing.push(item);
+                    }
+                }
+            }
+        }
+        (None, false) => match (target.get_mut(&attr), value) {
+            // A complex value merges: sub-attributes not given stay (RFC 7644 §3.5.2.1, §3.5.2.3).
+            (Some(Value::Object(existing)), Value::Object(new)) => existing.extend(new),
+            (_, value) => {
+                target.insert(attr, value);
+            }
+        },
+    }
+    Ok(())
+}
+
+/// An operation on the elements of multi-valued `path` that `filter` selects (or their `sub`):
+/// removed when `new` is None, else set to it.
+fn at_elements(
+    doc: &mut Map<String, Value>,
+    path: &AttrPath,
+    filter: &Filter,
+    sub: Option<&str>,
+    new: Option<Value>,
+) -> Result<(), Refused> {
+    let attr = &path.attr;
+    let Some(target) = container(doc, path.extension, new.is_some()) else {
+        return Ok(());
+    };
+    let Some(new) = new else {
+        if let Some(Value::Array(items)) = target.get_mut(attr) {
+            match sub {
+                None => items.retain(|item| !filter::element_matches(filter, item)),
+                Some(sub) => {
                     for item in items.iter_mut() {
                         if filter::element_matches(filter, item)
                             && let Value::Object(object) = item
@@ -458,49 +481,50 @@ fn at_path(
                         }
                     }
                 }
-                if target
-                    .get(&attr)
-                    .and_then(Value::as_array)
-                    .is_some_and(Vec::is_empty)
-                {
-                    target.remove(&attr);
-                }
-                return Ok(());
             }
-            let Some(new) = new else {
-                return Ok(());
-            };
-            for item in items.iter_mut() {
-                if filter::element_matches(filter, item) {
-                    matched = true;
-                    match (sub, &mut *item) {
-                        (Some(sub), Value::Object(object)) => {
-                            object.insert(sub.to_owned(), new.clone());
-                        }
-                        (None, _) => *item = new.clone(),
-                        _ => {}
-                    }
-                }
-            }
-            if !matched {
-                // `emails[type eq "work"].value` on a user with no work email: add one, as
-                // identity providers expect.
-                let Some((key, key_value)) = equality(filter) else {
-                    return Err(refused(
-                        "noTarget",
-                        format!("no value of {attr} matches the filter"),
-                    ));
-                };
-                let mut element = match (sub, new) {
-                    (Some(sub), new) => json!({ sub: new }),
-                    (None, new) => new,
-                };
-                if let Value::Object(object) = &mut element {
-                    object.entry(key).or_insert(key_value);
-                }
-                items.push(element);
+            if items.is_empty() {
+                target.remove(attr);
             }
         }
+        return Ok(());
+    };
+    if !matches!(target.get(attr), Some(Value::Array(_))) {
+        target.insert(attr.clone(), Value::Array(Vec::new()));
+    }
+    let items = target
+        .get_mut(attr)
+        .and_then(Value::as_array_mut)
+        .expect("an array");
+    let mut matched = false;
+    for item in items.iter_mut() {
+        if filter::element_matches(filter, item) {
+            matched = true;
+            match (sub, &mut *item) {
+                (Some(sub), Value::Object(object)) => {
+                    object.insert(sub.to_owned(), new.clone());
+                }
+                (None, _) => *item = new.clone(),
+                _ => {}
+            }
+        }
+    }
+    if !matched {
+        // `emails[type eq "work"].value` on a user with no work email: add one, as identity
+        // providers expect.
+        let Some((key, key_value)) = equality(filter) else {
+            return Err(refused(
+                "noTarget",
+                format!("no value of {attr} matches the filter"),
+            ));
+        };
+        let mut element = match sub {
+            Some(sub) => json!({ sub: new }),
+            None => new,
+        };
+        if let Value::Object(object) = &mut element {
+            object.entry(key).or_insert(key_value);
+        }
+        items.push(element);
     }
     Ok(())
 }
