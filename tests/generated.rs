@@ -113,3 +113,96 @@ async fn every_documented_operation_is_served() {
     assert_eq!(served.body, document());
     portal.stop().await;
 }
+
+/// The check every test reply goes through (`support::contract`) refuses what the document does
+/// not describe, so a handler that sends an undocumented field or status fails the suite.
+#[test]
+fn the_reply_check_refuses_what_the_document_does_not_say() {
+    use serde_json::json;
+    use support::contract::check;
+    let account = json!({
+        "id": "a1", "type": "Partner", "displayName": "Northwind", "subContract": false,
+        "createdAt": "2026-12-02T09:00:00Z", "updatedAt": "2026-12-02T09:00:00Z", "version": 1,
+    });
+    let json_type = Some("application/json");
+    let problem_type = Some("application/problem+json");
+    let problem = |slug: &str, status: u16| json!({ "type": format!("https://portal.dev/problems/{slug}"), "title": "t", "status": status, "detail": "d" });
+    let get = Method::GET;
+    let read = "/v1/accounts/a1";
+    check(&get, read, 200, json_type, &account).unwrap_or_else(|e| panic!("{e}"));
+    let mut extra = account.clone();
+    extra["secretField"] = json!("x");
+    let error = check(&get, read, 200, json_type, &extra).unwrap_err();
+    assert!(
+        error.contains("/secretField: sent but not in the schema"),
+        "{error}"
+    );
+    let mut missing = account.clone();
+    missing.as_object_mut().unwrap().remove("displayName");
+    let error = check(&get, read, 200, json_type, &missing).unwrap_err();
+    assert!(error.contains("/displayName: required"), "{error}");
+    let mut mistyped = account.clone();
+    mistyped["version"] = json!("1");
+    assert!(check(&get, read, 200, json_type, &mistyped).is_err());
+    let error = check(&get, read, 200, Some("text/plain"), &account).unwrap_err();
+    assert!(error.contains("text/plain"), "{error}");
+    check(&get, read, 404, problem_type, &problem("not-found", 404)).unwrap();
+    let error = check(&get, read, 409, problem_type, &problem("last-owner", 409)).unwrap_err();
+    assert!(error.contains("status not documented"), "{error}");
+    let error = check(
+        &get,
+        read,
+        404,
+        problem_type,
+        &problem("subject-not-found", 404),
+    )
+    .unwrap_err();
+    assert!(error.contains("not listed"), "{error}");
+    // A 500 is never documented as such: the suite fails on one.
+    assert!(check(&get, read, 500, problem_type, &problem("internal", 500)).is_err());
+    // A literal segment outranks a parameter.
+    let accept = Method::POST;
+    check(
+        &accept,
+        "/v1/invitations/accept",
+        429,
+        problem_type,
+        &problem("too-many-requests", 429),
+    )
+    .unwrap();
+    // An undocumented /v1 operation that answers is reported.
+    assert!(check(&get, "/v1/nowhere", 200, json_type, &json!({})).is_err());
+}
+
+/// Each documented error status lists the problem types it carries, and each of those types is
+/// answered with that status.
+#[test]
+fn every_documented_error_status_lists_its_problem_types() {
+    let document = document();
+    let mut listed = 0;
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            for (status, response) in operation["responses"].as_object().unwrap() {
+                let Ok(code) = status.parse::<u16>() else {
+                    continue;
+                };
+                if code < 400 {
+                    continue;
+                }
+                let types = response["x-problem-types"]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{method} {path} {status} lists no problem types"));
+                assert!(!types.is_empty(), "{method} {path} {status}");
+                for slug in types {
+                    let cause = portal_operator::api::problem::ProblemType::from_slug(
+                        slug.as_str().unwrap(),
+                    )
+                    .unwrap();
+                    assert_eq!(cause.status(), code, "{method} {path}: {slug}");
+                    listed += 1;
+                }
+            }
+        }
+    }
+    assert!(listed > 200, "only {listed} problem types listed");
+}

@@ -268,8 +268,13 @@ async fn requests_without_a_valid_key_are_refused(backend: Backend) {
         .get("/v1/accounts")
         .await
         .expect_problem(401, "unauthenticated");
-    // A revoked key stops working.
+    // A valid key says whom it acts as; revoked, it stops working.
     let owner = w.portal.api(&w.owner_key);
+    let me = owner.get("/v1/whoami").await.expect(200);
+    assert_eq!(me.body["platform"], false, "{:#}", me.body);
+    let platform_self = w.portal.platform().get("/v1/whoami").await.expect(200);
+    assert_eq!(platform_self.body["platform"], true);
+    assert_ne!(me.body["id"], platform_self.body["id"]);
     let keys = owner.get("/v1/api-keys").await.expect(200);
     let id = keys.body["items"][0]["id"].as_str().unwrap().to_owned();
     assert!(

@@ -896,6 +896,25 @@ async fn roles_and_teams_give_permissions_and_memberships_with_their_origin(back
         .await
         .expect(200);
     assert_eq!(role.body["holders"], json!(["ann@contoso.example"]));
+    // Renamed, the role keeps its holders; a team read alone is as listed; deleted, it is gone.
+    let role_path = format!("/v1/user-roles/{}", agent.body["id"].as_str().unwrap());
+    let renamed = platform
+        .patch(
+            &role_path,
+            json!({ "name": "Senior agent" }),
+            role.header("etag"),
+        )
+        .await
+        .expect(200);
+    assert_eq!(renamed.body["holders"], json!(["ann@contoso.example"]));
+    let read = platform.get(&support_path).await.expect(200);
+    assert_eq!(read.body["disabled"], true);
+    assert_eq!(read.body["name"], "Support");
+    platform.delete(&support_path).await.expect(204);
+    platform
+        .get(&support_path)
+        .await
+        .expect_problem(404, "not-found");
 }
 
 async fn deleting_a_role_removes_it_from_every_user_and_only_the_memberships_it_gave(

@@ -24,9 +24,12 @@ pub struct AccountManagerView {
     pub language: Language,
     pub branding_domain: Option<String>,
     pub state: AccountManagerState,
+    #[schemars(extend("format" = "date-time"))]
     pub activation_expires_at: Option<String>,
     pub external_ref: Option<String>,
+    #[schemars(extend("format" = "date-time"))]
     pub created_at: String,
+    #[schemars(extend("format" = "date-time"))]
     pub activated_at: Option<String>,
     pub activation_sends: i64,
     pub version: i64,

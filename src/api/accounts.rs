@@ -19,7 +19,9 @@ pub struct AccountView {
     pub sub_contract: bool,
     pub external_id: Option<String>,
     pub version: i64,
+    #[schemars(extend("format" = "date-time"))]
     pub created_at: String,
+    #[schemars(extend("format" = "date-time"))]
     pub updated_at: String,
 }
 

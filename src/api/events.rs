@@ -168,7 +168,19 @@ pub struct Event {
     pub external_ref: Option<String>,
     #[serde(default)]
     pub data: serde_json::Value,
+    #[schemars(extend("format" = "date-time"))]
     pub created_at: String,
+}
+
+/// A page of the change feed read as JSON (`Accept: application/json`) rather than as a stream.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventPage {
+    /// The events after the cursor that the caller may see, oldest first.
+    pub items: Vec<Event>,
+    /// The cursor to read the next page from (`after=`): the last event examined, which may be
+    /// one the caller does not see.
+    pub next: i64,
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ pub struct GrantView {
     pub role: Role,
     pub scope: GrantScope,
     pub source: String,
+    #[schemars(extend("format" = "date-time"))]
     pub created_at: String,
 }
 

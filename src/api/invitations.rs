@@ -72,10 +72,14 @@ pub struct InvitationView {
     pub delivery: Delivery,
     pub state: InvitationState,
     pub external_ref: Option<String>,
+    #[schemars(extend("format" = "date-time"))]
     pub created_at: String,
+    #[schemars(extend("format" = "date-time"))]
     pub expires_at: String,
+    #[schemars(extend("format" = "date-time"))]
     pub accepted_at: Option<String>,
     pub accepted_by: Option<String>,
+    #[schemars(extend("format" = "date-time"))]
     pub revoked_at: Option<String>,
     /// The last failed attempt to accept, with the remedy (wrong tenant, identity provider refusal).
     pub last_failure: Option<AcceptFailure>,

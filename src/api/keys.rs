@@ -20,6 +20,7 @@ pub struct KeyView {
     pub id: String,
     pub name: String,
     pub principal_id: String,
+    #[schemars(extend("format" = "date-time"))]
     pub created_at: String,
     /// A SCIM token: the account it provisions at `/scim/v2` (it works nowhere else).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -48,7 +49,9 @@ pub struct OutboxMessage {
     pub to: String,
     pub subject: String,
     pub body: String,
+    #[schemars(extend("format" = "date-time"))]
     pub created_at: String,
+    #[schemars(extend("format" = "date-time"))]
     pub delivered_at: Option<String>,
     pub attempts: i64,
     pub last_error: Option<String>,

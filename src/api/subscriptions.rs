@@ -20,7 +20,9 @@ pub struct SubscriptionView {
     /// `quantity - assigned`, never below zero.
     pub free: i64,
     pub external_ref: Option<String>,
+    #[schemars(extend("format" = "date-time"))]
     pub created_at: String,
+    #[schemars(extend("format" = "date-time"))]
     pub updated_at: String,
     pub version: i64,
 }

@@ -69,6 +69,7 @@ pub struct TeamView {
     /// Every member, with the origins of its membership.
     pub effective_members: Vec<TeamMember>,
     pub external_ref: Option<String>,
+    #[schemars(extend("format" = "date-time"))]
     pub created_at: String,
     pub version: i64,
 }
@@ -130,6 +131,7 @@ pub struct UserRoleView {
     /// The user IDs holding the role.
     pub holders: Vec<String>,
     pub external_ref: Option<String>,
+    #[schemars(extend("format" = "date-time"))]
     pub created_at: String,
     pub version: i64,
 }

@@ -78,13 +78,17 @@ pub struct UserView {
     /// through SCIM (`/scim/v2`).
     #[serde(default)]
     pub provisioned_by: Provisioner,
+    #[schemars(extend("format" = "date-time"))]
     pub activation_expires_at: Option<String>,
+    #[schemars(extend("format" = "date-time"))]
     pub invited_at: Option<String>,
+    #[schemars(extend("format" = "date-time"))]
     pub activated_at: Option<String>,
     pub activation_sends: i64,
     /// What the user may do and which teams they are in, each with its origin.
     pub effective: EffectiveService,
     pub external_ref: Option<String>,
+    #[schemars(extend("format" = "date-time"))]
     pub created_at: String,
     pub version: i64,
 }

@@ -22,6 +22,7 @@ use super::AppState;
 use super::auth::{Principal, authorize};
 use super::problem::{ApiError, ApiResult};
 use crate::api::Event;
+use crate::api::events::EventPage;
 use crate::domain::Permission;
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -97,7 +98,7 @@ pub async fn events(
                 items.push(event);
             }
         }
-        return Ok(Json(serde_json::json!({ "items": items, "next": next })).into_response());
+        return Ok(Json(EventPage { items, next }).into_response());
     }
     Ok(Sse::new(stream(state, principal, after))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))

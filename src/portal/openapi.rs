@@ -39,6 +39,49 @@ pub struct Operation {
     pub query: Option<SchemaFn>,
     /// Extra request headers: (name, description, required).
     pub headers: &'static [(&'static str, &'static str, bool)],
+    /// The problems this operation answers besides those every operation of its shape can
+    /// (see [`Operation::problems`]).
+    pub specific_problems: &'static [ProblemType],
+}
+
+impl Operation {
+    /// Every problem the operation can answer: what its shape implies (an API key: 401 and
+    /// 403; a path parameter: 404; query parameters: 400; a body: 400, 413, 415 and 422; an
+    /// `Idempotency-Key`: its reuse; `If-Match`: 412 and 428), then its own, in the order
+    /// [`ProblemType::ALL`] lists them.
+    pub fn problems(&self) -> Vec<ProblemType> {
+        use ProblemType as P;
+        let mut implied = Vec::new();
+        if self.authenticated {
+            implied.extend([P::Unauthenticated, P::Forbidden]);
+        }
+        if self.path.contains('{') {
+            implied.push(P::NotFound);
+        }
+        if self.query.is_some() {
+            implied.push(P::MalformedRequest);
+        }
+        if self.request.is_some() {
+            implied.extend([
+                P::MalformedRequest,
+                P::PayloadTooLarge,
+                P::UnsupportedMediaType,
+                P::ValidationFailed,
+            ]);
+        }
+        for (header, _, _) in self.headers {
+            match *header {
+                "Idempotency-Key" => implied.extend([P::ValidationFailed, P::IdempotencyKeyReused]),
+                "If-Match" => implied.extend([P::PreconditionFailed, P::PreconditionRequired]),
+                _ => {}
+            }
+        }
+        ProblemType::ALL
+            .iter()
+            .copied()
+            .filter(|p| implied.contains(p) || self.specific_problems.contains(p))
+            .collect()
+    }
 }
 
 const IDEMPOTENCY: (&str, &str, bool) = (
@@ -59,7 +102,8 @@ fn query<T: JsonSchema>(_generator: &mut SchemaGenerator) -> Schema {
 macro_rules! op {
     ($method:literal $path:literal, $tag:literal, $summary:literal, auth: $auth:literal,
      request: $request:expr, $status:literal => $response:expr
-     $(, query: $query:ty)? $(, headers: $headers:expr)?) => {
+     $(, query: $query:ty)? $(, headers: $headers:expr)?
+     $(, problems: [$($problem:ident),* $(,)?])?) => {
         Operation {
             method: $method,
             path: $path,
@@ -71,6 +115,7 @@ macro_rules! op {
             response: $response,
             query: op!(@none $($query)?),
             headers: op!(@or $($headers)?),
+            specific_problems: &[$($(ProblemType::$problem),*)?],
         }
     };
     (@or $value:expr) => { $value };
@@ -89,47 +134,64 @@ pub static OPERATIONS: &[Operation] = &[
         request: None, 200 => Some(schema::<grants::Whoami>)),
     op!("get" "/v1/access", "Access", "What a subject may do on an account, and the path that gives each permission", auth: true,
         request: None, 200 => Some(schema::<EffectiveAccess>),
-        query: super::grants::AccessQuery),
+        query: super::grants::AccessQuery,
+        problems: [NotFound, SubjectNotFound]),
     op!("post" "/v1/accounts", "Accounts", "Create an account (top-level: platform principal only)", auth: true,
-        request: Some(schema::<accounts::CreateAccount>), 201 => Some(schema::<accounts::AccountView>), headers: &[IDEMPOTENCY]),
+        request: Some(schema::<accounts::CreateAccount>), 201 => Some(schema::<accounts::AccountView>), headers: &[IDEMPOTENCY],
+        problems: [NotFound, ExternalIdConflict, ExternalRefConflict, AccountTree]),
     op!("get" "/v1/accounts", "Accounts", "Find by externalId, list the children of parentId, or list your accounts", auth: true,
         request: None, 200 => Some(schema::<Page<accounts::AccountView>>),
-        query: super::accounts::ListQuery),
+        query: super::accounts::ListQuery,
+        problems: [NotFound]),
     op!("get" "/v1/accounts/{id}", "Accounts", "Read an account (ETag header)", auth: true, request: None, 200 => Some(schema::<accounts::AccountView>)),
     op!("patch" "/v1/accounts/{id}", "Accounts", "Change displayName, tenantId, subContract or externalId", auth: true,
-        request: Some(schema::<accounts::UpdateAccount>), 200 => Some(schema::<accounts::AccountView>), headers: &[IF_MATCH]),
+        request: Some(schema::<accounts::UpdateAccount>), 200 => Some(schema::<accounts::AccountView>), headers: &[IF_MATCH],
+        problems: [ExternalIdConflict, AccountTree]),
     op!("delete" "/v1/accounts/{id}", "Accounts", "Delete an account (refused while not empty unless cascade=true)", auth: true,
-        request: None, 204 => None, query: super::accounts::DeleteQuery),
+        request: None, 204 => None, query: super::accounts::DeleteQuery,
+        problems: [AccountNotEmpty]),
     op!("post" "/v1/accounts/{id}/grants", "Grants", "Grant roles to an existing admin", auth: true,
-        request: Some(schema::<grants::CreateGrants>), 201 => Some(schema::<Page<grants::GrantView>>), headers: &[IDEMPOTENCY]),
+        request: Some(schema::<grants::CreateGrants>), 201 => Some(schema::<Page<grants::GrantView>>), headers: &[IDEMPOTENCY],
+        problems: [SubjectNotFound, UnknownRole, RoleNotAssignable, EscalationDenied, ExternalRefConflict]),
     op!("get" "/v1/accounts/{id}/grants", "Grants", "List the grants made on an account", auth: true,
         request: None, 200 => Some(schema::<Page<grants::GrantView>>),
         query: super::grants::ListGrantsQuery),
     op!("delete" "/v1/accounts/{id}/grants", "Grants", "Revoke the grants one source made on an account", auth: true,
-        request: None, 200 => Some(schema::<grants::RevokedGrants>), query: super::grants::RevokeBySourceQuery),
-    op!("delete" "/v1/grants/{id}", "Grants", "Revoke one grant", auth: true, request: None, 204 => None),
+        request: None, 200 => Some(schema::<grants::RevokedGrants>), query: super::grants::RevokeBySourceQuery,
+        problems: [LastOwner]),
+    op!("delete" "/v1/grants/{id}", "Grants", "Revoke one grant", auth: true, request: None, 204 => None,
+        problems: [LastOwner]),
     op!("get" "/v1/accounts/{id}/admins", "Admins", "List the admins of an account with their roles there", auth: true,
         request: None, 200 => Some(schema::<Page<grants::AdminView>>), query: super::json::PageQuery),
     op!("post" "/v1/accounts/{id}/admins", "Admins", "Provision an admin directly (platform principal only)", auth: true,
-        request: Some(schema::<grants::CreateAdmin>), 201 => Some(schema::<grants::AdminView>), headers: &[IDEMPOTENCY]),
+        request: Some(schema::<grants::CreateAdmin>), 201 => Some(schema::<grants::AdminView>), headers: &[IDEMPOTENCY],
+        problems: [UnknownRole, RoleNotAssignable, EscalationDenied, ExternalRefConflict]),
     op!("delete" "/v1/accounts/{id}/admins/{admin}", "Admins", "Remove an admin from an account (all its grants there)", auth: true,
-        request: None, 204 => None),
+        request: None, 204 => None,
+        problems: [LastOwner]),
     op!("post" "/v1/accounts/{id}/invitations", "Invitations", "Invite an administrator by email or by link", auth: true,
-        request: Some(schema::<invitations::CreateInvitation>), 201 => Some(schema::<invitations::InvitationView>), headers: &[IDEMPOTENCY]),
+        request: Some(schema::<invitations::CreateInvitation>), 201 => Some(schema::<invitations::InvitationView>), headers: &[IDEMPOTENCY],
+        problems: [UnknownRole, RoleNotAssignable, EscalationDenied, ExternalRefConflict]),
     op!("get" "/v1/accounts/{id}/invitations", "Invitations", "List invitations (Pending and Expired by default)", auth: true,
         request: None, 200 => Some(schema::<Page<invitations::InvitationView>>),
-        query: super::invitations::ListQuery),
+        query: super::invitations::ListQuery,
+        problems: [ValidationFailed]),
     op!("get" "/v1/invitations/{id}", "Invitations", "Read an invitation (ETag header)", auth: true,
         request: None, 200 => Some(schema::<invitations::InvitationView>)),
     op!("patch" "/v1/invitations/{id}", "Invitations", "Change a pending invitation's roles", auth: true,
-        request: Some(schema::<invitations::UpdateInvitation>), 200 => Some(schema::<invitations::InvitationView>), headers: &[IF_MATCH]),
-    op!("delete" "/v1/invitations/{id}", "Invitations", "Revoke a pending or expired invitation", auth: true, request: None, 204 => None),
+        request: Some(schema::<invitations::UpdateInvitation>), 200 => Some(schema::<invitations::InvitationView>), headers: &[IF_MATCH],
+        problems: [UnknownRole, RoleNotAssignable, EscalationDenied, InvitationNotPending]),
+    op!("delete" "/v1/invitations/{id}", "Invitations", "Revoke a pending or expired invitation", auth: true, request: None, 204 => None,
+        problems: [InvitationNotPending]),
     op!("post" "/v1/invitations/{id}/resend", "Invitations", "Issue a new token and send the invitation again", auth: true,
-        request: None, 200 => Some(schema::<invitations::InvitationView>), headers: &[IDEMPOTENCY]),
+        request: None, 200 => Some(schema::<invitations::InvitationView>), headers: &[IDEMPOTENCY],
+        problems: [InvitationNotPending, InvitationExpired]),
     op!("post" "/v1/invitations/accept", "Invitations", "Accept an invitation with an ID token of the configured issuer", auth: false,
-        request: Some(schema::<invitations::AcceptInvitation>), 200 => Some(schema::<invitations::Accepted>)),
+        request: Some(schema::<invitations::AcceptInvitation>), 200 => Some(schema::<invitations::Accepted>),
+        problems: [NotFound, InvalidToken, WrongTenant, IdpRefused, InvitationAlreadyUsed, InvitationNotPending, InvitationExpired, TooManyRequests, ServiceUnavailable]),
     op!("post" "/v1/accounts/{id}/account-managers", "Account managers", "Add an account manager (activation email)", auth: true,
-        request: Some(schema::<managers::CreateAccountManager>), 201 => Some(schema::<managers::AccountManagerView>), headers: &[IDEMPOTENCY]),
+        request: Some(schema::<managers::CreateAccountManager>), 201 => Some(schema::<managers::AccountManagerView>), headers: &[IDEMPOTENCY],
+        problems: [EmailConflict, ExternalRefConflict]),
     op!("get" "/v1/accounts/{id}/account-managers", "Account managers", "List an account's account managers", auth: true,
         request: None, 200 => Some(schema::<Page<managers::AccountManagerView>>),
         query: super::account_managers::ListQuery),
@@ -137,67 +199,85 @@ pub static OPERATIONS: &[Operation] = &[
         request: None, 200 => Some(schema::<managers::AccountManagerView>)),
     op!("delete" "/v1/account-managers/{id}", "Account managers", "Remove an account manager", auth: true, request: None, 204 => None),
     op!("post" "/v1/account-managers/{id}/resend-activation", "Account managers", "Issue a new temporary password", auth: true,
-        request: None, 200 => Some(schema::<managers::AccountManagerView>), headers: &[IDEMPOTENCY]),
+        request: None, 200 => Some(schema::<managers::AccountManagerView>), headers: &[IDEMPOTENCY],
+        problems: [AlreadyActive]),
     op!("post" "/v1/account-managers/activate", "Account managers", "First sign-in: trade the temporary password for your own", auth: false,
-        request: Some(schema::<managers::Activate>), 200 => Some(schema::<managers::AccountManagerView>)),
+        request: Some(schema::<managers::Activate>), 200 => Some(schema::<managers::AccountManagerView>),
+        problems: [InvalidCredentials, AlreadyActive, ActivationExpired, TooManyRequests]),
     op!("get" "/v1/license-types", "Subscriptions", "The licence-type catalog", auth: false, request: None, 200 => Some(schema::<Vec<subscriptions::LicenseTypeView>>)),
     op!("post" "/v1/accounts/{id}/subscriptions", "Subscriptions", "Add a subscription (one per licence type; subscriptions.write, a financial change)", auth: true,
-        request: Some(schema::<subscriptions::CreateSubscription>), 201 => Some(schema::<subscriptions::SubscriptionView>), headers: &[IDEMPOTENCY]),
+        request: Some(schema::<subscriptions::CreateSubscription>), 201 => Some(schema::<subscriptions::SubscriptionView>), headers: &[IDEMPOTENCY],
+        problems: [SubscriptionExists, ExternalRefConflict]),
     op!("get" "/v1/accounts/{id}/subscriptions", "Subscriptions", "List an account's subscriptions with assigned and free licences", auth: true,
         request: None, 200 => Some(schema::<Page<subscriptions::SubscriptionView>>), query: super::subscriptions::ListQuery),
     op!("get" "/v1/subscriptions/{id}", "Subscriptions", "Read a subscription (ETag header)", auth: true,
         request: None, 200 => Some(schema::<subscriptions::SubscriptionView>)),
     op!("patch" "/v1/subscriptions/{id}", "Subscriptions", "Change the quantity (never below what is assigned)", auth: true,
-        request: Some(schema::<subscriptions::UpdateSubscription>), 200 => Some(schema::<subscriptions::SubscriptionView>), headers: &[IF_MATCH]),
-    op!("delete" "/v1/subscriptions/{id}", "Subscriptions", "Delete a subscription no user holds a licence of", auth: true, request: None, 204 => None),
+        request: Some(schema::<subscriptions::UpdateSubscription>), 200 => Some(schema::<subscriptions::SubscriptionView>), headers: &[IF_MATCH],
+        problems: [LicenseInUse]),
+    op!("delete" "/v1/subscriptions/{id}", "Subscriptions", "Delete a subscription no user holds a licence of", auth: true, request: None, 204 => None,
+        problems: [LicenseInUse]),
     op!("get" "/v1/user-permissions", "Users", "The end-user and team permission catalogs", auth: false, request: None, 200 => Some(schema::<users::PermissionCatalog>)),
     op!("post" "/v1/accounts/{id}/users", "Users", "Create a user (takes a licence; invited at once unless invite is false)", auth: true,
-        request: Some(schema::<users::CreateUser>), 201 => Some(schema::<users::UserView>), headers: &[IDEMPOTENCY]),
+        request: Some(schema::<users::CreateUser>), 201 => Some(schema::<users::UserView>), headers: &[IDEMPOTENCY],
+        problems: [UserIdConflict, LicenseExhausted, UnknownReference, ExternalRefConflict]),
     op!("get" "/v1/accounts/{id}/users", "Users", "List an account's users", auth: true,
         request: None, 200 => Some(schema::<Page<users::UserView>>), query: super::users::ListQuery),
     op!("get" "/v1/accounts/{id}/users/export", "Users", "The account's users as an Excel workbook (.xlsx): active, prepared or all", auth: true,
         request: None, 200 => None, query: super::export::ExportQuery),
     op!("post" "/v1/accounts/{id}/users/send-invitations", "Users", "Invite prepared users, all or none", auth: true,
-        request: Some(schema::<users::SendInvitations>), 200 => Some(schema::<Page<users::UserView>>), headers: &[IDEMPOTENCY]),
+        request: Some(schema::<users::SendInvitations>), 200 => Some(schema::<Page<users::UserView>>), headers: &[IDEMPOTENCY],
+        problems: [UserNotPrepared, LicenseExhausted, UnknownReference]),
     op!("get" "/v1/users/{id}", "Users", "Read a user (ETag header)", auth: true, request: None, 200 => Some(schema::<users::UserView>)),
     op!("patch" "/v1/users/{id}", "Users", "Change a user's settings, licence type or disabled flag", auth: true,
-        request: Some(schema::<users::UpdateUser>), 200 => Some(schema::<users::UserView>), headers: &[IF_MATCH]),
+        request: Some(schema::<users::UpdateUser>), 200 => Some(schema::<users::UserView>), headers: &[IF_MATCH],
+        problems: [UserIdConflict, LicenseExhausted, UnknownReference]),
     op!("delete" "/v1/users/{id}", "Users", "Delete a user and give its licence back. This cannot be undone.", auth: true, request: None, 204 => None),
     op!("post" "/v1/users/{id}/resend-activation", "Users", "Issue a new temporary password to an invited user", auth: true,
-        request: None, 200 => Some(schema::<users::UserView>), headers: &[IDEMPOTENCY]),
+        request: None, 200 => Some(schema::<users::UserView>), headers: &[IDEMPOTENCY],
+        problems: [AlreadyActive, UserNotPrepared]),
     op!("post" "/v1/users/activate", "Users", "A user's first sign-in: trade the temporary password for your own", auth: false,
-        request: Some(schema::<managers::Activate>), 200 => Some(schema::<users::UserView>)),
+        request: Some(schema::<managers::Activate>), 200 => Some(schema::<users::UserView>),
+        problems: [InvalidCredentials, AlreadyActive, ActivationExpired, TooManyRequests]),
     op!("post" "/v1/accounts/{id}/user-roles", "Teams and user roles", "Create a user role (permissions, the team it belongs to, team permissions)", auth: true,
-        request: Some(schema::<teams::CreateUserRole>), 201 => Some(schema::<teams::UserRoleView>), headers: &[IDEMPOTENCY]),
+        request: Some(schema::<teams::CreateUserRole>), 201 => Some(schema::<teams::UserRoleView>), headers: &[IDEMPOTENCY],
+        problems: [NameConflict, UnknownReference, ExternalRefConflict]),
     op!("get" "/v1/accounts/{id}/user-roles", "Teams and user roles", "List an account's user roles with their holders", auth: true,
         request: None, 200 => Some(schema::<Page<teams::UserRoleView>>), query: super::teams::ListQuery),
     op!("get" "/v1/user-roles/{id}", "Teams and user roles", "Read a user role (ETag header)", auth: true, request: None, 200 => Some(schema::<teams::UserRoleView>)),
     op!("patch" "/v1/user-roles/{id}", "Teams and user roles", "Change a user role", auth: true,
-        request: Some(schema::<teams::UpdateUserRole>), 200 => Some(schema::<teams::UserRoleView>), headers: &[IF_MATCH]),
+        request: Some(schema::<teams::UpdateUserRole>), 200 => Some(schema::<teams::UserRoleView>), headers: &[IF_MATCH],
+        problems: [NameConflict, UnknownReference]),
     op!("delete" "/v1/user-roles/{id}", "Teams and user roles", "Delete a user role: removed from every user, with the team memberships that came only from it", auth: true,
         request: None, 200 => Some(schema::<teams::DeletedUserRole>)),
     op!("post" "/v1/accounts/{id}/teams", "Teams and user roles", "Create a team (members, roles, channels, avatar)", auth: true,
-        request: Some(schema::<teams::CreateTeam>), 201 => Some(schema::<teams::TeamView>), headers: &[IDEMPOTENCY]),
+        request: Some(schema::<teams::CreateTeam>), 201 => Some(schema::<teams::TeamView>), headers: &[IDEMPOTENCY],
+        problems: [NameConflict, UnknownReference, ExternalRefConflict]),
     op!("get" "/v1/accounts/{id}/teams", "Teams and user roles", "List an account's teams with their effective members", auth: true,
         request: None, 200 => Some(schema::<Page<teams::TeamView>>), query: super::teams::ListQuery),
     op!("get" "/v1/teams/{id}", "Teams and user roles", "Read a team (ETag header)", auth: true, request: None, 200 => Some(schema::<teams::TeamView>)),
     op!("patch" "/v1/teams/{id}", "Teams and user roles", "Change a team (disabled: invisible to its members until enabled)", auth: true,
-        request: Some(schema::<teams::UpdateTeam>), 200 => Some(schema::<teams::TeamView>), headers: &[IF_MATCH]),
+        request: Some(schema::<teams::UpdateTeam>), 200 => Some(schema::<teams::TeamView>), headers: &[IF_MATCH],
+        problems: [NameConflict, UnknownReference]),
     op!("delete" "/v1/teams/{id}", "Teams and user roles", "Delete a team", auth: true, request: None, 204 => None),
     op!("get" "/v1/teams/{id}/avatar", "Teams and user roles", "The team's avatar image (image/png or image/jpeg)", auth: true, request: None, 200 => None),
     op!("post" "/v1/accounts/{id}/scim-tokens", "API keys", "Mint a SCIM token for the account's identity provider (shown once; acts only at /scim/v2, only on this account)", auth: true,
-        request: Some(schema::<keys::CreateScimToken>), 201 => Some(schema::<keys::KeyView>), headers: &[IDEMPOTENCY]),
+        request: Some(schema::<keys::CreateScimToken>), 201 => Some(schema::<keys::KeyView>), headers: &[IDEMPOTENCY],
+        problems: [ExternalRefConflict]),
     op!("get" "/v1/accounts/{id}/scim-tokens", "API keys", "The account's SCIM tokens (never their secrets)", auth: true,
         request: None, 200 => Some(schema::<Page<keys::KeyView>>)),
     op!("delete" "/v1/accounts/{id}/scim-tokens/{token}", "API keys", "Revoke one of the account's SCIM tokens", auth: true, request: None, 204 => None),
     op!("post" "/v1/api-keys", "API keys", "Issue an API key (shown once)", auth: true,
-        request: Some(schema::<keys::CreateKey>), 201 => Some(schema::<keys::KeyView>), headers: &[IDEMPOTENCY]),
+        request: Some(schema::<keys::CreateKey>), 201 => Some(schema::<keys::KeyView>), headers: &[IDEMPOTENCY],
+        problems: [ExternalRefConflict]),
     op!("get" "/v1/api-keys", "API keys", "List your API keys (never their secret)", auth: true, request: None, 200 => Some(schema::<Page<keys::KeyView>>)),
-    op!("delete" "/v1/api-keys/{id}", "API keys", "Revoke an API key", auth: true, request: None, 204 => None),
+    op!("delete" "/v1/api-keys/{id}", "API keys", "Revoke an API key", auth: true, request: None, 204 => None,
+        problems: [LastPlatformKey]),
     op!("get" "/v1/events", "Change feed", "Server-sent events (or a JSON page with Accept: application/json), resumable from Last-Event-ID", auth: true,
-        request: None, 200 => Some(schema::<Vec<events::Event>>),
+        request: None, 200 => Some(schema::<events::EventPage>),
         query: super::feed::FeedQuery,
-        headers: &[("Last-Event-ID", "Resume after this event id.", false)]),
+        headers: &[("Last-Event-ID", "Resume after this event id.", false)],
+        problems: [ValidationFailed]),
     op!("get" "/v1/outbox", "Mail", "Messages sent or waiting (platform principal only)", auth: true,
         request: None, 200 => Some(schema::<Page<keys::OutboxMessage>>), query: super::json::PageQuery),
 ];
@@ -276,10 +356,30 @@ pub fn document() -> Value {
             });
         }
         responses.insert(operation.status.to_string(), success);
+        let problems = operation.problems();
+        let mut statuses: Vec<u16> = problems.iter().map(|p| p.status()).collect();
+        statuses.sort_unstable();
+        statuses.dedup();
+        for status in statuses {
+            let types: Vec<&ProblemType> =
+                problems.iter().filter(|p| p.status() == status).collect();
+            let listed: Vec<String> = types
+                .iter()
+                .map(|p| format!("`{}` ({})", p.slug(), p.title()))
+                .collect();
+            responses.insert(
+                status.to_string(),
+                json!({
+                    "description": format!("A problem (RFC 9457) whose `type` ends in {}", listed.join(", ")),
+                    "content": { "application/problem+json": { "schema": problem.clone() } },
+                    "x-problem-types": types.iter().map(|p| p.slug()).collect::<Vec<_>>(),
+                }),
+            );
+        }
         responses.insert(
             "default".into(),
             json!({
-                "description": "A problem (RFC 9457); `type` names the cause",
+                "description": "A fault of the server itself (`internal`, 500: its storage failed); nothing was changed, retry later. No other status is answered.",
                 "content": { "application/problem+json": { "schema": problem.clone() } },
             }),
         );

@@ -49,6 +49,8 @@ macro_rules! on_both_backends {
     };
 }
 
+pub mod contract;
+
 // --- PostgreSQL ---------------------------------------------------------------------------
 
 pub struct PgCluster {
@@ -411,7 +413,7 @@ impl Api {
     ) -> Reply {
         let mut request = self
             .client
-            .request(method, format!("{}{}", self.base, path));
+            .request(method.clone(), format!("{}{}", self.base, path));
         if let Some(key) = &self.key {
             request = request.bearer_auth(key);
         }
@@ -426,6 +428,23 @@ impl Api {
         let headers = response.headers().clone();
         let bytes = response.bytes().await.unwrap_or_default();
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let content_type = headers.get("content-type").and_then(|v| v.to_str().ok());
+        if let Err(difference) =
+            contract::check(&method, path, status.as_u16(), content_type, &body)
+        {
+            match std::env::var_os("CONTRACT_LOG") {
+                Some(log) => {
+                    use std::io::Write;
+                    let mut file = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(log)
+                        .unwrap();
+                    writeln!(file, "{difference}").unwrap();
+                }
+                None => panic!("the reply is not what the OpenAPI document says: {difference}"),
+            }
+        }
         Reply {
             status,
             headers,
