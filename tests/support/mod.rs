@@ -863,11 +863,18 @@ impl Maildev {
 /// Makes sure a test's outside tool is here: when `present` says it is not, installs Debian's
 /// `packages` with apt-get (which needs root), and fails with the command to run otherwise.
 pub fn ensure_debian_packages(packages: &[&str], present: impl Fn() -> bool) {
+    // Tests run in parallel: one installs while the others wait for it (here, and in other
+    // test processes through dpkg's lock), then look again.
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    if present() {
+        return;
+    }
+    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
     if present() {
         return;
     }
     let install = format!(
-        "apt-get update -qq && apt-get install -y -qq {}",
+        "apt-get -o DPkg::Lock::Timeout=600 update -qq && apt-get -o DPkg::Lock::Timeout=600 install -y -qq {}",
         packages.join(" ")
     );
     let status = Command::new("sh")
