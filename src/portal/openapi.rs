@@ -356,13 +356,11 @@ pub fn document() -> Value {
             });
         }
         responses.insert(operation.status.to_string(), success);
-        let problems = operation.problems();
-        let mut statuses: Vec<u16> = problems.iter().map(|p| p.status()).collect();
-        statuses.sort_unstable();
-        statuses.dedup();
-        for status in statuses {
-            let types: Vec<&ProblemType> =
-                problems.iter().filter(|p| p.status() == status).collect();
+        let mut by_status: std::collections::BTreeMap<u16, Vec<ProblemType>> = Default::default();
+        for problem in operation.problems() {
+            by_status.entry(problem.status()).or_default().push(problem);
+        }
+        for (status, types) in by_status {
             let listed: Vec<String> = types
                 .iter()
                 .map(|p| format!("`{}` ({})", p.slug(), p.title()))

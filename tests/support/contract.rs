@@ -40,6 +40,43 @@ fn operation(method: &Method, path: &str) -> Option<(&'static str, &'static Valu
     best.map(|(_, template, operation)| (template, operation))
 }
 
+/// Checks one reply and fails the test when the document does not describe it; with
+/// `CONTRACT_LOG=FILE` the differences are appended to FILE instead (to see them all at once).
+pub fn enforce(
+    method: &Method,
+    path_and_query: &str,
+    status: u16,
+    content_type: Option<&str>,
+    body: &Value,
+) {
+    if let Err(difference) = check(method, path_and_query, status, content_type, body)
+        && !append_line("CONTRACT_LOG", &difference)
+    {
+        panic!("the reply is not what the OpenAPI document says: {difference}");
+    }
+}
+
+/// Appends `line` to the file the environment variable `variable` names; false when it names
+/// none.
+fn append_line(variable: &str, line: &str) -> bool {
+    use std::io::Write;
+    let Some(path) = std::env::var_os(variable) else {
+        return false;
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("open {variable}={path:?}: {e}"));
+    writeln!(file, "{line}").unwrap();
+    true
+}
+
+/// The problem `type` slug of a problem body (`email-conflict`).
+pub fn problem_slug(body: &Value) -> Option<&str> {
+    body["type"].as_str().and_then(|t| t.rsplit('/').next())
+}
+
 /// Checks one reply; `Err` says what the document does not describe.
 pub fn check(
     method: &Method,
@@ -64,24 +101,12 @@ pub fn check(
         };
     };
     let at = format!("{method} {template} → {status}");
-    if let Some(seen) = std::env::var_os("CONTRACT_SEEN") {
-        // Which documented answers the suite exercises: one line per checked reply.
-        use std::io::Write;
-        if let Ok(mut file) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(seen)
-        {
-            let _ = writeln!(file, "{at}");
-        }
-    }
+    // Which documented answers the suite exercises: one line per checked reply.
+    append_line("CONTRACT_SEEN", &at);
     let Some(response) = operation["responses"].get(status.to_string()) else {
         return Err(format!(
             "{at}: status not documented (problem {:?}; documented: {})",
-            body["type"]
-                .as_str()
-                .and_then(|t| t.rsplit('/').next())
-                .unwrap_or_default(),
+            problem_slug(body).unwrap_or_default(),
             operation["responses"]
                 .as_object()
                 .map(|r| r.keys().cloned().collect::<Vec<_>>().join(", "))
@@ -115,10 +140,7 @@ pub fn check(
         ));
     };
     if media == "application/problem+json" {
-        let slug = body["type"]
-            .as_str()
-            .and_then(|t| t.rsplit('/').next())
-            .unwrap_or_default();
+        let slug = problem_slug(body).unwrap_or_default();
         let listed = response["x-problem-types"]
             .as_array()
             .is_some_and(|types| types.iter().any(|t| t == slug));
