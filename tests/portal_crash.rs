@@ -5,65 +5,15 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::json;
+use support::processes::PortalProcess;
 use support::{Api, Backend, pg_database, wait_for};
 
 on_both_backends!(acknowledged_writes_survive_sigkill_and_retries_do_not_duplicate);
-
-struct Server {
-    child: tokio::process::Child,
-    base: String,
-}
-
-async fn start_server(database_url: &str, key: &str) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_portal-operator"))
-        .args([
-            "portal",
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--database-url",
-            database_url,
-        ])
-        .env("PORTAL_BOOTSTRAP_API_KEY", key)
-        .env("PORTAL_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the portal binary");
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    wait_for(
-        Duration::from_secs(30),
-        "the portal to answer /healthz",
-        || {
-            let client = client.clone();
-            let url = format!("{base}/healthz");
-            async move {
-                client
-                    .get(url)
-                    .send()
-                    .await
-                    .ok()
-                    .filter(|r| r.status().is_success())
-                    .map(|_| ())
-            }
-        },
-    )
-    .await;
-    Server { child, base }
-}
 
 fn api(base: &str, key: &str) -> Api {
     Api {
@@ -90,7 +40,7 @@ async fn acknowledged_writes_survive_sigkill_and_retries_do_not_duplicate(backen
         Backend::Postgres => pg_database().await,
     };
     let key = portal_operator::portal::new_api_key();
-    let mut server = start_server(&database_url, &key).await;
+    let mut server = PortalProcess::start(&database_url, &key).await;
     let platform = api(&server.base, &key);
     let partner = platform
         .account(json!({ "type": "Partner", "displayName": "Northwind" }))
@@ -145,8 +95,7 @@ async fn acknowledged_writes_survive_sigkill_and_retries_do_not_duplicate(backen
         },
     )
     .await;
-    server.child.start_kill().unwrap();
-    server.child.wait().await.unwrap();
+    server.kill().await;
     for writer in writers {
         writer.await.unwrap();
     }
@@ -159,7 +108,7 @@ async fn acknowledged_writes_survive_sigkill_and_retries_do_not_duplicate(backen
         acknowledged.len()
     );
 
-    let server = start_server(&database_url, &key).await;
+    server.restart().await;
     let platform = api(&server.base, &key);
     for (n, id) in &acknowledged {
         let reply = platform

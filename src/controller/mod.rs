@@ -198,6 +198,28 @@ impl Error {
         }
     }
 
+    /// Whether this is the operator's own view lagging the API server's: a finalizer patch
+    /// whose JSON-patch `test` failed (422) or that conflicted (409) because the cache had not
+    /// seen the latest write yet, or a 404 for an object deleted since it was queued. Nothing is
+    /// wrong that a person could fix: the next reconcile, from a fresher cache, goes through.
+    /// These are retried soon and quietly (no Warning Event, no failure streak).
+    pub fn is_stale_view(&self) -> bool {
+        use kube::runtime::finalizer::Error as Finalizer;
+        let code = match self {
+            Error::Kube {
+                source: kube::Error::Api(status),
+                ..
+            } => return matches!(status.code, 404 | 409),
+            Error::Finalizer(error) => match error.as_ref() {
+                Finalizer::AddFinalizer(kube::Error::Api(status))
+                | Finalizer::RemoveFinalizer(kube::Error::Api(status)) => status.code,
+                _ => return false,
+            },
+            _ => return false,
+        };
+        matches!(code, 404 | 409 | 422)
+    }
+
     /// What the portal asked for, if it named a time to come back.
     fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -239,11 +261,25 @@ fn key<K: Resource<DynamicType = ()>>(object: &K) -> String {
     )
 }
 
+/// The metrics category of a retry because the operator's cache lagged ([`Error::is_stale_view`]).
+pub const STALE_VIEW: &str = "StaleCache";
+/// How soon such a retry comes (up to twice this, jittered).
+const STALE_VIEW_RETRY: Duration = Duration::from_millis(250);
+
 /// The error policy of every controller: per-object exponential backoff with jitter.
 pub fn error_policy<K, P>(object: Arc<K>, error: &Error, ctx: Arc<Context<P>>) -> Action
 where
     K: Resource<DynamicType = ()>,
 {
+    if error.is_stale_view() {
+        ctx.metrics.error(K::kind(&()).as_ref(), STALE_VIEW);
+        tracing::debug!(
+            object = %key(object.as_ref()),
+            error = %error_chain(error),
+            "the cache lagged the API server; reconciling again"
+        );
+        return Action::requeue(STALE_VIEW_RETRY.mul_f64(1.0 + rand::random::<f64>()));
+    }
     let failures = {
         let mut failures = ctx.failures.lock().expect("failure counts");
         let count = failures.entry(key(object.as_ref())).or_insert(0);
@@ -562,6 +598,8 @@ where
     tracing::debug!(object = %key(object), took = ?started.elapsed(), ok = result.is_ok(), "reconciled");
     match &result {
         Ok(_) => ctx.succeeded(object),
+        // The cache lagged: a quiet retry, not something to chase.
+        Err(error) if error.is_stale_view() => {}
         Err(error) if ctx.failures(object) == 0 => {
             // The first failure of a streak is worth an Event; the retries are not.
             publish(ctx, object, error.category(), &error_chain(error), true).await;
@@ -696,6 +734,53 @@ mod tests {
             },
         });
         assert_eq!(conflict.category(), "PortalRefused");
+    }
+
+    #[test]
+    fn only_the_caches_own_lag_is_a_quiet_retry() {
+        use kube::runtime::finalizer::Error as Finalizer;
+        let api = |code: u16| {
+            kube::Error::Api(
+                kube::core::Status {
+                    code,
+                    ..kube::core::Status::failure("refused", "Refused")
+                }
+                .boxed(),
+            )
+        };
+        let status_write = |code| Error::Kube {
+            step: "write the status",
+            source: api(code),
+        };
+        let add = |code| Error::Finalizer(Box::new(Finalizer::AddFinalizer(api(code))));
+        let remove = |code| Error::Finalizer(Box::new(Finalizer::RemoveFinalizer(api(code))));
+        let table = [
+            ("status write of a deleted object", status_write(404), true),
+            ("status write that conflicted", status_write(409), true),
+            (
+                "status write refused by admission",
+                status_write(422),
+                false,
+            ),
+            (
+                "status write the API server failed",
+                status_write(500),
+                false,
+            ),
+            ("finalizer test that failed", add(422), true),
+            ("finalizer patch that conflicted", add(409), true),
+            ("finalizer removal of a deleted object", remove(404), true),
+            ("finalizer patch forbidden", add(403), false),
+            ("finalizer patch the API server failed", remove(503), false),
+            (
+                "the portal refusing",
+                refused(ProblemType::Forbidden),
+                false,
+            ),
+        ];
+        for (what, error, stale) in table {
+            assert_eq!(error.is_stale_view(), stale, "{what}");
+        }
     }
 
     #[test]

@@ -380,6 +380,47 @@ pub struct HttpPortal {
     http: reqwest::Client,
     streaming: reqwest::Client,
     observer: Option<RequestObserver>,
+    pace: std::sync::Arc<std::sync::Mutex<Pace>>,
+}
+
+/// When this client may next ask the portal, shared by every request it makes (every
+/// reconcile of every kind): a portal that is down or asks for a pause is one fact about the
+/// portal, not one per object, so a thousand objects waiting on it make a handful of probes
+/// rather than a thousand retries.
+#[derive(Debug, Default)]
+struct Pace {
+    /// No request is sent before this.
+    not_before: Option<tokio::time::Instant>,
+    /// Connection failures in a row (no answer at all).
+    unreachable: u32,
+}
+
+impl Pace {
+    /// The pause after the `n`th pause for connection failures in a row: 250 ms doubling,
+    /// capped at 16 s.
+    fn unreachable_pause(n: u32) -> Duration {
+        Duration::from_millis(250)
+            .saturating_mul(1 << n.saturating_sub(1).min(6))
+            .min(Duration::from_secs(16))
+    }
+
+    fn hold_until(&mut self, until: tokio::time::Instant) {
+        self.not_before = Some(self.not_before.map_or(until, |t| t.max(until)));
+    }
+
+    /// Takes in what one request found.
+    fn learn(&mut self, now: tokio::time::Instant, answered: bool, retry_after: Option<Duration>) {
+        if answered {
+            self.unreachable = 0;
+        } else if self.not_before.is_none_or(|t| t <= now) {
+            // Requests sent together fail together: one longer pause per round, not per request.
+            self.unreachable += 1;
+            self.hold_until(now + Pace::unreachable_pause(self.unreachable));
+        }
+        if let Some(pause) = retry_after {
+            self.hold_until(now + pause);
+        }
+    }
 }
 
 impl HttpPortal {
@@ -405,6 +446,7 @@ impl HttpPortal {
             http: build(Some(Duration::from_secs(30))).map_err(ClientError::Http)?,
             streaming: build(None).map_err(ClientError::Http)?,
             observer: None,
+            pace: Default::default(),
         })
     }
 
@@ -482,7 +524,9 @@ impl HttpPortal {
         headers: &[(&str, String)],
     ) -> PortalResult<Option<T>> {
         let observed_method = method.clone();
+        self.paced().await;
         let result = self.call_once(method, path, body, headers).await;
+        self.learn(&result);
         if let Some(observer) = &self.observer {
             let outcome = match &result {
                 Ok(_) => "ok",
@@ -493,6 +537,45 @@ impl HttpPortal {
             observer(&observed_method, outcome);
         }
         result
+    }
+
+    /// Waits until the portal may be asked again (after a `Retry-After`, or while it cannot be
+    /// reached).
+    async fn paced(&self) {
+        loop {
+            let until = self.pace.lock().expect("pace").not_before;
+            match until {
+                Some(until) if until > tokio::time::Instant::now() => {
+                    tokio::time::sleep_until(until).await
+                }
+                _ => return,
+            }
+        }
+    }
+
+    fn learn<T>(&self, result: &PortalResult<T>) {
+        match result {
+            Ok(_) => self
+                .pace
+                .lock()
+                .expect("pace")
+                .learn(tokio::time::Instant::now(), true, None),
+            Err(error) => self.learn_failure(error),
+        }
+    }
+
+    fn learn_failure(&self, error: &PortalError) {
+        let (answered, retry_after) = match error {
+            PortalError::Network { source, .. } => {
+                (!(source.is_connect() || source.is_timeout()), None)
+            }
+            // A pause asked for with 429 or 503 holds every request, not only the one refused.
+            error => (true, error.retry_after()),
+        };
+        self.pace
+            .lock()
+            .expect("pace")
+            .learn(tokio::time::Instant::now(), answered, retry_after);
     }
 
     async fn call_once<T: DeserializeOwned>(
@@ -1174,6 +1257,7 @@ impl PortalApi for HttpPortal {
     ) -> PortalResult<futures::stream::BoxStream<'static, PortalResult<FeedItem>>> {
         let url = format!("{}/v1/events", self.base);
         let after = after.map_or_else(|| "latest".to_owned(), |seq| seq.to_string());
+        self.paced().await;
         let response = self
             .streaming
             .get(&url)
@@ -1184,9 +1268,12 @@ impl PortalApi for HttpPortal {
             .map_err(|source| PortalError::Network {
                 url: url.clone(),
                 source,
-            })?;
+            })
+            .inspect_err(|error| self.learn_failure(error))?;
         if !response.status().is_success() {
-            return Err(refusal(response).await);
+            let error = refusal(response).await;
+            self.learn_failure(&error);
+            return Err(error);
         }
         Ok(sse_events(response.bytes_stream(), url).boxed())
     }
@@ -1312,6 +1399,40 @@ mod tests {
                 "objectId": object_id, "data": {}, "createdAt": "2026-12-01T00:00:00.000Z"
             })
         )
+    }
+
+    #[test]
+    fn the_pace_holds_every_request_for_retry_after_and_while_unreachable() {
+        let now = tokio::time::Instant::now();
+        let mut pace = Pace::default();
+        pace.learn(now, true, Some(Duration::from_secs(2)));
+        assert_eq!(pace.not_before, Some(now + Duration::from_secs(2)));
+        // A shorter pause asked for later does not shorten the one in force.
+        pace.learn(now, true, Some(Duration::from_secs(1)));
+        assert_eq!(pace.not_before, Some(now + Duration::from_secs(2)));
+
+        // Each round of failures (the requests sent when the pause ended) doubles the pause.
+        let mut pace = Pace::default();
+        let mut at = now;
+        let pauses: Vec<Duration> = (0..10)
+            .map(|_| {
+                pace.learn(at, false, None);
+                // The other requests of the same round fail within the pause: no escalation.
+                pace.learn(at + Duration::from_millis(1), false, None);
+                let pause = pace.not_before.unwrap() - at;
+                at = pace.not_before.unwrap();
+                pause
+            })
+            .collect();
+        assert_eq!(pauses[0], Duration::from_millis(250));
+        assert_eq!(pauses[1], Duration::from_millis(500));
+        assert_eq!(pauses[5], Duration::from_secs(8));
+        assert_eq!(pauses[9], Duration::from_secs(16), "capped");
+        // The first answer ends the streak: the next failure starts from 250 ms again.
+        pace.learn(at, true, None);
+        let later = at + Duration::from_secs(60);
+        pace.learn(later, false, None);
+        assert_eq!(pace.not_before, Some(later + Duration::from_millis(250)));
     }
 
     #[test]

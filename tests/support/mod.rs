@@ -50,6 +50,8 @@ macro_rules! on_both_backends {
 }
 
 pub mod contract;
+pub mod fault_proxy;
+pub mod processes;
 
 // --- PostgreSQL ---------------------------------------------------------------------------
 
@@ -681,6 +683,14 @@ impl OidcProvider {
 pub async fn kube_double(
     namespaces: impl IntoIterator<Item = String>,
 ) -> portal_operator::testing::apiserver::ApiServer {
+    kube_double_with(namespaces, Default::default()).await
+}
+
+/// [`kube_double`] with its watch history and bookmarks set by `options`.
+pub async fn kube_double_with(
+    namespaces: impl IntoIterator<Item = String>,
+    options: portal_operator::testing::apiserver::Options,
+) -> portal_operator::testing::apiserver::ApiServer {
     use portal_operator::testing::apiserver::ApiServer;
     let mut crds = Vec::new();
     for (file, _) in portal_operator::crd::definitions() {
@@ -688,7 +698,7 @@ pub async fn kube_double(
             std::fs::read_to_string(format!("{}/crds/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
         crds.extend(ApiServer::crds_from_yaml(&text).unwrap());
     }
-    let kube = ApiServer::start(&crds).await.unwrap();
+    let kube = ApiServer::start_with(&crds, options).await.unwrap();
     let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(kube.client());
     for name in namespaces {
         api.create(

@@ -65,6 +65,50 @@ pub enum Fault {
     Stall(Duration),
 }
 
+impl Fault {
+    /// The answer this fault gives instead of serving (none for a stall, which serves late).
+    async fn answer(&self) -> Option<Response> {
+        match self {
+            Fault::Status(code) => {
+                let code = StatusCode::from_u16(*code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let mut error = ApiError::internal("injected fault");
+                error.code = code;
+                // The reason the real API server gives with each code, which clients act on.
+                error.reason = match code.as_u16() {
+                    404 => "NotFound",
+                    409 => "Conflict",
+                    410 => "Expired",
+                    422 => "Invalid",
+                    503 => "ServiceUnavailable",
+                    504 => "Timeout",
+                    _ => "InternalError",
+                };
+                Some(error.into_response())
+            }
+            Fault::TooManyRequests {
+                retry_after_seconds,
+            } => Some(ApiError::too_many_requests(*retry_after_seconds).into_response()),
+            Fault::Stall(duration) => {
+                tokio::time::sleep(*duration).await;
+                None
+            }
+        }
+    }
+}
+
+/// A fault given at random to a share of the requests of one verb (and resource).
+#[derive(Debug, Clone)]
+pub struct Injection {
+    /// get, list, watch, create, update, patch or delete.
+    pub verb: &'static str,
+    /// The resource as [`ApiServer::counters`] names it (`admininvitations/status` for the
+    /// status subresource); none: every resource.
+    pub resource: Option<String>,
+    /// The share of matching requests that get the fault, 0 to 1.
+    pub rate: f64,
+    pub fault: Fault,
+}
+
 #[derive(Debug, Clone)]
 pub struct Options {
     /// How many changes watches can resume from; older resourceVersions get 410 Gone.
@@ -88,7 +132,41 @@ struct Shared {
     cut: watch::Sender<u64>,
     counters: Mutex<BTreeMap<(String, String), u64>>,
     faults: Mutex<VecDeque<Fault>>,
+    injections: Mutex<Vec<Injection>>,
+    /// Faults given by injections, by (verb, resource).
+    injected: Mutex<BTreeMap<(String, String), u64>>,
     bookmark_interval: Duration,
+}
+
+impl Shared {
+    /// The fault, if any, an injection gives this request.
+    fn injection(&self, verb: &str, resource: &str) -> Option<Fault> {
+        let fault = self
+            .injections
+            .lock()
+            .expect("injections")
+            .iter()
+            .filter(|i| i.verb == verb && i.resource.as_deref().is_none_or(|r| r == resource))
+            .find(|i| rand::random::<f64>() < i.rate)
+            .map(|i| i.fault.clone())?;
+        *self
+            .injected
+            .lock()
+            .expect("injected")
+            .entry((verb.to_owned(), resource.to_owned()))
+            .or_default() += 1;
+        Some(fault)
+    }
+}
+
+/// Cuts a double's open watches ([`ApiServer::cut_watches`]), from anywhere.
+#[derive(Clone)]
+pub struct WatchCutter(Arc<Shared>);
+
+impl WatchCutter {
+    pub fn cut_watches(&self) {
+        self.0.cut.send_modify(|epoch| *epoch += 1);
+    }
 }
 
 /// A running double. Stop it with [`ApiServer::stop`] (or drop it).
@@ -124,6 +202,8 @@ impl ApiServer {
             cut,
             counters: Mutex::new(BTreeMap::new()),
             faults: Mutex::new(VecDeque::new()),
+            injections: Mutex::new(Vec::new()),
+            injected: Mutex::new(BTreeMap::new()),
             bookmark_interval: options.bookmark_interval,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -202,6 +282,30 @@ impl ApiServer {
         for _ in 0..count {
             faults.push_back(fault.clone());
         }
+    }
+
+    /// From now on, gives `injection.fault` to a random share of the matching requests.
+    pub fn inject(&self, injection: Injection) {
+        self.shared
+            .injections
+            .lock()
+            .expect("injections")
+            .push(injection);
+    }
+
+    /// Stops every injection.
+    pub fn clear_injections(&self) {
+        self.shared.injections.lock().expect("injections").clear();
+    }
+
+    /// How many faults injections gave, by (verb, resource).
+    pub fn injected(&self) -> BTreeMap<(String, String), u64> {
+        self.shared.injected.lock().expect("injected").clone()
+    }
+
+    /// A handle that cuts this server's watches from another task.
+    pub fn watch_cutter(&self) -> WatchCutter {
+        WatchCutter(self.shared.clone())
     }
 
     /// Ends every open watch stream, as a connection loss or an apiserver restart would.
@@ -317,20 +421,10 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let fault = shared.faults.lock().expect("faults").pop_front();
-    match fault {
-        Some(Fault::Status(code)) => {
-            let code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let mut error = ApiError::internal("injected fault");
-            error.code = code;
-            return error.into_response();
-        }
-        Some(Fault::TooManyRequests {
-            retry_after_seconds,
-        }) => {
-            return ApiError::too_many_requests(retry_after_seconds).into_response();
-        }
-        Some(Fault::Stall(duration)) => tokio::time::sleep(duration).await,
-        None => {}
+    if let Some(fault) = fault
+        && let Some(answer) = fault.answer().await
+    {
+        return answer;
     }
     match serve(&shared, &method, &uri, &headers, &body).await {
         Ok(response) => response,
@@ -397,6 +491,23 @@ async fn serve(
             &resource.plural,
             target.name.as_deref().unwrap_or(""),
         ));
+    }
+    let verb = match (method, target.name.is_some()) {
+        (&Method::GET, false) if query.get("watch").is_some_and(|w| w == "true" || w == "1") => {
+            "watch"
+        }
+        (&Method::GET, false) => "list",
+        (&Method::GET, true) => "get",
+        (&Method::POST, false) => "create",
+        (&Method::PUT, true) => "update",
+        (&Method::PATCH, true) => "patch",
+        (&Method::DELETE, true) => "delete",
+        _ => "other",
+    };
+    if let Some(fault) = shared.injection(verb, &counted)
+        && let Some(answer) = fault.answer().await
+    {
+        return Ok(answer);
     }
     let ns = namespace.clone().unwrap_or_default();
     let count = |verb: &str| {
