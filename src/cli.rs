@@ -198,7 +198,7 @@ pub struct RunArgs {
     pub lease_namespace: String,
 
     /// Reconciles in flight at once, per kind.
-    #[arg(long, env = "PORTAL_OPERATOR_CONCURRENCY", default_value_t = 8)]
+    #[arg(long, env = "PORTAL_OPERATOR_CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,
 }
 

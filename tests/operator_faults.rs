@@ -251,6 +251,30 @@ impl InProcess {
     }
 }
 
+/// A portal in this process, the double with `fleet` in it and its patches of each
+/// (resource, share, status code) failing at random, and the operator running.
+async fn patches_failing(
+    fleet: Fleet,
+    faults: &[(&str, f64, u16)],
+) -> (TestPortal, ApiServer, InProcess) {
+    let portal = TestPortal::start(Backend::Sqlite).await;
+    let kube = double(fleet, Options::default()).await;
+    seed(&kube, fleet, |_| json!({})).await;
+    for (resource, rate, code) in faults {
+        kube.inject(Injection {
+            verb: "patch",
+            resource: Some((*resource).into()),
+            rate: *rate,
+            fault: Fault::Status(*code),
+        });
+    }
+    let operator = InProcess::start(
+        &kube,
+        HttpPortal::new(&portal.base, &portal.platform_key).unwrap(),
+    );
+    (portal, kube, operator)
+}
+
 /// A portal client that counts its requests.
 fn counted(base: &str, key: &str) -> (HttpPortal, Arc<AtomicU64>) {
     let count = Arc::new(AtomicU64::new(0));
@@ -566,26 +590,16 @@ async fn conflicts_and_server_errors_on_status_writes_are_retried_until_converge
         accounts: 2,
         invitations: 200,
     };
-    let portal = TestPortal::start(Backend::Sqlite).await;
-    let kube = double(fleet, Options::default()).await;
-    seed(&kube, fleet, |_| json!({})).await;
-    for (resource, rate, code) in [
-        ("admininvitations/status", 0.15, 409),
-        ("admininvitations/status", 0.15, 500),
-        ("admininvitations/status", 0.1, 503),
-        ("accounts/status", 0.3, 500),
-    ] {
-        kube.inject(Injection {
-            verb: "patch",
-            resource: Some(resource.into()),
-            rate,
-            fault: Fault::Status(code),
-        });
-    }
-    let operator = InProcess::start(
-        &kube,
-        HttpPortal::new(&portal.base, &portal.platform_key).unwrap(),
-    );
+    let (portal, kube, operator) = patches_failing(
+        fleet,
+        &[
+            ("admininvitations/status", 0.15, 409),
+            ("admininvitations/status", 0.15, 500),
+            ("admininvitations/status", 0.1, 503),
+            ("accounts/status", 0.3, 500),
+        ],
+    )
+    .await;
     all_pending(&kube, fleet, Duration::from_secs(180)).await;
     let injected = kube.injected();
     println!("faults given on status writes: {injected:?}");
@@ -606,27 +620,17 @@ async fn the_operators_own_stale_cache_races_are_quiet_retries_not_warnings() {
         accounts: 1,
         invitations: 100,
     };
-    let portal = TestPortal::start(Backend::Sqlite).await;
-    let kube = double(fleet, Options::default()).await;
-    seed(&kube, fleet, |_| json!({})).await;
     // The finalizer patch's `test` failing (the cache had not seen the last write), a conflict
     // on it, and a status write answered 404 (as for an object deleted since it was queued).
-    for (resource, rate, code) in [
-        ("admininvitations", 0.3, 422),
-        ("admininvitations", 0.1, 409),
-        ("admininvitations/status", 0.2, 404),
-    ] {
-        kube.inject(Injection {
-            verb: "patch",
-            resource: Some(resource.into()),
-            rate,
-            fault: Fault::Status(code),
-        });
-    }
-    let operator = InProcess::start(
-        &kube,
-        HttpPortal::new(&portal.base, &portal.platform_key).unwrap(),
-    );
+    let (portal, kube, operator) = patches_failing(
+        fleet,
+        &[
+            ("admininvitations", 0.3, 422),
+            ("admininvitations", 0.1, 409),
+            ("admininvitations/status", 0.2, 404),
+        ],
+    )
+    .await;
     all_pending(&kube, fleet, Duration::from_secs(120)).await;
     let injected = kube.injected();
     println!("stale-view faults given: {injected:?}");

@@ -8,6 +8,13 @@ use time::format_description::well_known::Rfc3339;
 /// Where the portal reads "now" (milliseconds since the Unix epoch).
 pub trait Clock: Send + Sync + 'static {
     fn now_millis(&self) -> i64;
+
+    /// Told when the clock is moved by hand (a test clock), for the one task that sleeps until
+    /// a moment on it (the portal's expiry sweeper): a real clock reaches that moment by
+    /// itself; a moved one must say so. None for a real clock.
+    fn moved(&self) -> Option<&tokio::sync::Notify> {
+        None
+    }
 }
 
 /// The wall clock.
@@ -22,11 +29,17 @@ impl Clock for SystemClock {
 
 /// A clock that stands still until moved: tests use it to cross an expiry without waiting.
 #[derive(Debug)]
-pub struct ManualClock(AtomicI64);
+pub struct ManualClock {
+    millis: AtomicI64,
+    moved: tokio::sync::Notify,
+}
 
 impl ManualClock {
     pub fn new(start_millis: i64) -> Self {
-        ManualClock(AtomicI64::new(start_millis))
+        ManualClock {
+            millis: AtomicI64::new(start_millis),
+            moved: tokio::sync::Notify::new(),
+        }
     }
 
     pub fn starting_now() -> Self {
@@ -34,13 +47,20 @@ impl ManualClock {
     }
 
     pub fn advance(&self, by: std::time::Duration) {
-        self.0.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
+        self.millis
+            .fetch_add(by.as_millis() as i64, Ordering::SeqCst);
+        // A permit is kept if nobody waits yet, so a move during a sweep is not missed.
+        self.moved.notify_one();
     }
 }
 
 impl Clock for ManualClock {
     fn now_millis(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
+        self.millis.load(Ordering::SeqCst)
+    }
+
+    fn moved(&self) -> Option<&tokio::sync::Notify> {
+        Some(&self.moved)
     }
 }
 

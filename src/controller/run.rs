@@ -51,7 +51,7 @@ impl Default for Config {
             resync: Duration::from_secs(600),
             metrics_listen: None,
             leader_election: None,
-            concurrency: 8,
+            concurrency: 16,
         }
     }
 }

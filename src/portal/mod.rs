@@ -415,9 +415,16 @@ async fn run_expiry_sweeper(state: AppState) {
                 Err(error) => tracing::warn!(%error, "expiry sweep failed; retrying"),
             }
         }
+        let moved = async {
+            match state.clock.moved() {
+                Some(moved) => moved.notified().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = state.expiry.notified() => {}
+            _ = moved => {}
         }
     }
 }
