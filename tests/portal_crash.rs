@@ -13,7 +13,10 @@ use serde_json::json;
 use support::processes::PortalProcess;
 use support::{Api, Backend, pg_database, wait_for};
 
-on_both_backends!(acknowledged_writes_survive_sigkill_and_retries_do_not_duplicate);
+on_both_backends!(
+    acknowledged_writes_survive_sigkill_and_retries_do_not_duplicate,
+    clients_that_hang_up_mid_write_leave_the_portal_writing
+);
 
 fn api(base: &str, key: &str) -> Api {
     Api {
@@ -183,4 +186,51 @@ async fn acknowledged_writes_survive_sigkill_and_retries_do_not_duplicate(backen
         "one message per Email invitation, none for the others"
     );
     drop(server);
+}
+
+/// Clients that hang up while their create is in flight (an operator killed mid-request) cancel
+/// the server's handler wherever it is, the write lock held; the portal must go on writing.
+async fn clients_that_hang_up_mid_write_leave_the_portal_writing(backend: Backend) {
+    let portal = support::TestPortal::start(backend).await;
+    let platform = portal.platform();
+    let account = platform
+        .account(json!({ "type": "Partner", "displayName": "Northwind" }))
+        .await;
+    let path = format!("/v1/accounts/{account}/invitations");
+    let url = format!("{}{path}", portal.base);
+    let mut hung_up = 0;
+    for round in 0..40 {
+        // Each round: 8 creates, each dropped after a different short while.
+        let mut attempts = Vec::new();
+        for n in 0..8 {
+            let client = reqwest::Client::new();
+            let request = client
+                .post(&url)
+                .bearer_auth(&portal.platform_key)
+                .header("idempotency-key", format!("hang-up-{round}-{n}"))
+                .json(&invitation_body(round * 8 + n))
+                .send();
+            let after = Duration::from_micros(200 + (round as u64 * 97 + n as u64 * 331) % 3_000);
+            attempts.push(tokio::spawn(async move {
+                tokio::time::timeout(after, request).await.is_err()
+            }));
+        }
+        for attempt in attempts {
+            if attempt.await.unwrap() {
+                hung_up += 1;
+            }
+        }
+    }
+    assert!(hung_up > 0, "no request was cut off");
+    // Whatever was cut off, a create now goes through.
+    let reply = platform
+        .send(
+            Method::POST,
+            &path,
+            Some(invitation_body(10_000)),
+            &[("idempotency-key", "after-the-hang-ups")],
+        )
+        .await;
+    assert_eq!(reply.status.as_u16(), 201, "{:#}", reply.body);
+    portal.stop().await;
 }

@@ -192,15 +192,28 @@ impl SqliteWriter {
         if state.connection.is_none() {
             state.connection = Some(connect(&state.options).await?);
         }
-        let statement = if state.open {
+        let was_open = state.open;
+        let statement = if was_open {
             "SAVEPOINT request"
         } else {
             "BEGIN IMMEDIATE; SAVEPOINT request"
         };
-        let connection = state.connection.as_mut().expect("opened above");
-        connection.execute(statement).await?;
+        // Marked before the statement runs. A request whose client hangs up is cancelled
+        // wherever it is, the lock held: the statement may still run on the connection's
+        // worker, or part of it, and the next holder rolls back whatever it left.
         state.open = true;
         state.in_request = true;
+        let connection = state.connection.as_mut().expect("opened above");
+        if let Err(error) = connection.execute(statement).await {
+            if was_open {
+                // No savepoint was made; the group's transaction stands.
+                state.in_request = false;
+            } else {
+                // BEGIN may have run without the savepoint: start over on a new connection.
+                abandon(&mut state, &error.to_string());
+            }
+            return Err(error);
+        }
         Ok(WriterGuard {
             state: Some(state),
             shared: self.shared.clone(),
@@ -249,22 +262,27 @@ async fn roll_back_leftover(state: &mut State) {
     }
 }
 
-/// Undoes the current request's writes, keeping the group's.
+/// Undoes the current request's writes, keeping the group's. The state says what the
+/// connection holds once the rollback is done before it starts, since a cancelled caller leaves
+/// it to finish on the connection's worker; a rollback that fails (the savepoint already
+/// released, say) gives up the connection, and SQLite rolls back what it held.
 async fn rollback_request(state: &mut State) {
     state.in_request = false;
-    let statement = if state.group.is_empty() {
+    let whole = state.group.is_empty();
+    let statement = if whole {
         "ROLLBACK"
     } else {
         "ROLLBACK TO request; RELEASE request"
     };
+    if whole {
+        state.open = false;
+    }
     let outcome = match state.connection.as_mut() {
         Some(connection) => connection.execute(statement).await.map(drop),
         None => Ok(()),
     };
-    match outcome {
-        Ok(()) if state.group.is_empty() => state.open = false,
-        Ok(()) => {}
-        Err(error) => abandon(state, &error.to_string()),
+    if let Err(error) = outcome {
+        abandon(state, &error.to_string());
     }
 }
 
