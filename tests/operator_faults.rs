@@ -509,26 +509,13 @@ async fn with_watches_cut_and_answered_gone_no_acceptance_or_expiry_is_missed() 
         json!({ "delivery": "Link", "expiresAfter": if (10..20).contains(&i) { "1h" } else { "48h" } })
     })
     .await;
-    kube.inject(Injection {
-        verb: "watch",
-        resource: None,
-        rate: 0.3,
-        fault: Fault::Status(410),
-    });
-    let chaos = {
-        let kube_cut = kube.watch_cutter();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_millis(100 + rand::random::<u64>() % 400)).await;
-                kube_cut.cut_watches();
-            }
-        })
-    };
+    let faults = kube.faults();
     let operator = InProcess::start(
         &kube,
         HttpPortal::new(&portal.base, &portal.platform_key).unwrap(),
     );
     all_pending(&kube, fleet, Duration::from_secs(60)).await;
+    let storm = watch_storm(&faults);
     let secrets: Api<Secret> = Api::namespaced(kube.client(), &namespace(0));
     for i in 0..10 {
         let secret = secrets
@@ -549,6 +536,8 @@ async fn with_watches_cut_and_answered_gone_no_acceptance_or_expiry_is_missed() 
             .await
             .expect(200);
     }
+    storm.await.unwrap();
+    let storm = watch_storm(&faults);
     portal.clock.advance(Duration::from_secs(2 * 3600));
     let index = |i: &AdminInvitation| -> usize {
         i.metadata.name.as_deref().unwrap()["admin-".len()..]
@@ -571,7 +560,7 @@ async fn with_watches_cut_and_answered_gone_no_acceptance_or_expiry_is_missed() 
         },
     )
     .await;
-    chaos.abort();
+    storm.await.unwrap();
     let gone = kube
         .injected()
         .get(&("watch".to_owned(), "admininvitations".to_owned()))
@@ -582,6 +571,29 @@ async fn with_watches_cut_and_answered_gone_no_acceptance_or_expiry_is_missed() 
     operator.stop().await;
     kube.stop().await;
     portal.stop().await;
+}
+
+/// For the next 3 s: every watch asked for is answered 410 Gone, and open watches are cut every
+/// 0.1–0.3 s (the watcher resumes, is refused, backs off and lists again).
+fn watch_storm(
+    faults: &portal_operator::testing::apiserver::Faults,
+) -> tokio::task::JoinHandle<()> {
+    let faults = faults.clone();
+    faults.inject(Injection {
+        verb: "watch",
+        resource: None,
+        rate: 1.0,
+        fault: Fault::Status(410),
+    });
+    faults.cut_watches();
+    tokio::spawn(async move {
+        let until = tokio::time::Instant::now() + Duration::from_secs(3);
+        while tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(100 + rand::random::<u64>() % 200)).await;
+            faults.cut_watches();
+        }
+        faults.clear_injections();
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

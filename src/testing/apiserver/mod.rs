@@ -159,13 +159,28 @@ impl Shared {
     }
 }
 
-/// Cuts a double's open watches ([`ApiServer::cut_watches`]), from anywhere.
+/// A double's faults, from anywhere ([`ApiServer::faults`]).
 #[derive(Clone)]
-pub struct WatchCutter(Arc<Shared>);
+pub struct Faults(Arc<Shared>);
 
-impl WatchCutter {
+impl Faults {
+    /// As [`ApiServer::cut_watches`].
     pub fn cut_watches(&self) {
         self.0.cut.send_modify(|epoch| *epoch += 1);
+    }
+
+    /// As [`ApiServer::inject`].
+    pub fn inject(&self, injection: Injection) {
+        self.0
+            .injections
+            .lock()
+            .expect("injections")
+            .push(injection);
+    }
+
+    /// As [`ApiServer::clear_injections`].
+    pub fn clear_injections(&self) {
+        self.0.injections.lock().expect("injections").clear();
     }
 }
 
@@ -286,16 +301,12 @@ impl ApiServer {
 
     /// From now on, gives `injection.fault` to a random share of the matching requests.
     pub fn inject(&self, injection: Injection) {
-        self.shared
-            .injections
-            .lock()
-            .expect("injections")
-            .push(injection);
+        self.faults().inject(injection);
     }
 
     /// Stops every injection.
     pub fn clear_injections(&self) {
-        self.shared.injections.lock().expect("injections").clear();
+        self.faults().clear_injections();
     }
 
     /// How many faults injections gave, by (verb, resource).
@@ -303,14 +314,14 @@ impl ApiServer {
         self.shared.injected.lock().expect("injected").clone()
     }
 
-    /// A handle that cuts this server's watches from another task.
-    pub fn watch_cutter(&self) -> WatchCutter {
-        WatchCutter(self.shared.clone())
+    /// A handle that injects faults and cuts watches from another task.
+    pub fn faults(&self) -> Faults {
+        Faults(self.shared.clone())
     }
 
     /// Ends every open watch stream, as a connection loss or an apiserver restart would.
     pub fn cut_watches(&self) {
-        self.shared.cut.send_modify(|epoch| *epoch += 1);
+        self.faults().cut_watches();
     }
 
     /// The current resourceVersion.
