@@ -205,19 +205,19 @@ impl Error {
     /// These are retried soon and quietly (no Warning Event, no failure streak).
     pub fn is_stale_view(&self) -> bool {
         use kube::runtime::finalizer::Error as Finalizer;
-        let code = match self {
+        match self {
             Error::Kube {
                 source: kube::Error::Api(status),
                 ..
-            } => return matches!(status.code, 404 | 409),
-            Error::Finalizer(error) => match error.as_ref() {
+            } => matches!(status.code, 404 | 409),
+            Error::Finalizer(error) => matches!(
+                error.as_ref(),
                 Finalizer::AddFinalizer(kube::Error::Api(status))
-                | Finalizer::RemoveFinalizer(kube::Error::Api(status)) => status.code,
-                _ => return false,
-            },
-            _ => return false,
-        };
-        matches!(code, 404 | 409 | 422)
+                | Finalizer::RemoveFinalizer(kube::Error::Api(status))
+                    if matches!(status.code, 404 | 409 | 422)
+            ),
+            _ => false,
+        }
     }
 
     /// What the portal asked for, if it named a time to come back.

@@ -521,38 +521,30 @@ async fn serve(
         return Ok(answer);
     }
     let ns = namespace.clone().unwrap_or_default();
-    let count = |verb: &str| {
+    if verb != "other" {
         *shared
             .counters
             .lock()
             .expect("counters")
             .entry((verb.to_owned(), counted.clone()))
             .or_default() += 1;
-    };
+    }
     let publish = |changes: Vec<Arc<Change>>| {
         for change in changes {
             let _ = shared.changes.send(change);
         }
     };
-    match (method.clone(), target.name.as_deref()) {
-        (Method::GET, None) if query.get("watch").is_some_and(|w| w == "true" || w == "1") => {
-            count("watch");
-            watch_response(shared, &resource, namespace, &query)
-        }
-        (Method::GET, None) => {
-            count("list");
-            list(shared, &resource, namespace.as_deref(), &query)
-                .map(|v| json_response(StatusCode::OK, v))
-        }
-        (Method::GET, Some(name)) => {
-            count("get");
+    match (verb, target.name.as_deref()) {
+        ("watch", _) => watch_response(shared, &resource, namespace, &query),
+        ("list", _) => list(shared, &resource, namespace.as_deref(), &query)
+            .map(|v| json_response(StatusCode::OK, v)),
+        ("get", Some(name)) => {
             let state = shared.state.lock().expect("state");
             state
                 .get(&resource, &ns, name)
                 .map(|v| json_response(StatusCode::OK, v))
         }
-        (Method::POST, None) => {
-            count("create");
+        ("create", _) => {
             let object = parse_body(headers, body)?;
             let mut state = shared.state.lock().expect("state");
             let (created, changes) = state.create(&resource, &ns, object)?;
@@ -561,8 +553,7 @@ async fn serve(
             drop(state);
             Ok(json_response(StatusCode::CREATED, created))
         }
-        (Method::PUT, Some(name)) => {
-            count("update");
+        ("update", Some(name)) => {
             let object = parse_body(headers, body)?;
             let mut state = shared.state.lock().expect("state");
             let (updated, changes) = state.replace(&resource, &ns, name, object, status_sub)?;
@@ -571,8 +562,7 @@ async fn serve(
             drop(state);
             Ok(json_response(StatusCode::OK, updated))
         }
-        (Method::PATCH, Some(name)) => {
-            count("patch");
+        ("patch", Some(name)) => {
             let content_type = headers
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
@@ -607,8 +597,7 @@ async fn serve(
             drop(state);
             Ok(json_response(StatusCode::OK, patched))
         }
-        (Method::DELETE, Some(name)) => {
-            count("delete");
+        ("delete", Some(name)) => {
             let options = if body.is_empty() {
                 Value::Null
             } else {
@@ -622,7 +611,7 @@ async fn serve(
             drop(state);
             Ok(json_response(StatusCode::OK, deleted))
         }
-        (method, _) => Err(ApiError::method_not_allowed(format!(
+        _ => Err(ApiError::method_not_allowed(format!(
             "{method} is not supported on {path}"
         ))),
     }
