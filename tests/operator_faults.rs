@@ -306,7 +306,8 @@ async fn an_operator_killed_twenty_times_while_two_thousand_converge_makes_each_
     let mut progress = Vec::new();
     for _ in 0..20 {
         let operator = OperatorProcess::start(&kubeconfig, &portal.base, &key_file, "1h");
-        let alive = Duration::from_millis(200 + rand::random::<u64>() % 800);
+        // Short lives: a start converges some hundreds of invitations a second.
+        let alive = Duration::from_millis(100 + rand::random::<u64>() % 300);
         tokio::time::sleep(alive).await;
         operator.kill().await;
         let pending = pending_count(&kube).await;

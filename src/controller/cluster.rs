@@ -14,6 +14,7 @@ use kube::{Api, ResourceExt};
 use super::{Context, Error, MANAGER, Managed, reconcile_object, record, record_failure, requeue};
 use crate::crd::Account;
 use crate::portal_client::PortalApi;
+use crate::portal_client::bulk::Bulk;
 use crate::reconcile::Refs;
 use crate::reconcile::admin_invitation::link_secret_name;
 use crate::reconcile::driver::{self, ConvergeError, Host, Kind};
@@ -125,7 +126,8 @@ async fn converge<K: Managed, P: PortalApi>(
     ctx: &Context<P>,
     object: Arc<K>,
 ) -> Result<Action, Error> {
-    let converged = match driver::converge(&Cluster { ctx }, &ctx.portal, object.as_ref()).await {
+    let observing = Bulk::new(&ctx.portal, &ctx.snapshot);
+    let converged = match driver::converge(&Cluster { ctx }, &observing, object.as_ref()).await {
         Ok(converged) => converged,
         Err(error) => {
             let error = Error::from(error);

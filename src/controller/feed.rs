@@ -344,6 +344,11 @@ impl Triggers {
     }
 }
 
+/// How long after the feed first connects the first reconciles may be answered from bulk
+/// lists: the initial reconcile of every object at start fits well within it (10,000 in about
+/// 12 s); anything later reads the portal.
+pub const START_UP_WINDOW: Duration = Duration::from_secs(60);
+
 /// Follows the feed until the process stops: reconnects with backoff (1 s doubling to 30 s),
 /// resumes after the last event seen, and reports whether it is connected.
 pub async fn follow<P: PortalApi>(
@@ -358,6 +363,9 @@ pub async fn follow<P: PortalApi>(
         match ctx.portal.events(cursor).await {
             Ok(mut events) => {
                 connected.send_replace(true);
+                // From here on, every change in the portal is an event we read: lists taken
+                // now answer first reconciles until the feed reports a change to their objects.
+                ctx.snapshot.open_for(START_UP_WINDOW);
                 let mut progressed = false;
                 while let Some(item) = events.next().await {
                     let Ok(item) = item else { break };
@@ -371,6 +379,13 @@ pub async fn follow<P: PortalApi>(
                                 .map(|at| (ctx.clock.now_millis() - at).max(0) as u64)
                                 .unwrap_or(0);
                             ctx.metrics.feed_event(Duration::from_millis(lag));
+                            if !event.event_type.is_account() {
+                                ctx.snapshot.reported(
+                                    event.account_id.as_deref(),
+                                    event.external_ref.as_deref(),
+                                    &event.object_id,
+                                );
+                            }
                             for target in targets(&event) {
                                 triggers.fire(&ctx, &target);
                             }
@@ -399,6 +414,8 @@ pub async fn follow<P: PortalApi>(
             }
         }
         connected.send_replace(false);
+        // Changes may pass unseen until the feed is back: no more answers from lists.
+        ctx.snapshot.close();
         if cursor.is_none() {
             // Events may have passed while we had no position: look at everything.
             resync_now.notify_one();

@@ -37,6 +37,7 @@ use crate::crd::{
     Account, AccountManager, AdminInvitation, RoleBinding, Subscription, Team, User, UserRole,
 };
 use crate::portal_client::PortalError;
+use crate::portal_client::bulk::Snapshot;
 use crate::reconcile::refs::{self, AccountState};
 use crate::reconcile::{ExecuteError, Kind, Outcome, READY};
 
@@ -90,6 +91,9 @@ pub struct Context<P> {
     pub clock: Arc<dyn Clock>,
     /// Consecutive transient failures per object, for its backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// Each account's bulk lists, answering the first reconcile of each object after a start
+    /// (one list per account and kind instead of one portal read per object).
+    pub snapshot: Snapshot,
 }
 
 impl<P> Context<P> {
@@ -115,6 +119,7 @@ impl<P> Context<P> {
             teams: stores.teams,
             clock: Arc::new(SystemClock),
             failures: Mutex::new(HashMap::new()),
+            snapshot: Snapshot::first_reads(),
         }
     }
 

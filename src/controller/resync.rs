@@ -64,6 +64,8 @@ fn drifted<K: Managed, P: PortalApi>(
 
 /// One resync; how many objects it found out of line (and reconciled).
 pub async fn once<P: PortalApi>(ctx: &Context<P>, triggers: &Triggers) -> Result<u64, PortalError> {
+    // The resync observes for itself from here on; the start-up lists have served.
+    ctx.snapshot.close();
     let mut triggered = accounts(ctx, triggers).await?;
     let now = ctx.clock.now_millis();
     for account in ctx.accounts.state() {

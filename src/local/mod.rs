@@ -12,7 +12,6 @@
 //! target portal and the run: each object converged (or, with `--prune`, cleaned up) through
 //! the same driver the operator runs.
 
-mod bulk;
 mod folder;
 mod guards;
 pub mod manifests;
@@ -31,6 +30,7 @@ use crate::api::ProblemType;
 use crate::controller::{Managed, with_conditions};
 use crate::crd::Account;
 use crate::portal_client::HttpPortal;
+use crate::portal_client::bulk::{Bulk, Snapshot};
 use crate::reconcile::driver::{self, Mark};
 use crate::reconcile::{Host as _, Outcome, refs};
 
@@ -204,7 +204,8 @@ pub async fn run(
             ))
         })
         .collect();
-    let bulk = bulk::Bulk::new(&target.portal);
+    let snapshot = Snapshot::until_written();
+    let bulk = Bulk::new(&target.portal, &snapshot);
     let mut run = Run {
         mode,
         portal: &bulk,
@@ -253,7 +254,7 @@ pub async fn run(
     if mode == Mode::Status {
         run.report.provisioned = provisioned_users(manifests, &run.folder, &target.portal).await;
     }
-    tracing::debug!(lists = bulk.lists(), "observed in bulk");
+    tracing::debug!(lists = snapshot.lists(), "observed in bulk");
     for key in &stale {
         let row = if prune.enabled || mode == Mode::Diff {
             run.remove(key, prune.enabled).await
@@ -318,7 +319,7 @@ struct Converging {
 
 struct Run<'a> {
     mode: Mode,
-    portal: &'a bulk::Bulk<'a, HttpPortal>,
+    portal: &'a Bulk<'a, HttpPortal>,
     state: &'a mut State,
     folder: Folder<'a>,
     /// Accounts not in the portal yet that this run (diff) would create.
@@ -577,7 +578,7 @@ impl Run<'_> {
                     if let Some(left) = remaining.get_mut(&account) {
                         *left -= 1;
                         if *left == 0 {
-                            this.portal.forget(&account);
+                            this.portal.snapshot().forget(&account);
                         }
                     }
                 }
@@ -650,7 +651,7 @@ impl Run<'_> {
         if self.mode != Mode::Apply || !users_changed {
             return;
         }
-        self.portal.forget_counts();
+        self.portal.snapshot().forget_counts();
         for manifest in manifests {
             if !matches!(
                 manifest.object,

@@ -7,6 +7,8 @@
 //! 4xx a spec causes (escalation, unknown role, email taken, …) are permanent, and their problem
 //! `type` and `detail` are kept for the object's status.
 
+pub mod bulk;
+
 use std::future::Future;
 use std::time::Duration;
 

@@ -1,16 +1,25 @@
-//! Observation in bulk for a CLI run: the portal as the driver sees it, with the by-reference
-//! reads (`invitation_by_ref`, `grants_by_source`, `account_manager_by_ref`, `subscription_by_ref`,
-//! `user_by_ref`) answered from one
-//! paged list per account and kind, fetched on the first read for that account — as the
-//! operator's resync observes — instead of one GET per object. Everything else goes to the
-//! portal unchanged.
+//! Observation in bulk: the portal as the driver sees it, with the by-reference reads
+//! (`invitation_by_ref`, `grants_by_source`, `account_manager_by_ref`, `subscription_by_ref`,
+//! `user_by_ref`, `user_role_by_ref`, `team_by_ref`) answered from one paged list per account
+//! and kind, fetched on the first read for that account — as the operator's resync observes —
+//! instead of one GET per object. Everything else goes to the portal unchanged.
 //!
-//! A list is a snapshot: after this run writes an object (creates, updates, revokes, resends,
-//! grants), reads of that object go to the portal again, so the driver never plans against what
-//! it has itself changed.
+//! A list is a snapshot, and an answer from it is good only while nothing has changed the
+//! object since. Two hosts, two rules ([`Snapshot`]):
+//! - a CLI run ([`Snapshot::until_written`]): after the run writes an object (creates, updates,
+//!   revokes, resends, grants), reads of it go to the portal again, so the driver never plans
+//!   against what it has itself changed;
+//! - the operator at start ([`Snapshot::first_reads`]): each object's first read after a start
+//!   is answered from its account's list, once; later reads, reads of anything the change feed
+//!   reported since the list was taken, and every read after the start-up window go to the
+//!   portal. The lists are taken only while the feed is connected (so a change after a list is
+//!   a change the feed reports) and are dropped when the window closes, the feed drops, or the
+//!   first resync runs.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::OnceCell;
 
@@ -25,28 +34,55 @@ use crate::api::{
 use crate::domain::{GrantScope, Role};
 use crate::portal_client::{FeedItem, PortalApi, PortalResult};
 
-type Lists<V> = Mutex<HashMap<String, Arc<OnceCell<HashMap<String, V>>>>>;
+type PerAccount<V> = Mutex<HashMap<String, Arc<OnceCell<HashMap<String, V>>>>>;
 
-/// A [`PortalApi`] that observes each account's invitations, grants and account managers once.
-pub struct Bulk<'p, P> {
-    portal: &'p P,
-    invitations: Lists<InvitationView>,
-    grants: Lists<Vec<GrantView>>,
-    managers: Lists<AccountManagerView>,
-    subscriptions: Lists<SubscriptionView>,
-    users: Lists<UserView>,
-    roles: Lists<UserRoleView>,
-    teams: Lists<TeamView>,
-    /// `(account, reference)` pairs and portal ids this run wrote: read from the portal again.
-    written_refs: Mutex<HashSet<(String, String)>>,
-    written_ids: Mutex<HashSet<String>>,
-    lists: std::sync::atomic::AtomicU64,
+/// How long an answer from a list stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rule {
+    /// Until the run writes the object (a CLI run).
+    UntilWritten,
+    /// One answer per object, while the start-up window is open (the operator).
+    FirstReadOnly,
 }
 
-impl<'p, P: PortalApi> Bulk<'p, P> {
-    pub fn new(portal: &'p P) -> Self {
-        Bulk {
-            portal,
+/// Where a [`Rule::FirstReadOnly`] snapshot stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Window {
+    /// The feed is not connected yet: nothing is listed.
+    NotOpen,
+    /// Lists are taken and answered from until this instant.
+    OpenUntil(Instant),
+    /// Over for good (window passed, feed dropped, resync ran).
+    Closed,
+}
+
+/// Each account's lists, per kind, and which of their answers are spent.
+pub struct Snapshot {
+    rule: Rule,
+    window: Mutex<Window>,
+    invitations: PerAccount<InvitationView>,
+    grants: PerAccount<Vec<GrantView>>,
+    managers: PerAccount<AccountManagerView>,
+    subscriptions: PerAccount<SubscriptionView>,
+    users: PerAccount<UserView>,
+    roles: PerAccount<UserRoleView>,
+    teams: PerAccount<TeamView>,
+    /// `(account, reference)` pairs and portal ids whose list answer no longer stands (written,
+    /// already answered once, or reported by the feed): read from the portal.
+    spent_refs: Mutex<HashSet<(String, String)>>,
+    spent_ids: Mutex<HashSet<String>>,
+    /// Accounts where the feed reported a change without naming the object: read from the
+    /// portal.
+    spent_accounts: Mutex<HashSet<String>>,
+    lists: AtomicU64,
+    answered: AtomicU64,
+}
+
+impl Snapshot {
+    fn with(rule: Rule, window: Window) -> Snapshot {
+        Snapshot {
+            rule,
+            window: Mutex::new(window),
             invitations: Mutex::default(),
             grants: Mutex::default(),
             managers: Mutex::default(),
@@ -54,13 +90,74 @@ impl<'p, P: PortalApi> Bulk<'p, P> {
             users: Mutex::default(),
             roles: Mutex::default(),
             teams: Mutex::default(),
-            written_refs: Mutex::default(),
-            written_ids: Mutex::default(),
-            lists: std::sync::atomic::AtomicU64::new(0),
+            spent_refs: Mutex::default(),
+            spent_ids: Mutex::default(),
+            spent_accounts: Mutex::default(),
+            lists: AtomicU64::new(0),
+            answered: AtomicU64::new(0),
         }
     }
 
-    /// Drops what was listed for `account`: the run is done with its objects.
+    /// A CLI run's: answers stand until the run writes the object.
+    pub fn until_written() -> Snapshot {
+        Snapshot::with(Rule::UntilWritten, Window::OpenUntil(far_future()))
+    }
+
+    /// The operator's: one answer per object, from lists taken after [`Snapshot::open_for`]
+    /// and before the window closes.
+    pub fn first_reads() -> Snapshot {
+        Snapshot::with(Rule::FirstReadOnly, Window::NotOpen)
+    }
+
+    /// Opens the start-up window for `window` (the feed just connected); only the first call
+    /// opens it, and never after it closed.
+    pub fn open_for(&self, window: Duration) {
+        let mut current = self.window.lock().expect("window");
+        if *current == Window::NotOpen {
+            *current = Window::OpenUntil(Instant::now() + window);
+        }
+    }
+
+    /// Closes the window for good and drops every list.
+    pub fn close(&self) {
+        *self.window.lock().expect("window") = Window::Closed;
+        self.drop_lists();
+        self.spent_refs.lock().expect("spent").clear();
+        self.spent_ids.lock().expect("spent").clear();
+        self.spent_accounts.lock().expect("spent").clear();
+    }
+
+    /// Whether lists may be taken and answered from now (closing a window that has passed).
+    fn open(&self) -> bool {
+        let open = match *self.window.lock().expect("window") {
+            Window::OpenUntil(until) => Instant::now() < until,
+            Window::NotOpen | Window::Closed => return false,
+        };
+        if !open {
+            self.close();
+        }
+        open
+    }
+
+    /// What the change feed reported: the object `reference` (or, with no reference, anything)
+    /// under `account`, and the portal object `id`, changed since the lists were taken.
+    pub fn reported(&self, account: Option<&str>, reference: Option<&str>, id: &str) {
+        self.spent_ids.lock().expect("spent").insert(id.to_owned());
+        match (account, reference) {
+            (Some(account), Some(reference)) => self.spend_ref(account, reference),
+            (Some(account), None) => {
+                self.spent_accounts
+                    .lock()
+                    .expect("spent")
+                    .insert(account.to_owned());
+                self.forget(account);
+            }
+            (None, _) => self.close(),
+        }
+    }
+
+    /// Drops what was listed for `account` (a run done with its objects, or a change the feed
+    /// reported without naming the object).
     pub fn forget(&self, account: &str) {
         self.invitations.lock().expect("lists").remove(account);
         self.grants.lock().expect("lists").remove(account);
@@ -71,6 +168,16 @@ impl<'p, P: PortalApi> Bulk<'p, P> {
         self.teams.lock().expect("lists").remove(account);
     }
 
+    fn drop_lists(&self) {
+        self.invitations.lock().expect("lists").clear();
+        self.grants.lock().expect("lists").clear();
+        self.managers.lock().expect("lists").clear();
+        self.subscriptions.lock().expect("lists").clear();
+        self.users.lock().expect("lists").clear();
+        self.roles.lock().expect("lists").clear();
+        self.teams.lock().expect("lists").clear();
+    }
+
     /// Drops every account's lists of subscriptions, user roles and teams: users took licences,
     /// roles and memberships since.
     pub fn forget_counts(&self) {
@@ -79,41 +186,78 @@ impl<'p, P: PortalApi> Bulk<'p, P> {
         self.teams.lock().expect("lists").clear();
     }
 
-    /// How many bulk lists this run made.
+    /// How many bulk lists were taken.
     pub fn lists(&self) -> u64 {
-        self.lists.load(std::sync::atomic::Ordering::Relaxed)
+        self.lists.load(Ordering::Relaxed)
     }
 
-    fn wrote_ref(&self, account: &str, reference: &str) {
-        self.written_refs
+    /// How many by-reference reads a list answered.
+    pub fn answered(&self) -> u64 {
+        self.answered.load(Ordering::Relaxed)
+    }
+
+    fn spend_ref(&self, account: &str, reference: &str) {
+        self.spent_refs
             .lock()
-            .expect("written")
+            .expect("spent")
             .insert((account.to_owned(), reference.to_owned()));
     }
 
-    fn wrote_id(&self, id: &str) {
-        self.written_ids
-            .lock()
-            .expect("written")
-            .insert(id.to_owned());
+    fn spend_id(&self, id: &str) {
+        self.spent_ids.lock().expect("spent").insert(id.to_owned());
     }
 
-    fn fresh(&self, account: &str, reference: &str) -> bool {
-        !self
-            .written_refs
-            .lock()
-            .expect("written")
-            .contains(&(account.to_owned(), reference.to_owned()))
+    /// Whether the list answer for `reference` under `account` may be used, claiming it when
+    /// answers are good only once.
+    fn claim(&self, account: &str, reference: &str) -> bool {
+        if !self.open() || self.spent_accounts.lock().expect("spent").contains(account) {
+            return false;
+        }
+        let key = (account.to_owned(), reference.to_owned());
+        let mut spent = self.spent_refs.lock().expect("spent");
+        match self.rule {
+            Rule::UntilWritten => !spent.contains(&key),
+            Rule::FirstReadOnly => spent.insert(key),
+        }
     }
 
     fn untouched(&self, id: &str) -> bool {
-        !self.written_ids.lock().expect("written").contains(id)
+        !self.spent_ids.lock().expect("spent").contains(id)
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
+}
+
+/// A [`PortalApi`] that answers by-reference reads from `snapshot`'s lists where they stand.
+pub struct Bulk<'p, P> {
+    portal: &'p P,
+    snapshot: &'p Snapshot,
+}
+
+impl<'p, P: PortalApi> Bulk<'p, P> {
+    pub fn new(portal: &'p P, snapshot: &'p Snapshot) -> Self {
+        Bulk { portal, snapshot }
+    }
+
+    /// The lists it answers from.
+    pub fn snapshot(&self) -> &Snapshot {
+        self.snapshot
+    }
+
+    fn wrote_ref(&self, account: &str, reference: &str) {
+        self.snapshot.spend_ref(account, reference);
+    }
+
+    fn wrote_id(&self, id: &str) {
+        self.snapshot.spend_id(id);
     }
 
     /// The account's list of one kind, fetched once (concurrent first reads share one fetch).
     async fn listed<V: Clone, F, Fut>(
         &self,
-        lists: &Lists<V>,
+        lists: &PerAccount<V>,
         account: &str,
         fetch: F,
     ) -> PortalResult<Arc<OnceCell<HashMap<String, V>>>>
@@ -128,8 +272,7 @@ impl<'p, P: PortalApi> Bulk<'p, P> {
             .or_default()
             .clone();
         cell.get_or_try_init(|| async {
-            self.lists
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.snapshot.lists.fetch_add(1, Ordering::Relaxed);
             fetch().await
         })
         .await?;
@@ -137,10 +280,10 @@ impl<'p, P: PortalApi> Bulk<'p, P> {
     }
 
     /// The object of `account` with `reference`, from the account's list of its kind (`list`)
-    /// unless this run wrote it, then from the portal (`direct`).
+    /// where that answer stands, otherwise from the portal (`direct`).
     async fn by_ref<V, L, LF, D, DF>(
         &self,
-        lists: &Lists<V>,
+        lists: fn(&Snapshot) -> &PerAccount<V>,
         account: &str,
         reference: &str,
         keys: fn(&V) -> (Option<&String>, &str),
@@ -154,9 +297,9 @@ impl<'p, P: PortalApi> Bulk<'p, P> {
         D: FnOnce() -> DF,
         DF: Future<Output = PortalResult<Option<V>>>,
     {
-        if self.fresh(account, reference) {
+        if self.snapshot.claim(account, reference) {
             let listed = self
-                .listed(lists, account, || async {
+                .listed(lists(self.snapshot), account, || async {
                     Ok(list()
                         .await?
                         .into_iter()
@@ -165,7 +308,11 @@ impl<'p, P: PortalApi> Bulk<'p, P> {
                 })
                 .await?;
             let found = listed.get().and_then(|map| map.get(reference).cloned());
-            if found.as_ref().is_none_or(|v| self.untouched(keys(v).1)) {
+            if found
+                .as_ref()
+                .is_none_or(|v| self.snapshot.untouched(keys(v).1))
+            {
+                self.snapshot.answered.fetch_add(1, Ordering::Relaxed);
                 return Ok(found);
             }
         }
@@ -221,7 +368,7 @@ impl<P: PortalApi> PortalApi for Bulk<'_, P> {
             InvitationState::Revoked,
         ];
         self.by_ref(
-            &self.invitations,
+            |s| &s.invitations,
             account,
             external_ref,
             |i| (i.external_ref.as_ref(), &i.id),
@@ -271,9 +418,9 @@ impl<P: PortalApi> PortalApi for Bulk<'_, P> {
     }
 
     async fn grants_by_source(&self, account: &str, source: &str) -> PortalResult<Vec<GrantView>> {
-        if self.fresh(account, source) {
+        if self.snapshot.claim(account, source) {
             let listed = self
-                .listed(&self.grants, account, || async {
+                .listed(&self.snapshot.grants, account, || async {
                     let mut by_source: HashMap<String, Vec<GrantView>> = HashMap::new();
                     for grant in self.portal.grants(account).await? {
                         by_source
@@ -288,7 +435,8 @@ impl<P: PortalApi> PortalApi for Bulk<'_, P> {
                 .get()
                 .and_then(|map| map.get(source).cloned())
                 .unwrap_or_default();
-            if found.iter().all(|g| self.untouched(&g.id)) {
+            if found.iter().all(|g| self.snapshot.untouched(&g.id)) {
+                self.snapshot.answered.fetch_add(1, Ordering::Relaxed);
                 return Ok(found);
             }
         }
@@ -333,7 +481,7 @@ impl<P: PortalApi> PortalApi for Bulk<'_, P> {
         external_ref: &str,
     ) -> PortalResult<Option<AccountManagerView>> {
         self.by_ref(
-            &self.managers,
+            |s| &s.managers,
             account,
             external_ref,
             |m| (m.external_ref.as_ref(), &m.id),
@@ -380,7 +528,7 @@ impl<P: PortalApi> PortalApi for Bulk<'_, P> {
         external_ref: &str,
     ) -> PortalResult<Option<SubscriptionView>> {
         self.by_ref(
-            &self.subscriptions,
+            |s| &s.subscriptions,
             account,
             external_ref,
             |s| (s.external_ref.as_ref(), &s.id),
@@ -425,7 +573,7 @@ impl<P: PortalApi> PortalApi for Bulk<'_, P> {
         external_ref: &str,
     ) -> PortalResult<Option<UserView>> {
         self.by_ref(
-            &self.users,
+            |s| &s.users,
             account,
             external_ref,
             |u| (u.external_ref.as_ref(), &u.id),
@@ -493,7 +641,7 @@ impl<P: PortalApi> PortalApi for Bulk<'_, P> {
         external_ref: &str,
     ) -> PortalResult<Option<UserRoleView>> {
         self.by_ref(
-            &self.roles,
+            |s| &s.roles,
             account,
             external_ref,
             |r| (r.external_ref.as_ref(), &r.id),
@@ -537,7 +685,7 @@ impl<P: PortalApi> PortalApi for Bulk<'_, P> {
         external_ref: &str,
     ) -> PortalResult<Option<TeamView>> {
         self.by_ref(
-            &self.teams,
+            |s| &s.teams,
             account,
             external_ref,
             |t| (t.external_ref.as_ref(), &t.id),
@@ -583,8 +731,6 @@ impl<P: PortalApi> PortalApi for Bulk<'_, P> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicU64, Ordering};
-
     use super::*;
     use crate::api::Delivery;
     use crate::domain::AccountKind;
@@ -601,12 +747,19 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn by_reference_reads_come_from_one_list_until_the_run_writes_the_object() {
-        let dir = tempfile::tempdir().unwrap();
-        let target = crate::local::Target::embedded(dir.path(), None)
-            .await
-            .unwrap();
+    /// A portal with one account holding `count` invitations, and a counter of its GETs.
+    async fn portal_with_invitations(
+        dir: &std::path::Path,
+        name: &str,
+        count: usize,
+    ) -> (
+        crate::local::Target,
+        crate::portal_client::HttpPortal,
+        Arc<AtomicU64>,
+        AccountView,
+        Vec<String>,
+    ) {
+        let target = crate::local::Target::embedded(dir, None).await.unwrap();
         let gets = Arc::new(AtomicU64::new(0));
         let counter = gets.clone();
         let portal = target
@@ -622,30 +775,142 @@ mod tests {
                 &CreateAccount {
                     parent_id: None,
                     account_type: AccountKind::Partner,
-                    display_name: "Contoso".into(),
+                    display_name: name.into(),
                     tenant_id: None,
                     sub_contract: false,
                     external_id: None,
                 },
-                "bulk-test-account",
+                &format!("{name}-account"),
             )
             .await
             .unwrap();
-        let refs: Vec<String> = (0..3)
+        let refs: Vec<String> = (0..count)
             .map(|i| format!("AdminInvitation/team/admin-{i}/uid-{i}/1"))
             .collect();
         for (i, reference) in refs.iter().enumerate() {
             portal
                 .create_invitation(
                     &account.id,
-                    &invitation(reference, &format!("admin-{i}@contoso.example")),
-                    &format!("bulk-test-{i}"),
+                    &invitation(reference, &format!("admin-{i}@{name}.example")),
+                    &format!("{name}-{i}"),
                 )
                 .await
                 .unwrap();
         }
+        (target, portal, gets, account, refs)
+    }
 
-        let bulk = Bulk::new(&portal);
+    #[tokio::test]
+    async fn the_operators_first_reads_come_from_one_list_once_each_and_never_after_a_reported_change()
+     {
+        let dir = tempfile::tempdir().unwrap();
+        let (target, portal, gets, account, refs) =
+            portal_with_invitations(dir.path(), "fabrikam", 4).await;
+        let snapshot = Snapshot::first_reads();
+        let bulk = Bulk::new(&portal, &snapshot);
+        let gets_for = |before: u64| gets.load(Ordering::Relaxed) - before;
+
+        // Before the feed is connected nothing is listed: the read goes to the portal.
+        let before = gets.load(Ordering::Relaxed);
+        assert!(
+            bulk.invitation_by_ref(&account.id, &refs[0])
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!((gets_for(before), snapshot.lists()), (1, 0));
+
+        // Open: three first reads (one of an object the portal does not have), one list.
+        snapshot.open_for(Duration::from_secs(60));
+        let before = gets.load(Ordering::Relaxed);
+        let missing = "AdminInvitation/team/nobody/uid-9/1";
+        for reference in [&refs[1], &refs[2]] {
+            let found = bulk
+                .invitation_by_ref(&account.id, reference)
+                .await
+                .unwrap();
+            assert_eq!(found.unwrap().external_ref.as_ref(), Some(reference));
+        }
+        assert!(
+            bulk.invitation_by_ref(&account.id, missing)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!((gets_for(before), snapshot.lists()), (1, 1));
+        assert_eq!(snapshot.answered(), 3);
+
+        // A second read of the same object goes to the portal.
+        let before = gets.load(Ordering::Relaxed);
+        bulk.invitation_by_ref(&account.id, &refs[1]).await.unwrap();
+        assert_eq!(gets_for(before), 1);
+
+        // A change the feed reports is read from the portal, not from the list.
+        let first = portal
+            .invitation_by_ref(&account.id, &refs[3])
+            .await
+            .unwrap()
+            .unwrap();
+        portal.revoke_invitation(&first.id).await.unwrap();
+        snapshot.reported(Some(&account.id), Some(&refs[3]), &first.id);
+        let seen = bulk
+            .invitation_by_ref(&account.id, &refs[3])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(seen.state, InvitationState::Revoked);
+
+        // So is anything on an account where the feed reported a change it did not name.
+        let later = "AdminInvitation/team/later/uid-10/1";
+        let made = portal
+            .create_invitation(
+                &account.id,
+                &invitation(later, "later@fabrikam.example"),
+                "fabrikam-later",
+            )
+            .await
+            .unwrap();
+        snapshot.reported(Some(&account.id), None, &made.id);
+        let found = bulk.invitation_by_ref(&account.id, later).await.unwrap();
+        assert_eq!(found.map(|i| i.id), Some(made.id));
+        assert_eq!(snapshot.answered(), 3, "none of these from the list");
+
+        // Closed (the feed dropped, or the resync ran): everything goes to the portal.
+        snapshot.close();
+        snapshot.open_for(Duration::from_secs(60));
+        let before = gets.load(Ordering::Relaxed);
+        bulk.invitation_by_ref(&account.id, &refs[2]).await.unwrap();
+        bulk.invitation_by_ref(&account.id, missing).await.unwrap();
+        assert_eq!((gets_for(before), snapshot.lists()), (2, 1));
+        target.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_start_up_window_that_has_passed_lists_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (target, portal, _gets, account, refs) =
+            portal_with_invitations(dir.path(), "tailspin", 1).await;
+        let snapshot = Snapshot::first_reads();
+        snapshot.open_for(Duration::ZERO);
+        let bulk = Bulk::new(&portal, &snapshot);
+        assert!(
+            bulk.invitation_by_ref(&account.id, &refs[0])
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!((snapshot.lists(), snapshot.answered()), (0, 0));
+        target.close().await;
+    }
+
+    #[tokio::test]
+    async fn by_reference_reads_come_from_one_list_until_the_run_writes_the_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let (target, portal, gets, account, refs) =
+            portal_with_invitations(dir.path(), "contoso", 3).await;
+
+        let snapshot = Snapshot::until_written();
+        let bulk = Bulk::new(&portal, &snapshot);
         let before = gets.load(Ordering::Relaxed);
         for reference in &refs {
             let found = bulk
@@ -669,7 +934,7 @@ mod tests {
             1,
             "four reads, one list"
         );
-        assert_eq!(bulk.lists(), 1);
+        assert_eq!(snapshot.lists(), 1);
 
         // What this run writes is read from the portal again, never from the list.
         let made = bulk
