@@ -20,6 +20,13 @@ pub(super) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 
 /// Writes a file only its owner can read (links and keys are bearer credentials).
 pub(super) fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    let mut file = open_private(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.write_all(b"\n")
+}
+
+/// Creates (or truncates) a file only its owner can read.
+fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -27,9 +34,7 @@ pub(super) fn write_private(path: &Path, contents: &str) -> std::io::Result<()> 
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path)?;
-    file.write_all(contents.as_bytes())?;
-    file.write_all(b"\n")
+    options.open(path)
 }
 
 /// What a cluster would keep for each object.
@@ -83,22 +88,30 @@ impl Json {
 
 impl State {
     pub(super) fn load(path: &Path) -> anyhow::Result<State> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => Ok(serde_json::from_str(&text).map_err(|e| {
-                anyhow::anyhow!(
-                    "{} is damaged ({e}); move it away to start over",
-                    path.display()
-                )
-            })?),
+        // Read as it is parsed: the whole text and the entries made from it at once were twice
+        // the state's size in memory.
+        match std::fs::File::open(path) {
+            Ok(file) => Ok(
+                serde_json::from_reader(std::io::BufReader::new(file)).map_err(|e| {
+                    anyhow::anyhow!(
+                        "{} is damaged ({e}); move it away to start over",
+                        path.display()
+                    )
+                })?,
+            ),
             Err(_) => Ok(State::default()),
         }
     }
 
     pub(super) fn save(&self, path: &Path) -> anyhow::Result<()> {
         // Compact: kept as raw text per entry, a pretty file would not stay pretty anyway.
-        let text = serde_json::to_string(self)?;
+        // Written as it is serialized: the whole text at once (11 MB at 10,000 objects) was
+        // the peak of a run's memory.
         let staging = path.with_extension("json.tmp");
-        write_private(&staging, &text)?;
+        let mut file = std::io::BufWriter::new(open_private(&staging)?);
+        serde_json::to_writer(&mut file, self)?;
+        file.write_all(b"\n")?;
+        file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         std::fs::rename(staging, path)?;
         Ok(())
     }

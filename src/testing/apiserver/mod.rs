@@ -47,6 +47,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, oneshot, watch};
 
@@ -861,8 +862,13 @@ fn items_last_position(items: &[(String, Value)]) -> String {
 }
 
 fn watch_line(event: &str, object: &Value) -> Bytes {
-    let mut line =
-        serde_json::to_vec(&json!({ "type": event, "object": object })).expect("events serialize");
+    #[derive(Serialize)]
+    struct Line<'a> {
+        #[serde(rename = "type")]
+        event: &'a str,
+        object: &'a Value,
+    }
+    let mut line = serde_json::to_vec(&Line { event, object }).expect("events serialize");
     line.push(b'\n');
     Bytes::from(line)
 }
@@ -911,7 +917,7 @@ fn watch_response(
                         && change.plural == resource.plural
                         && filter.matches(&change.namespace, &change.object)?
                     {
-                        initial.push(watch_line(change.event.as_str(), &change.object));
+                        initial.push(change.line());
                     }
                 }
                 Some(state.rv)
@@ -975,7 +981,7 @@ fn watch_response(
                     if !filter.matches(&change.namespace, &change.object).unwrap_or(false) {
                         continue;
                     }
-                    if tx.send(Ok(watch_line(change.event.as_str(), &change.object))).await.is_err() {
+                    if tx.send(Ok(change.line())).await.is_err() {
                         return;
                     }
                 }

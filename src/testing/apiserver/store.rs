@@ -39,6 +39,17 @@ pub struct Change {
     pub namespace: String,
     pub event: EventType,
     pub object: Value,
+    /// The change as one watch line, serialized once for every watch that sends it.
+    line: std::sync::OnceLock<axum::body::Bytes>,
+}
+
+impl Change {
+    /// The watch line (`{"type":…,"object":…}` and a newline) of this change.
+    pub fn line(&self) -> axum::body::Bytes {
+        self.line
+            .get_or_init(|| super::watch_line(self.event.as_str(), &self.object))
+            .clone()
+    }
 }
 
 /// How a PATCH body is to be applied.
@@ -152,6 +163,7 @@ impl State {
             namespace: key.2.clone(),
             event,
             object,
+            line: std::sync::OnceLock::new(),
         });
         self.history.push_back(change.clone());
         while self.history.len() > self.history_limit {
