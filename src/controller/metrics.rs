@@ -116,6 +116,13 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
+    /// How many reconciles of `kind` have run.
+    pub fn reconciles(&self, kind: &str) -> u64 {
+        self.reconciles
+            .get_or_create(&KindLabels { kind: kind.into() })
+            .get()
+    }
+
     pub fn error(&self, kind: &str, category: &str) {
         self.errors
             .get_or_create(&ErrorLabels {
