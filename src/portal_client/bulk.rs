@@ -48,6 +48,8 @@ enum Rule {
 /// Where a [`Rule::FirstReadOnly`] snapshot stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Window {
+    /// Always open (a CLI run's: it has no feed to wait for).
+    Always,
     /// The feed is not connected yet: nothing is listed.
     NotOpen,
     /// Lists are taken and answered from until this instant.
@@ -100,7 +102,7 @@ impl Snapshot {
 
     /// A CLI run's: answers stand until the run writes the object.
     pub fn until_written() -> Snapshot {
-        Snapshot::with(Rule::UntilWritten, Window::OpenUntil(far_future()))
+        Snapshot::with(Rule::UntilWritten, Window::Always)
     }
 
     /// The operator's: one answer per object, from lists taken after [`Snapshot::open_for`]
@@ -130,6 +132,7 @@ impl Snapshot {
     /// Whether lists may be taken and answered from now (closing a window that has passed).
     fn open(&self) -> bool {
         let open = match *self.window.lock().expect("window") {
+            Window::Always => return true,
             Window::OpenUntil(until) => Instant::now() < until,
             Window::NotOpen | Window::Closed => return false,
         };
@@ -142,7 +145,7 @@ impl Snapshot {
     /// What the change feed reported: the object `reference` (or, with no reference, anything)
     /// under `account`, and the portal object `id`, changed since the lists were taken.
     pub fn reported(&self, account: Option<&str>, reference: Option<&str>, id: &str) {
-        self.spent_ids.lock().expect("spent").insert(id.to_owned());
+        self.spend_id(id);
         match (account, reference) {
             (Some(account), Some(reference)) => self.spend_ref(account, reference),
             (Some(account), None) => {
@@ -224,10 +227,6 @@ impl Snapshot {
     fn untouched(&self, id: &str) -> bool {
         !self.spent_ids.lock().expect("spent").contains(id)
     }
-}
-
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
 }
 
 /// A [`PortalApi`] that answers by-reference reads from `snapshot`'s lists where they stand.
