@@ -582,19 +582,17 @@ async fn undelegated_namespaces_and_email_conflicts_stall_with_no_portal_writes(
         message.contains("taken@contoso.example") || message.contains("email"),
         "{message}"
     );
-    // Not retried: a reconcile (forced by a label change, which keeps the generation) sends nothing.
+    // Not retried: an operator restarted reconciles it again from scratch and sends nothing.
     let writes = w.portal_writes().await;
-    w.apply(json!({
-        "apiVersion": "access.portal.dev/v1alpha1", "kind": "AccountManager",
-        "metadata": { "name": "taken", "namespace": NS, "labels": { "poke": "1" } },
-        "spec": { "accountRef": { "name": "northwind" }, "firstName": "Tak", "lastName": "En", "email": "taken@contoso.example" }
-    }))
-    .await;
-    let reconciles = w.metrics.render();
-    wait_for(DEADLINE, "a reconcile of the poked object", || async {
-        (w.metrics.render() != reconciles).then_some(())
+    let reconciled = w.metrics.reconciles("AccountManager");
+    w.stop_operator().await;
+    w.start_operator(Duration::from_secs(3600));
+    wait_for(DEADLINE, "a reconcile after the restart", || async {
+        (w.metrics.reconciles("AccountManager") > reconciled).then_some(())
     })
     .await;
+    let again = managers.get("taken").await.unwrap();
+    assert_eq!(stalled_reason(&again).as_deref(), Some("EmailConflict"));
     assert_eq!(
         w.portal_writes().await,
         writes,

@@ -9,6 +9,7 @@
 //! Retry-After); a refusal the spec causes is Stalled until the spec changes.
 
 mod cluster;
+pub mod events;
 pub mod feed;
 pub mod metrics;
 pub mod resync;
@@ -26,7 +27,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
@@ -46,38 +47,11 @@ pub const MANAGER: &str = "portal-operator";
 /// The finalizer on every object the operator manages.
 pub const FINALIZER: &str = "access.portal.dev/cleanup";
 
-/// Event recorders, one per shard of objects. kube-runtime's `Recorder` sweeps its whole cache
-/// of recent events under a write lock on every publish, so with one recorder 10,000 objects'
-/// first Events cost O(n²) and waited on each other; an object always goes to the same shard,
-/// so its repeated Events still aggregate into a series.
-pub struct Recorders(Vec<Recorder>);
-
-impl Recorders {
-    const SHARDS: usize = 64;
-
-    pub fn new(client: &kube::Client, reporter: &kube::runtime::events::Reporter) -> Recorders {
-        Recorders(
-            (0..Self::SHARDS)
-                .map(|_| Recorder::new(client.clone(), reporter.clone()))
-                .collect(),
-        )
-    }
-
-    fn of(&self, reference: &k8s_openapi::api::core::v1::ObjectReference) -> &Recorder {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        reference.uid.hash(&mut hasher);
-        reference.namespace.hash(&mut hasher);
-        reference.name.hash(&mut hasher);
-        &self.0[(hasher.finish() as usize) % self.0.len()]
-    }
-}
-
 /// What the controllers share.
 pub struct Context<P> {
     pub client: kube::Client,
     pub portal: P,
-    pub recorders: Recorders,
+    pub events: events::Events,
     pub metrics: Arc<metrics::Metrics>,
     pub accounts: Store<Account>,
     pub invitations: Store<AdminInvitation>,
@@ -100,14 +74,14 @@ impl<P> Context<P> {
     pub fn new(
         client: kube::Client,
         portal: P,
-        recorders: Recorders,
+        events: events::Events,
         metrics: Arc<metrics::Metrics>,
         stores: Stores,
     ) -> Context<P> {
         Context {
             client,
             portal,
-            recorders,
+            events,
             metrics,
             accounts: stores.accounts,
             invitations: stores.invitations,
@@ -174,13 +148,21 @@ pub enum Error {
         source: kube::Error,
     },
     /// Adding or removing the finalizer failed.
-    #[error("finalizer")]
-    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    #[error("{step}")]
+    Finalizer {
+        step: &'static str,
+        #[source]
+        source: kube::Error,
+    },
 }
 
 impl Error {
     pub fn kube(step: &'static str) -> impl FnOnce(kube::Error) -> Error {
         move |source| Error::Kube { step, source }
+    }
+
+    fn finalizer(step: &'static str) -> impl FnOnce(kube::Error) -> Error {
+        move |source| Error::Finalizer { step, source }
     }
 
     /// A short label for metrics and Event reasons, by cause, so that the Event says what to
@@ -190,7 +172,7 @@ impl Error {
         match self {
             Error::Observe(error) => portal_category(error),
             Error::Execute(error) => portal_category(&error.source),
-            Error::Kube { .. } | Error::Finalizer(_) => "KubernetesApi",
+            Error::Kube { .. } | Error::Finalizer { .. } => "KubernetesApi",
         }
     }
 
@@ -199,7 +181,7 @@ impl Error {
         match self {
             Error::Observe(error) => error.is_transient(),
             Error::Execute(error) => error.is_transient(),
-            Error::Kube { .. } | Error::Finalizer(_) => true,
+            Error::Kube { .. } | Error::Finalizer { .. } => true,
         }
     }
 
@@ -209,18 +191,15 @@ impl Error {
     /// wrong that a person could fix: the next reconcile, from a fresher cache, goes through.
     /// These are retried soon and quietly (no Warning Event, no failure streak).
     pub fn is_stale_view(&self) -> bool {
-        use kube::runtime::finalizer::Error as Finalizer;
         match self {
             Error::Kube {
                 source: kube::Error::Api(status),
                 ..
             } => matches!(status.code, 404 | 409),
-            Error::Finalizer(error) => matches!(
-                error.as_ref(),
-                Finalizer::AddFinalizer(kube::Error::Api(status))
-                | Finalizer::RemoveFinalizer(kube::Error::Api(status))
-                    if matches!(status.code, 404 | 409 | 422)
-            ),
+            Error::Finalizer {
+                source: kube::Error::Api(status),
+                ..
+            } => matches!(status.code, 404 | 409 | 422),
             _ => false,
         }
     }
@@ -230,7 +209,7 @@ impl Error {
         match self {
             Error::Observe(error) => error.retry_after(),
             Error::Execute(error) => error.source.retry_after(),
-            Error::Kube { .. } | Error::Finalizer(_) => None,
+            Error::Kube { .. } | Error::Finalizer { .. } => None,
         }
     }
 }
@@ -511,7 +490,7 @@ async fn write_status<K: Managed, P>(
 /// caller's. A failure to write it is logged (the reconcile error is what counts).
 pub async fn record_failure<K: Managed, P>(ctx: &Context<P>, object: &K, error: &Error) {
     let reason = error.category();
-    if matches!(error, Error::Kube { .. } | Error::Finalizer(_))
+    if matches!(error, Error::Kube { .. } | Error::Finalizer { .. })
         || ready_reason(object) == Some(reason)
     {
         return;
@@ -533,7 +512,7 @@ pub async fn record_failure<K: Managed, P>(ctx: &Context<P>, object: &K, error: 
     }
 }
 
-/// Publishes an Event about `object`. A failure to publish is logged, not fatal.
+/// Queues an Event about `object` (published off the reconcile's path).
 pub async fn publish<K: Managed, P>(
     ctx: &Context<P>,
     object: &K,
@@ -552,15 +531,7 @@ pub async fn publish<K: Managed, P>(
         action: "Reconcile".into(),
         secondary: None,
     };
-    let reference = object.object_ref(&());
-    if let Err(error) = ctx
-        .recorders
-        .of(&reference)
-        .publish(&event, &reference)
-        .await
-    {
-        tracing::debug!(error = %error, "publish an event");
-    }
+    ctx.events.publish(event, object.object_ref(&())).await;
 }
 
 /// Waits until `store` holds its initial list. kube-runtime 5's readiness signal wakes only the
@@ -614,7 +585,10 @@ where
     result
 }
 
-/// Adds or removes the finalizer around the kind's apply and cleanup steps.
+/// Adds or removes the finalizer around the kind's apply and cleanup steps. The finalizer is
+/// added in the reconcile that applies, before anything is sent to the portal, rather than in a
+/// reconcile of its own that the finalizer's watch event would have to wake again: one
+/// reconcile per new object instead of two.
 pub async fn finalized<K, ApplyFut, CleanupFut>(
     client: &kube::Client,
     object: Arc<K>,
@@ -626,21 +600,65 @@ where
     ApplyFut: Future<Output = Result<Action, Error>>,
     CleanupFut: Future<Output = Result<Action, Error>>,
 {
-    use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-    let api = object.api(client);
-    finalizer(&api, FINALIZER, object, |event| async move {
-        match event {
-            Finalizer::Apply(object) => apply(object).await,
-            Finalizer::Cleanup(object) => cleanup(object).await,
+    let held = object.finalizers().iter().position(|f| f == FINALIZER);
+    let deleting = object.meta().deletion_timestamp.is_some();
+    match (deleting, held) {
+        (false, Some(_)) => apply(object).await,
+        (false, None) => {
+            let added = object
+                .api(client)
+                .patch(
+                    &object.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Json::<()>(adding_finalizer(object.finalizers())),
+                )
+                .await
+                .map_err(Error::finalizer("add the finalizer"))?;
+            apply(Arc::new(added)).await
         }
-    })
-    .await
-    .map_err(|error| match error {
-        // The step's own error, as it was: its category and Retry-After stay visible.
-        kube::runtime::finalizer::Error::ApplyFailed(error)
-        | kube::runtime::finalizer::Error::CleanupFailed(error) => error,
-        other => Error::Finalizer(Box::new(other)),
-    })
+        (true, Some(index)) => {
+            let action = cleanup(object.clone()).await?;
+            object
+                .api(client)
+                .patch(
+                    &object.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Json::<()>(removing_finalizer(index)),
+                )
+                .await
+                .map_err(Error::finalizer("remove the finalizer"))?;
+            Ok(action)
+        }
+        // Deleted, and ours is no longer in the way: nothing to do.
+        (true, None) => Ok(Action::await_change()),
+    }
+}
+
+/// Appends the finalizer, if the list is still the one the operator saw (the API server
+/// refuses the patch otherwise, and the next reconcile sees the fresh list).
+fn adding_finalizer(seen: &[String]) -> json_patch::Patch {
+    let operations = if seen.is_empty() {
+        serde_json::json!([
+            { "op": "test", "path": "/metadata/finalizers", "value": null },
+            { "op": "add", "path": "/metadata/finalizers", "value": [FINALIZER] },
+        ])
+    } else {
+        serde_json::json!([
+            { "op": "test", "path": "/metadata/finalizers", "value": seen },
+            { "op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER },
+        ])
+    };
+    serde_json::from_value(operations).expect("a JSON patch")
+}
+
+/// Removes the finalizer at `index`, if it is still there.
+fn removing_finalizer(index: usize) -> json_patch::Patch {
+    let path = format!("/metadata/finalizers/{index}");
+    serde_json::from_value(serde_json::json!([
+        { "op": "test", "path": path, "value": FINALIZER },
+        { "op": "remove", "path": path },
+    ]))
+    .expect("a JSON patch")
 }
 
 /// One reconcile of `object`: instrumented, with the finalizer added before `apply` and removed
@@ -743,7 +761,6 @@ mod tests {
 
     #[test]
     fn only_the_caches_own_lag_is_a_quiet_retry() {
-        use kube::runtime::finalizer::Error as Finalizer;
         let api = |code: u16| {
             kube::Error::Api(
                 kube::core::Status {
@@ -757,8 +774,14 @@ mod tests {
             step: "write the status",
             source: api(code),
         };
-        let add = |code| Error::Finalizer(Box::new(Finalizer::AddFinalizer(api(code))));
-        let remove = |code| Error::Finalizer(Box::new(Finalizer::RemoveFinalizer(api(code))));
+        let add = |code| Error::Finalizer {
+            step: "add the finalizer",
+            source: api(code),
+        };
+        let remove = |code| Error::Finalizer {
+            step: "remove the finalizer",
+            source: api(code),
+        };
         let table = [
             ("status write of a deleted object", status_write(404), true),
             ("status write that conflicted", status_write(409), true),

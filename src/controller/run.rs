@@ -283,8 +283,8 @@ fn drive<K: Managed, P: PortalApi + 'static>(
         .for_each(|_| async {})
 }
 
-/// A kind's controller, reconciling an object when its spec changes (its generation), when a
-/// finalizer is added or removed, or when its deletion starts — not when only its status or
+/// A kind's controller, reconciling an object when its spec changes (its generation), when
+/// another party's finalizer is added or removed, or when its deletion starts — not when only its status or
 /// other metadata changes: each of the controller's own status writes used to come back as a
 /// reconcile that observed the portal again and found nothing to do (2.7 portal reads per
 /// invitation converging at 10,000). The feed, the resync and the Accounts it refers to still
@@ -310,7 +310,12 @@ fn spec_or_lifecycle<K: kube::Resource>(object: &K) -> Option<u64> {
         Some(generation) => generation.hash(&mut hasher),
         None => meta.resource_version.hash(&mut hasher),
     }
-    meta.finalizers.hash(&mut hasher);
+    // Its own finalizer is added in the reconcile that applies: that change needs no other.
+    for finalizer in meta.finalizers.iter().flatten() {
+        if finalizer != super::FINALIZER {
+            finalizer.hash(&mut hasher);
+        }
+    }
     meta.deletion_timestamp.is_some().hash(&mut hasher);
     Some(hasher.finish())
 }
@@ -349,11 +354,11 @@ async fn controllers<P: PortalApi + 'static>(
         controller: MANAGER.into(),
         instance: std::env::var("POD_NAME").ok(),
     };
-    let recorders = super::Recorders::new(&client, &reporter);
+    let events = super::events::Events::start(&client, &reporter);
     let ctx = Arc::new(Context::new(
         client.clone(),
         portal,
-        recorders,
+        events,
         metrics,
         stores,
     ));
@@ -465,5 +470,6 @@ async fn controllers<P: PortalApi + 'static>(
     for task in [feed_task, readiness_task, caches_task, resync_task] {
         task.abort();
     }
+    ctx.events.flushed(Duration::from_secs(5)).await;
     tracing::info!("controllers stopped");
 }
