@@ -807,6 +807,7 @@ fn run_operator(args: RunArgs) -> anyhow::Result<()> {
                     .unwrap_or_else(|_| format!("portal-operator-{}", uuid::Uuid::new_v4())),
             }),
         concurrency: args.concurrency,
+        max_backoff: crate::controller::MAX_BACKOFF,
     };
     let runtime = tokio::runtime::Runtime::new().context("start the async runtime")?;
     runtime.block_on(async move {

@@ -957,6 +957,7 @@ async fn only_the_lease_holder_acts_and_health_is_served() {
                 identity: identity.into(),
             }),
             concurrency: 4,
+            ..Default::default()
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(portal_operator::controller::run(

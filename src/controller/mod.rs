@@ -65,6 +65,8 @@ pub struct Context<P> {
     pub clock: Arc<dyn Clock>,
     /// Consecutive transient failures per object, for its backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// The longest an object waits after failing (see [`backoff`]).
+    pub max_backoff: Duration,
     /// Each account's bulk lists, answering the first reconcile of each object after a start
     /// (one list per account and kind instead of one portal read per object).
     pub snapshot: Snapshot,
@@ -93,6 +95,7 @@ impl<P> Context<P> {
             teams: stores.teams,
             clock: Arc::new(SystemClock),
             failures: Mutex::new(HashMap::new()),
+            max_backoff: MAX_BACKOFF,
             snapshot: Snapshot::first_reads(),
         }
     }
@@ -226,10 +229,13 @@ fn portal_category(error: &PortalError) -> &'static str {
     }
 }
 
+/// The default cap of an object's backoff.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
 /// Backoff after `failures` consecutive failures: 1 s doubling, capped at 5 minutes, with up to
 /// 25 % jitter so that objects failing together do not retry together.
 pub fn backoff(failures: u32, jitter: f64) -> Duration {
-    const CAP: f64 = 300.0;
+    const CAP: f64 = MAX_BACKOFF.as_secs_f64();
     let base = 2f64
         .powi(failures.saturating_sub(1).min(16) as i32)
         .min(CAP);
@@ -271,7 +277,7 @@ where
         *count
     };
     ctx.metrics.error(K::kind(&()).as_ref(), error.category());
-    let wait = backoff(failures, rand::random::<f64>());
+    let wait = backoff(failures, rand::random::<f64>()).min(ctx.max_backoff);
     let wait = error.retry_after().map_or(wait, |asked| asked.max(wait));
     tracing::warn!(
         object = %key(object.as_ref()),

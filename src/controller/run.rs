@@ -35,6 +35,9 @@ pub struct Config {
     pub leader_election: Option<LeaderElection>,
     /// Reconciles in flight at once, per controller.
     pub concurrency: u16,
+    /// The longest an object waits before it is retried after failing (its backoff doubles
+    /// from 1 s up to this).
+    pub max_backoff: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -52,6 +55,7 @@ impl Default for Config {
             metrics_listen: None,
             leader_election: None,
             concurrency: 16,
+            max_backoff: super::MAX_BACKOFF,
         }
     }
 }
@@ -355,13 +359,9 @@ async fn controllers<P: PortalApi + 'static>(
         instance: std::env::var("POD_NAME").ok(),
     };
     let events = super::events::Events::start(&client, &reporter);
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        portal,
-        events,
-        metrics,
-        stores,
-    ));
+    let mut ctx = Context::new(client.clone(), portal, events, metrics, stores);
+    ctx.max_backoff = config.max_backoff;
+    let ctx = Arc::new(ctx);
     let (triggers, streams) = feed::triggers();
     let resync_now = Arc::new(Notify::new());
 

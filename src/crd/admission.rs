@@ -104,37 +104,64 @@ impl<V: Clone> Memo<V> {
     }
 }
 
-/// Runs one rule against `value` (and `old`, for a transition rule).
-fn evaluate(source: &str, value: &Value, old: Option<&Value>) -> Result<cel::Value, String> {
-    // `self.matches('…')` on a string is the commonest rule; CEL's `matches` compiles its
-    // regex on every call, so such a rule is run with the pattern compiled once instead (the
-    // same regex engine and syntax as CEL's).
-    if let (Some(pattern), Some(text)) = (matches_literal(source), value.as_str()) {
-        return pattern_regex(&pattern)
-            .map(|regex| cel::Value::Bool(regex.is_match(text)))
-            .map_err(|e| format!("evaluation error: '{pattern}' not a valid regex: {e}"));
-    }
-    let program = compiled(source)?;
-    let this = cel::to_value(value).map_err(|e| e.to_string())?;
-    let previous = old
-        .map(cel::to_value)
-        .transpose()
-        .map_err(|e| e.to_string())?;
-    thread_local! {
-        // Building a context builds CEL's standard library: once per thread, and each
-        // evaluation binds its variables in a scope of its own.
-        static ROOT: cel::Context<'static, 'static> = cel::Context::default();
-    }
-    ROOT.with(|root| {
-        let mut context = root.new_inner_scope();
-        context.add_variable_from_value("self", this);
-        if let Some(previous) = previous {
-            context.add_variable_from_value("oldSelf", previous);
+/// The variables of one schema node's rules: `self` and (on an update) `oldSelf`, converted
+/// to CEL and bound once for all the node's rules (the conversion copies the whole subtree,
+/// so converting per rule made a node with three rules pay three times).
+struct Scope<'a> {
+    value: &'a Value,
+    old: Option<&'a Value>,
+    bound: Option<Result<cel::Context<'static, 'static>, String>>,
+}
+
+impl<'a> Scope<'a> {
+    fn new(value: &'a Value, old: Option<&'a Value>) -> Self {
+        Scope {
+            value,
+            old,
+            bound: None,
         }
+    }
+
+    /// Runs one rule against the node.
+    fn evaluate(&mut self, source: &str) -> Result<cel::Value, String> {
+        // `self.matches('…')` on a string is the commonest rule; CEL's `matches` compiles its
+        // regex on every call, so such a rule is run with the pattern compiled once instead
+        // (the same regex engine and syntax as CEL's).
+        if let (Some(pattern), Some(text)) = (matches_literal(source), self.value.as_str()) {
+            return pattern_regex(&pattern)
+                .map(|regex| cel::Value::Bool(regex.is_match(text)))
+                .map_err(|e| format!("evaluation error: '{pattern}' not a valid regex: {e}"));
+        }
+        let program = compiled(source)?;
+        let (value, old) = (self.value, self.old);
+        let context = self
+            .bound
+            .get_or_insert_with(|| {
+                let this = cel::to_value(value).map_err(|e| e.to_string())?;
+                let previous = old
+                    .map(cel::to_value)
+                    .transpose()
+                    .map_err(|e| e.to_string())?;
+                let mut context = root_context();
+                context.add_variable_from_value("self", this);
+                if let Some(previous) = previous {
+                    context.add_variable_from_value("oldSelf", previous);
+                }
+                Ok(context)
+            })
+            .as_ref()
+            .map_err(Clone::clone)?;
         program
-            .execute(&context)
+            .execute(context)
             .map_err(|e| format!("evaluation error: {e}"))
-    })
+    }
+}
+
+/// A scope of its own over CEL's standard library, which is built once per process.
+fn root_context() -> cel::Context<'static, 'static> {
+    static ROOT: std::sync::LazyLock<cel::Context<'static, 'static>> =
+        std::sync::LazyLock::new(cel::Context::default);
+    ROOT.new_inner_scope()
 }
 
 /// The pattern of a rule that is exactly `self.matches('<literal>')`, with the literal's
@@ -179,6 +206,7 @@ fn check_rules(
     else {
         return;
     };
+    let mut scope = Scope::new(value, old);
     for rule in rules {
         let Some(source) = rule.get("rule").and_then(Value::as_str) else {
             continue;
@@ -201,7 +229,7 @@ fn check_rules(
             .and_then(Value::as_str)
             .map(str::to_owned)
             .unwrap_or_else(|| format!("failed rule: {source}"));
-        let outcome = evaluate(source, value, old);
+        let outcome = scope.evaluate(source);
         let passed = matches!(outcome, Ok(cel::Value::Bool(true)));
         if !passed {
             let detail = match outcome {
@@ -719,7 +747,8 @@ mod tests {
             Some(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
         );
         for text in ["ana@contoso.example", "not-an-email", "a b@c.d", "x@y"] {
-            let fast = evaluate(email, &json!(text), None);
+            let value = json!(text);
+            let fast = Scope::new(&value, None).evaluate(email);
             // The general path: CEL itself, compiled and run.
             let program = cel::Program::compile(email).unwrap();
             let mut context = cel::Context::default();
@@ -730,6 +759,48 @@ mod tests {
         assert_eq!(matches_literal("self.matches('a') && true"), None);
         assert_eq!(matches_literal(r"self.matches('\d')"), None);
         assert_eq!(matches_literal("size(self) > 0"), None);
+    }
+
+    #[test]
+    fn the_rules_of_one_node_share_its_bound_variables_and_each_is_judged_alone() {
+        let schema = json!({ "type": "object", "x-kubernetes-validations": [
+            { "rule": "self.a == oldSelf.a", "message": "a is immutable" },
+            { "rule": "self.b > 0u", "message": "b must be positive" },
+            { "rule": "self.b < oldSelf.b + 10u", "message": "b grows by less than 10" },
+        ] });
+        let table = [
+            (
+                json!({ "a": 1, "b": 2 }),
+                Some(json!({ "a": 1, "b": 1 })),
+                vec![],
+            ),
+            (
+                json!({ "a": 2, "b": 2 }),
+                Some(json!({ "a": 1, "b": 1 })),
+                vec!["a is immutable"],
+            ),
+            (
+                json!({ "a": 2, "b": 0 }),
+                Some(json!({ "a": 1, "b": 1 })),
+                vec!["a is immutable", "b must be positive"],
+            ),
+            (
+                json!({ "a": 1, "b": 30 }),
+                Some(json!({ "a": 1, "b": 1 })),
+                vec!["b grows by less than 10"],
+            ),
+            // On create the transition rules are skipped; the others still run.
+            (json!({ "a": 5, "b": 0 }), None, vec!["b must be positive"]),
+        ];
+        for (value, old, expected) in table {
+            let mut causes = Vec::new();
+            check_rules(&value, &schema, "spec", old.as_ref(), &mut causes);
+            let messages: Vec<&str> = causes
+                .iter()
+                .map(|c| c.message.rsplit(": ").next().unwrap())
+                .collect();
+            assert_eq!(messages, expected, "{value} after {old:?}");
+        }
     }
 
     #[test]

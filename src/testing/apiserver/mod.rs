@@ -444,7 +444,7 @@ async fn handle(
     }
 }
 
-fn json_response(status: StatusCode, value: Value) -> Response {
+fn json_response(status: StatusCode, value: impl Serialize) -> Response {
     (status, axum::Json(value)).into_response()
 }
 
@@ -540,10 +540,12 @@ async fn serve(
         ("list", _) => list(shared, &resource, namespace.as_deref(), &query)
             .map(|v| json_response(StatusCode::OK, v)),
         ("get", Some(name)) => {
-            let state = shared.state.lock().expect("state");
-            state
-                .get(&resource, &ns, name)
-                .map(|v| json_response(StatusCode::OK, v))
+            let object = shared
+                .state
+                .lock()
+                .expect("state")
+                .get(&resource, &ns, name);
+            object.map(|v| json_response(StatusCode::OK, &*v))
         }
         ("create", _) => {
             let object = parse_body(headers, body)?;
@@ -552,7 +554,7 @@ async fn serve(
             // Published under the lock, so watchers see changes in resourceVersion order.
             publish(changes);
             drop(state);
-            Ok(json_response(StatusCode::CREATED, created))
+            Ok(json_response(StatusCode::CREATED, &*created))
         }
         ("update", Some(name)) => {
             let object = parse_body(headers, body)?;
@@ -561,7 +563,7 @@ async fn serve(
             // Published under the lock, so watchers see changes in resourceVersion order.
             publish(changes);
             drop(state);
-            Ok(json_response(StatusCode::OK, updated))
+            Ok(json_response(StatusCode::OK, &*updated))
         }
         ("patch", Some(name)) => {
             let content_type = headers
@@ -596,7 +598,7 @@ async fn serve(
             // Published under the lock, so watchers see changes in resourceVersion order.
             publish(changes);
             drop(state);
-            Ok(json_response(StatusCode::OK, patched))
+            Ok(json_response(StatusCode::OK, &*patched))
         }
         ("delete", Some(name)) => {
             let options = if body.is_empty() {
@@ -610,7 +612,7 @@ async fn serve(
             // Published under the lock, so watchers see changes in resourceVersion order.
             publish(changes);
             drop(state);
-            Ok(json_response(StatusCode::OK, deleted))
+            Ok(json_response(StatusCode::OK, &*deleted))
         }
         _ => Err(ApiError::method_not_allowed(format!(
             "{method} is not supported on {path}"
@@ -795,7 +797,7 @@ fn list(
     resource: &Resource,
     namespace: Option<&str>,
     query: &BTreeMap<String, String>,
-) -> Result<Value, ApiError> {
+) -> Result<ListBody, ApiError> {
     let filter = Filter::new(namespace.map(str::to_owned), query)?;
     let limit: Option<usize> = query
         .get("limit")
@@ -826,10 +828,23 @@ fn list(
     };
     let mut items = Vec::new();
     let mut next = None;
-    for ((group, plural, ns, name), object) in &state.objects {
-        if group != &resource.group || plural != &resource.plural {
-            continue;
-        }
+    // The resource's objects are one range of the map (in one namespace, a narrower one).
+    let start = (
+        resource.group.clone(),
+        resource.plural.clone(),
+        namespace.unwrap_or_default().to_owned(),
+        String::new(),
+    );
+    let in_range = |(group, plural, ns, _): &store::Key| {
+        group == &resource.group
+            && plural == &resource.plural
+            && namespace.is_none_or(|wanted| ns == wanted)
+    };
+    for ((_, _, ns, name), object) in state
+        .objects
+        .range(start..)
+        .take_while(|(key, _)| in_range(key))
+    {
         let position = format!("{ns}/{name}");
         if after.as_ref().is_some_and(|a| &position <= a) {
             continue;
@@ -849,15 +864,34 @@ fn list(
     if let Some(next) = next {
         metadata["continue"] = json!(next);
     }
-    Ok(json!({
-        "apiVersion": resource.api_version(),
-        "kind": resource.list_kind,
-        "metadata": metadata,
-        "items": items.into_iter().map(|(_, o)| o).collect::<Vec<_>>(),
-    }))
+    Ok(ListBody {
+        api_version: resource.api_version(),
+        kind: resource.list_kind.clone(),
+        metadata,
+        items: SharedItems(items.into_iter().map(|(_, o)| o).collect()),
+    })
 }
 
-fn items_last_position(items: &[(String, Value)]) -> String {
+/// A list's answer. Its items are the stored objects themselves, serialized once the state's
+/// lock is released.
+#[derive(Serialize)]
+struct ListBody {
+    #[serde(rename = "apiVersion")]
+    api_version: String,
+    kind: String,
+    metadata: Value,
+    items: SharedItems,
+}
+
+struct SharedItems(Vec<Arc<Value>>);
+
+impl Serialize for SharedItems {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|item| &**item))
+    }
+}
+
+fn items_last_position(items: &[(String, Arc<Value>)]) -> String {
     items.last().map(|(p, _)| p.clone()).unwrap_or_default()
 }
 

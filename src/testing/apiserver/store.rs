@@ -38,7 +38,7 @@ pub struct Change {
     pub plural: String,
     pub namespace: String,
     pub event: EventType,
-    pub object: Value,
+    pub object: Arc<Value>,
     /// The change as one watch line, serialized once for every watch that sends it.
     line: std::sync::OnceLock<axum::body::Bytes>,
 }
@@ -63,7 +63,8 @@ pub enum PatchKind {
 
 pub struct State {
     pub resources: Vec<Resource>,
-    pub objects: BTreeMap<Key, Value>,
+    /// Shared with the changes that recorded them (a write copies an object once, to change it).
+    pub objects: BTreeMap<Key, Arc<Value>>,
     pub rv: u64,
     pub history: VecDeque<Arc<Change>>,
     pub history_limit: usize,
@@ -98,16 +99,40 @@ fn meta_mut(object: &mut Value) -> &mut Map<String, Value> {
     object["metadata"].as_object_mut().expect("just ensured")
 }
 
-/// Everything but metadata and status: a change here bumps `metadata.generation`.
-fn generation_fields(object: &Value) -> Value {
-    let mut copy = object.clone();
-    if let Some(fields) = copy.as_object_mut() {
-        fields.remove("metadata");
-        fields.remove("status");
-        fields.remove("apiVersion");
-        fields.remove("kind");
-    }
-    copy
+/// Whether `a` and `b` are equal in every top-level field but those in `ignored`.
+fn equal_but(a: &Value, b: &Value, ignored: &[&str]) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    let kept = |fields: &'_ Map<String, Value>| {
+        fields
+            .iter()
+            .filter(|(key, _)| !ignored.contains(&key.as_str()))
+            .count()
+    };
+    kept(a) == kept(b)
+        && a.iter()
+            .filter(|(key, _)| !ignored.contains(&key.as_str()))
+            .all(|(key, value)| b.get(key) == Some(value))
+}
+
+/// Whether a write changed anything but metadata and status (which bumps `metadata.generation`).
+fn generation_changed(current: &Value, updated: &Value) -> bool {
+    !equal_but(
+        current,
+        updated,
+        &["metadata", "status", "apiVersion", "kind"],
+    )
+}
+
+/// Whether a write changed nothing but (at most) the resourceVersion it sent.
+fn unchanged(current: &Value, updated: &Value) -> bool {
+    equal_but(current, updated, &["metadata"])
+        && equal_but(
+            &Value::Object(meta(current).clone()),
+            &Value::Object(meta(updated).clone()),
+            &["resourceVersion"],
+        )
 }
 
 fn finalizers(object: &Value) -> Vec<String> {
@@ -155,7 +180,7 @@ impl State {
         self.history.front().map(|c| c.rv - 1).unwrap_or(self.rv)
     }
 
-    fn record(&mut self, key: &Key, event: EventType, object: Value) -> Arc<Change> {
+    fn record(&mut self, key: &Key, event: EventType, object: Arc<Value>) -> Arc<Change> {
         let change = Arc::new(Change {
             rv: self.rv,
             group: key.0.clone(),
@@ -235,7 +260,7 @@ impl State {
         resource: &Resource,
         namespace: &str,
         mut object: Value,
-    ) -> Result<(Value, Vec<Arc<Change>>), ApiError> {
+    ) -> Result<(Arc<Value>, Vec<Arc<Change>>), ApiError> {
         if !object.is_object() {
             return Err(ApiError::bad_request("the body must be a JSON object"));
         }
@@ -304,12 +329,18 @@ impl State {
         metadata.insert("generation".into(), json!(1));
         metadata.remove("deletionTimestamp");
         metadata.remove("managedFields");
+        let object = Arc::new(object);
         self.objects.insert(key.clone(), object.clone());
         let change = self.record(&key, EventType::Added, object.clone());
         Ok((object, vec![change]))
     }
 
-    pub fn get(&self, resource: &Resource, namespace: &str, name: &str) -> Result<Value, ApiError> {
+    pub fn get(
+        &self,
+        resource: &Resource,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Arc<Value>, ApiError> {
         let key = (
             resource.group.clone(),
             resource.plural.clone(),
@@ -330,7 +361,7 @@ impl State {
         name: &str,
         object: Value,
         status: bool,
-    ) -> Result<(Value, Vec<Arc<Change>>), ApiError> {
+    ) -> Result<(Arc<Value>, Vec<Arc<Change>>), ApiError> {
         let current = self.get(resource, namespace, name)?;
         if resource.custom {
             match meta_str(&object, "resourceVersion") {
@@ -379,7 +410,7 @@ impl State {
         status: bool,
         manager: Option<&str>,
         force: bool,
-    ) -> Result<(Value, Vec<Arc<Change>>), ApiError> {
+    ) -> Result<(Arc<Value>, Vec<Arc<Change>>), ApiError> {
         let existing = self.get(resource, namespace, name);
         let current = match (existing, kind) {
             (Ok(current), _) => current,
@@ -405,7 +436,7 @@ impl State {
             }
             (Err(error), _) => return Err(error),
         };
-        let mut updated = current.clone();
+        let mut updated = (*current).clone();
         match kind {
             PatchKind::Strategic if resource.custom => {
                 return Err(ApiError::unsupported_media_type(
@@ -581,14 +612,16 @@ impl State {
         resource: &Resource,
         namespace: &str,
         name: &str,
-        current: Value,
+        current: Arc<Value>,
         mut updated: Value,
         status: bool,
-    ) -> Result<(Value, Vec<Arc<Change>>), ApiError> {
+    ) -> Result<(Arc<Value>, Vec<Arc<Change>>), ApiError> {
         if resource.status_subresource {
             if status {
-                let new_status = updated.get("status").cloned();
-                updated = current.clone();
+                let new_status = updated
+                    .as_object_mut()
+                    .and_then(|fields| fields.remove("status"));
+                updated = (*current).clone();
                 match new_status {
                     Some(value) => updated["status"] = value,
                     None => {
@@ -614,7 +647,7 @@ impl State {
         }
         updated["apiVersion"] = json!(resource.api_version());
         updated["kind"] = json!(resource.kind);
-        let old_meta = meta(&current).clone();
+        let old_meta = meta(&current);
         {
             let metadata = meta_mut(&mut updated);
             for field in [
@@ -654,7 +687,7 @@ impl State {
         if !status {
             Self::validate(resource, &mut updated, Some(&current), name)?;
         }
-        if generation_fields(&current) != generation_fields(&updated) {
+        if generation_changed(&current, &updated) {
             let generation = old_meta
                 .get("generation")
                 .and_then(Value::as_i64)
@@ -667,14 +700,7 @@ impl State {
             namespace.to_owned(),
             name.to_owned(),
         );
-        let unchanged = {
-            let mut a = current.clone();
-            let mut b = updated.clone();
-            meta_mut(&mut a).remove("resourceVersion");
-            meta_mut(&mut b).remove("resourceVersion");
-            a == b
-        };
-        if unchanged {
+        if unchanged(&current, &updated) {
             // A no-op write does not bump the resourceVersion or notify watches (as the real server).
             return Ok((current, Vec::new()));
         }
@@ -683,10 +709,12 @@ impl State {
         if old_meta.contains_key("deletionTimestamp") && new_finalizers.is_empty() {
             self.objects.remove(&key);
             self.forget_owners(&key);
+            let updated = Arc::new(updated);
             let mut changes = vec![self.record(&key, EventType::Deleted, updated.clone())];
             changes.extend(self.collect_garbage(&updated));
             return Ok((updated, changes));
         }
+        let updated = Arc::new(updated);
         self.objects.insert(key.clone(), updated.clone());
         let change = self.record(&key, EventType::Modified, updated.clone());
         Ok((updated, vec![change]))
@@ -698,7 +726,7 @@ impl State {
         namespace: &str,
         name: &str,
         preconditions: Option<&Value>,
-    ) -> Result<(Value, Vec<Arc<Change>>), ApiError> {
+    ) -> Result<(Arc<Value>, Vec<Arc<Change>>), ApiError> {
         let current = self.get(resource, namespace, name)?;
         if let Some(preconditions) = preconditions {
             let uid = preconditions.get("uid").and_then(Value::as_str);
@@ -724,12 +752,13 @@ impl State {
             if meta(&current).contains_key("deletionTimestamp") {
                 return Ok((current, Vec::new()));
             }
-            let mut marked = current.clone();
+            let mut marked = (*current).clone();
             let rv = self.next_rv();
             let metadata = meta_mut(&mut marked);
             metadata.insert("deletionTimestamp".into(), json!(now_rfc3339()));
             metadata.insert("deletionGracePeriodSeconds".into(), json!(0));
             metadata.insert("resourceVersion".into(), json!(rv.to_string()));
+            let marked = Arc::new(marked);
             self.objects.insert(key.clone(), marked.clone());
             let change = self.record(&key, EventType::Modified, marked.clone());
             return Ok((marked, vec![change]));
@@ -737,8 +766,9 @@ impl State {
         self.objects.remove(&key);
         self.forget_owners(&key);
         let rv = self.next_rv();
-        let mut gone = current.clone();
+        let mut gone = (*current).clone();
         meta_mut(&mut gone).insert("resourceVersion".into(), json!(rv.to_string()));
+        let gone = Arc::new(gone);
         let mut changes = vec![self.record(&key, EventType::Deleted, gone.clone())];
         changes.extend(self.collect_garbage(&gone));
         Ok((gone, changes))
