@@ -7,7 +7,11 @@
 //! In the same run, on a fresh double and portal with the same objects, a **direct-call
 //! baseline** makes the same portal creates and status patches (accounts first, then the
 //! invitations, as many at a time as the operator's per-controller concurrency) with no controller
-//! machinery; the ratio of the two is the headline.
+//! machinery; the ratio of the two is the headline. A second baseline sends, by direct calls,
+//! every request the operator sends per invitation (the finalizer's JSON patch, the create, the
+//! status as a server-side apply, the Event): what is left between it and the operator is the
+//! controller machinery (watches, caches, queues), and between the two baselines the requests
+//! the operator's design adds.
 //!
 //! Then, with everything converged and the operator still running, three more scenarios:
 //! - **resync**: the next periodic bulk resync (every 60 s here), counting every request to
@@ -76,7 +80,11 @@ fn main() {
         // `BENCH_ONLY=operator` or `baseline` runs one part (e.g. to profile it alone).
         let only = std::env::var("BENCH_ONLY").unwrap_or_default();
         if only == "baseline" {
-            baseline_run(invitations, accounts).await;
+            baseline_run(invitations, accounts, Baseline::Minimal).await;
+            return;
+        }
+        if only == "same-requests" {
+            baseline_run(invitations, accounts, Baseline::SameRequests).await;
             return;
         }
         let operator = operator_run(invitations, accounts, &idp, only != "operator").await;
@@ -84,12 +92,19 @@ fn main() {
         if only == "operator" {
             return;
         }
-        let baseline = baseline_run(invitations, accounts).await;
+        let baseline = baseline_run(invitations, accounts, Baseline::Minimal).await;
+        let same = baseline_run(invitations, accounts, Baseline::SameRequests).await;
         println!(
             "operator: {:.2} s to all Pending; baseline (direct calls): {:.2} s; ratio {:.2}x",
             operator.as_secs_f64(),
             baseline.as_secs_f64(),
             operator.as_secs_f64() / baseline.as_secs_f64()
+        );
+        println!(
+            "baseline with the operator's requests: {:.2} s; operator / it {:.2}x; it / baseline {:.2}x",
+            same.as_secs_f64(),
+            operator.as_secs_f64() / same.as_secs_f64(),
+            same.as_secs_f64() / baseline.as_secs_f64()
         );
         println!("peak RSS of the process after the operator run: {peak} MiB");
     });
@@ -528,8 +543,18 @@ async fn expiry(world: &World, phases: &Phases) {
     report("expiresAt → Expired", lags);
 }
 
+/// What a baseline sends per invitation.
+#[derive(Clone, Copy, PartialEq)]
+enum Baseline {
+    /// The portal create and a status merge patch.
+    Minimal,
+    /// Every request the operator sends: the finalizer's JSON patch, the portal create, the
+    /// status as a forced server-side apply (the operator's body) and an Event.
+    SameRequests,
+}
+
 /// The same portal creates and status patches, made directly.
-async fn baseline_run(invitations: usize, accounts: usize) -> Duration {
+async fn baseline_run(invitations: usize, accounts: usize, baseline: Baseline) -> Duration {
     let world = world(accounts, None).await;
     seed(&world.client, invitations, accounts).await;
     let (portal, _) = counting(&world.portal);
@@ -570,6 +595,18 @@ async fn baseline_run(invitations: usize, accounts: usize) -> Duration {
             let a = i % accounts;
             let namespace = format!("ns-{a:03}");
             let name = format!("admin-{i:05}");
+            let invitations = dynamic(kube, "AdminInvitation", Some(&namespace));
+            if baseline == Baseline::SameRequests {
+                let add: json_patch::Patch = serde_json::from_value(json!([
+                    { "op": "test", "path": "/metadata/finalizers", "value": null },
+                    { "op": "add", "path": "/metadata/finalizers", "value": [portal_operator::controller::FINALIZER] },
+                ]))
+                .unwrap();
+                invitations
+                    .patch(&name, &PatchParams::default(), &Patch::Json::<()>(add))
+                    .await
+                    .unwrap();
+            }
             let made = portal
                 .create_invitation(
                     &account_ids[a],
@@ -586,24 +623,59 @@ async fn baseline_run(invitations: usize, accounts: usize) -> Duration {
                 )
                 .await
                 .unwrap();
-            dynamic(kube, "AdminInvitation", Some(&namespace))
-                .patch_status(
-                    &name,
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({ "status": {
-                        "phase": "Pending", "portalId": made.id, "observedGeneration": 1,
-                        "conditions": [{ "type": "Ready", "status": "True", "reason": "Pending",
-                                         "message": "waiting for the invitee", "lastTransitionTime": "2026-01-01T00:00:00Z" }]
-                    } })),
-                )
-                .await
+            let status = json!({
+                "phase": "Pending", "portalId": made.id, "observedGeneration": 1,
+                "conditions": [{ "type": "Ready", "status": "True", "reason": "Pending",
+                                 "message": "waiting for the invitee", "lastTransitionTime": "2026-01-01T00:00:00Z" }]
+            });
+            match baseline {
+                Baseline::Minimal => invitations
+                    .patch_status(
+                        &name,
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({ "status": status })),
+                    )
+                    .await
+                    .unwrap(),
+                Baseline::SameRequests => invitations
+                    .patch_status(
+                        &name,
+                        &PatchParams::apply("portal-operator").force(),
+                        &Patch::Apply(json!({
+                            "apiVersion": "access.portal.dev/v1alpha1",
+                            "kind": "AdminInvitation",
+                            "status": status,
+                        })),
+                    )
+                    .await
+                    .unwrap(),
+            };
+            if baseline == Baseline::SameRequests {
+                let event: k8s_openapi::api::events::v1::Event = serde_json::from_value(json!({
+                    "metadata": { "name": format!("{name}.baseline"), "namespace": namespace },
+                    "eventTime": "2026-01-01T00:00:00.000000Z",
+                    "type": "Normal", "reason": "Pending", "action": "Reconcile",
+                    "note": "waiting for the invitee",
+                    "reportingController": "portal-operator", "reportingInstance": "baseline",
+                    "regarding": { "apiVersion": "access.portal.dev/v1alpha1", "kind": "AdminInvitation",
+                                   "namespace": namespace, "name": name },
+                }))
                 .unwrap();
+                Api::<k8s_openapi::api::events::v1::Event>::namespaced(kube.clone(), &namespace)
+                    .create(&PostParams::default(), &event)
+                    .await
+                    .unwrap();
+            }
         })
         .buffer_unordered(concurrency())
         .collect::<Vec<_>>()
         .await;
     let elapsed = started.elapsed();
-    println!("baseline run: {:.2} s", elapsed.as_secs_f64());
+    let label = match baseline {
+        Baseline::Minimal => "baseline",
+        Baseline::SameRequests => "baseline with the operator's requests",
+    };
+    println!("{label} run: {:.2} s", elapsed.as_secs_f64());
     world.kube.stop().await;
     world.portal.stop().await;
     elapsed
