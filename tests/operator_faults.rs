@@ -228,7 +228,7 @@ impl InProcess {
                 resync: Duration::from_secs(3600),
                 // With a fifth of the portal's answers failing, a reconcile (a read and a
                 // create) fails about a third of the time; with the default cap of 5 minutes,
-                // one of 200 objects failing 8 times in a row (a run in twenty) would wait past
+                // one of 200 objects failing 8 times in a row (by estimate, a run in twenty; seen once) waits past
                 // the test's deadline. The cap is what is shortened, not the fault rate.
                 max_backoff: Duration::from_secs(15),
                 ..Default::default()
