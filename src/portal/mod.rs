@@ -305,6 +305,7 @@ impl Portal {
         if let Some(delivery) = delivery {
             delivery.abort();
         }
+        self.state.store.checkpoint_for_stop().await;
         result
     }
 }

@@ -36,10 +36,12 @@ use tokio::sync::{Mutex, Notify, OwnedMutexGuard, broadcast, oneshot, watch};
 use super::store::{Value, bind_all};
 
 /// Per connection: WAL (readers never block the writer), NORMAL sync (durable against a process
-/// crash: a commit is in the log before it returns), foreign keys, and a wait rather than an
-/// error when another process holds the write lock.
+/// crash: a commit is in the log before it returns), foreign keys, a wait rather than an
+/// error when another process holds the write lock, and a log cut back to 64 MiB when a
+/// checkpoint restarts it (it otherwise keeps the size of its busiest moment).
 pub const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                           PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;";
+                           PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; \
+                           PRAGMA journal_size_limit = 67108864;";
 
 /// How often the log is checkpointed while there are writes.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);

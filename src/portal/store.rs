@@ -153,6 +153,20 @@ impl Store {
         }
     }
 
+    /// SQLite: moves every committed page from the log into the database file and empties the
+    /// log, once the server has stopped serving. The log is otherwise left at its largest size
+    /// on disk (its checkpoints restart it from the beginning, they do not shrink it): after a
+    /// 10,000-object `apply` on the embedded portal, 229 MB beside a 21 MB database.
+    pub async fn checkpoint_for_stop(&self) {
+        if self.sqlite_writer.is_none() {
+            return;
+        }
+        self.settled().await;
+        if let Err(error) = self.pool.execute("PRAGMA wal_checkpoint(TRUNCATE)").await {
+            tracing::warn!(%error, "emptying the SQLite log at shutdown failed; it is replayed at the next start");
+        }
+    }
+
     /// The id of the newest committed event (0 when there is none): where a reader that wants
     /// only what happens from now on resumes.
     pub async fn latest_event(&self) -> Result<i64, sqlx::Error> {
@@ -476,6 +490,30 @@ mod tests {
         let mut out = String::new();
         append_renumbered(&mut out, "SELECT '$' || $1", 3);
         assert_eq!(out, "SELECT '$' || $4");
+    }
+
+    #[tokio::test]
+    async fn a_stopping_sqlite_store_leaves_its_log_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let database = dir.path().join("portal.db");
+        let store = Store::connect(&format!("sqlite://{}", database.display()))
+            .await
+            .unwrap();
+        store
+            .pool
+            .execute("CREATE TABLE scratch (n INTEGER); INSERT INTO scratch VALUES (1), (2), (3)")
+            .await
+            .unwrap();
+        let log = dir.path().join("portal.db-wal");
+        let size = || std::fs::metadata(&log).map_or(0, |m| m.len());
+        assert!(size() > 0, "the writes are in the log first");
+        store.checkpoint_for_stop().await;
+        assert_eq!(size(), 0, "the log is emptied into the database file");
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM scratch")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(rows, 3, "and nothing is lost");
     }
 
     #[test]
