@@ -99,12 +99,9 @@ fn meta_mut(object: &mut Value) -> &mut Map<String, Value> {
     object["metadata"].as_object_mut().expect("just ensured")
 }
 
-/// Whether `a` and `b` are equal in every top-level field but those in `ignored`.
-fn equal_but(a: &Value, b: &Value, ignored: &[&str]) -> bool {
-    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
-        return a == b;
-    };
-    let kept = |fields: &'_ Map<String, Value>| {
+/// Whether the maps `a` and `b` are equal in every field but those in `ignored`.
+fn equal_but(a: &Map<String, Value>, b: &Map<String, Value>, ignored: &[&str]) -> bool {
+    let kept = |fields: &Map<String, Value>| {
         fields
             .iter()
             .filter(|(key, _)| !ignored.contains(&key.as_str()))
@@ -118,21 +115,21 @@ fn equal_but(a: &Value, b: &Value, ignored: &[&str]) -> bool {
 
 /// Whether a write changed anything but metadata and status (which bumps `metadata.generation`).
 fn generation_changed(current: &Value, updated: &Value) -> bool {
-    !equal_but(
-        current,
-        updated,
-        &["metadata", "status", "apiVersion", "kind"],
-    )
+    match (current.as_object(), updated.as_object()) {
+        (Some(a), Some(b)) => !equal_but(a, b, &["metadata", "status", "apiVersion", "kind"]),
+        _ => current != updated,
+    }
 }
 
 /// Whether a write changed nothing but (at most) the resourceVersion it sent.
 fn unchanged(current: &Value, updated: &Value) -> bool {
-    equal_but(current, updated, &["metadata"])
-        && equal_but(
-            &Value::Object(meta(current).clone()),
-            &Value::Object(meta(updated).clone()),
-            &["resourceVersion"],
-        )
+    match (current.as_object(), updated.as_object()) {
+        (Some(a), Some(b)) => {
+            equal_but(a, b, &["metadata"])
+                && equal_but(meta(current), meta(updated), &["resourceVersion"])
+        }
+        _ => current == updated,
+    }
 }
 
 fn finalizers(object: &Value) -> Vec<String> {
