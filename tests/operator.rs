@@ -752,11 +752,33 @@ async fn a_restarted_operator_finds_what_a_crashed_one_created() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn portal_down_backs_off_then_converges() {
     let mut w = world().await;
-    // The operator starts against an address where nothing listens yet.
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
+    // The operator starts against an address where the portal is down: each connection is
+    // closed unanswered. The address stays held for the whole test (a port probed and let go
+    // can be taken by another test's connection before it is bound again).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let target = w.portal.base.trim_start_matches("http://").to_owned();
+    let forwarder = tokio::spawn({
+        let up = up.clone();
+        async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if !up.load(std::sync::atomic::Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let target = target.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        }
+    });
     w.start_operator_at(
         &format!("http://127.0.0.1:{port}"),
         Duration::from_secs(3600),
@@ -802,24 +824,8 @@ async fn portal_down_backs_off_then_converges() {
         value["status"]["observedGeneration"],
         value["metadata"]["generation"]
     );
-    // The portal comes up at that address (a forwarder to the real one).
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let target = w.portal.base.trim_start_matches("http://").to_owned();
-    let forwarder = tokio::spawn(async move {
-        loop {
-            let Ok((mut inbound, _)) = listener.accept().await else {
-                return;
-            };
-            let target = target.clone();
-            tokio::spawn(async move {
-                if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                }
-            });
-        }
-    });
+    // The portal comes up at that address (forwarded to the real one).
+    up.store(true, std::sync::atomic::Ordering::SeqCst);
     let converged = wait_for(
         Duration::from_secs(30),
         "convergence once the portal is up",
