@@ -728,6 +728,31 @@ async fn deleting_an_owner_collects_its_secret() {
         .create(&PostParams::default(), &unrelated)
         .await
         .unwrap();
+    // Owner references given and taken away after creation count as the real server's do.
+    let owned_by = json!({ "metadata": { "ownerReferences": [{
+        "apiVersion": Widget::api_version(&()), "kind": Widget::kind(&()),
+        "name": owner.name_any(), "uid": owner.uid().unwrap(),
+    }] } });
+    for name in ["adopted", "released"] {
+        let mut later = Secret::default();
+        later.metadata.name = Some(name.into());
+        secrets
+            .create(&PostParams::default(), &later)
+            .await
+            .unwrap();
+        secrets
+            .patch(name, &PatchParams::default(), &Patch::Merge(&owned_by))
+            .await
+            .unwrap();
+    }
+    secrets
+        .patch(
+            "released",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "metadata": { "ownerReferences": null } })),
+        )
+        .await
+        .unwrap();
     widgets
         .delete("owner", &DeleteParams::default())
         .await
@@ -735,6 +760,14 @@ async fn deleting_an_owner_collects_its_secret() {
     assert!(
         secrets.get_opt("owner-link").await.unwrap().is_none(),
         "the owned Secret is collected"
+    );
+    assert!(
+        secrets.get_opt("adopted").await.unwrap().is_none(),
+        "a Secret given an owner later is collected"
+    );
+    assert!(
+        secrets.get_opt("released").await.unwrap().is_some(),
+        "a Secret whose owner reference was removed is kept"
     );
     assert!(secrets.get_opt("unrelated").await.unwrap().is_some());
     server.stop().await;

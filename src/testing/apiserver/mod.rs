@@ -776,6 +776,10 @@ impl Filter {
         })
     }
 
+    fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+
     fn matches(&self, namespace: &str, object: &Value) -> Result<bool, ApiError> {
         if self.namespace.as_deref().is_some_and(|ns| ns != namespace) {
             return Ok(false);
@@ -828,23 +832,7 @@ fn list(
     };
     let mut items = Vec::new();
     let mut next = None;
-    // The resource's objects are one range of the map (in one namespace, a narrower one).
-    let start = (
-        resource.group.clone(),
-        resource.plural.clone(),
-        namespace.unwrap_or_default().to_owned(),
-        String::new(),
-    );
-    let in_range = |(group, plural, ns, _): &store::Key| {
-        group == &resource.group
-            && plural == &resource.plural
-            && namespace.is_none_or(|wanted| ns == wanted)
-    };
-    for ((_, _, ns, name), object) in state
-        .objects
-        .range(start..)
-        .take_while(|(key, _)| in_range(key))
-    {
+    for ((_, _, ns, name), object) in state.of_resource(resource, namespace) {
         let position = format!("{ns}/{name}");
         if after.as_ref().is_some_and(|a| &position <= a) {
             continue;
@@ -933,6 +921,8 @@ fn watch_response(
     let mut cut = shared.cut.subscribe();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(256);
     let mut initial = Vec::new();
+    // Serialized once the state's lock is released.
+    let mut added: Vec<Arc<Value>> = Vec::new();
     let start_rv = {
         let state = shared.state.lock().expect("state");
         match requested {
@@ -957,12 +947,9 @@ fn watch_response(
                 Some(state.rv)
             }
             None => {
-                for ((group, plural, ns, _), object) in &state.objects {
-                    if group == &resource.group
-                        && plural == &resource.plural
-                        && filter.matches(ns, object)?
-                    {
-                        initial.push(watch_line("ADDED", object));
+                for ((_, _, ns, _), object) in state.of_resource(resource, filter.namespace()) {
+                    if filter.matches(ns, object)? {
+                        added.push(object.clone());
                     }
                 }
                 Some(state.rv)
@@ -971,6 +958,7 @@ fn watch_response(
     };
     let resource = resource.clone();
     let shared = shared.clone();
+    initial.extend(added.iter().map(|object| watch_line("ADDED", object)));
     tokio::spawn(async move {
         for line in initial {
             if tx.send(Ok(line)).await.is_err() {
