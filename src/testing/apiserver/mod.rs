@@ -1028,8 +1028,19 @@ fn tokio_stream_from(
 // --- discovery ------------------------------------------------------------------------------
 
 fn discovery(shared: &Arc<Shared>, path: &str) -> Option<Response> {
-    let state = shared.state.lock().expect("state");
     let path = path.trim_end_matches('/');
+    // Every request asks here first: only a discovery path takes the state's lock.
+    let segments = path.split('/').filter(|s| !s.is_empty()).count();
+    let discoverable = match path.split('/').nth(1) {
+        Some("version") => segments == 1,
+        Some("api") => segments <= 2,
+        Some("apis") => segments <= 3,
+        _ => false,
+    };
+    if !discoverable {
+        return None;
+    }
+    let state = shared.state.lock().expect("state");
     let ok = |value: Value| Some(json_response(StatusCode::OK, value));
     match path {
         "/version" => ok(json!({

@@ -17,8 +17,10 @@ pub struct Resource {
     pub status_subresource: bool,
     pub short_names: Vec<String>,
     pub categories: Vec<String>,
-    /// `openAPIV3Schema` of a custom resource; built-ins are not validated.
-    pub schema: Option<Value>,
+    /// `openAPIV3Schema` of a custom resource; built-ins are not validated. Shared: a request
+    /// takes its own copy of the resource, and a deep copy of the schema per request was most
+    /// of the double's copying.
+    pub schema: Option<std::sync::Arc<Value>>,
     pub custom: bool,
 }
 
@@ -103,7 +105,10 @@ impl Resource {
                 status_subresource: version.pointer("/subresources/status").is_some(),
                 short_names: strings("shortNames"),
                 categories: strings("categories"),
-                schema: version.pointer("/schema/openAPIV3Schema").cloned(),
+                schema: version
+                    .pointer("/schema/openAPIV3Schema")
+                    .cloned()
+                    .map(std::sync::Arc::new),
                 custom: true,
             });
         }
