@@ -200,6 +200,26 @@ fn check_rules(
     old: Option<&Value>,
     causes: &mut Vec<Cause>,
 ) {
+    check_rules_of(value, schema, path, old, Rules::All, causes);
+}
+
+/// Which of a node's rules run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Rules {
+    All,
+    /// Only those that read `oldSelf`: the node is unchanged by an update, and the errors of
+    /// the others on an unchanged value are ratcheted (ignored), as the real server does.
+    Transitions,
+}
+
+fn check_rules_of(
+    value: &Value,
+    schema: &Value,
+    path: &str,
+    old: Option<&Value>,
+    which: Rules,
+    causes: &mut Vec<Cause>,
+) {
     let Some(rules) = schema
         .get("x-kubernetes-validations")
         .and_then(Value::as_array)
@@ -212,7 +232,7 @@ fn check_rules(
             continue;
         };
         let transition = source.contains("oldSelf");
-        if transition && old.is_none() {
+        if (transition && old.is_none()) || (!transition && which == Rules::Transitions) {
             continue;
         }
         let field = match rule.get("fieldPath").and_then(Value::as_str) {
@@ -491,6 +511,13 @@ fn validate(
     old: Option<&Value>,
     causes: &mut Vec<Cause>,
 ) {
+    // Validation ratcheting (Kubernetes 1.30+, GA in 1.33): on an update, a value equal to
+    // its old self is not checked again, so a write that leaves the spec alone (a finalizer,
+    // a label) is not refused for what an older schema let in. Transition rules still run.
+    if old.is_some_and(|old| old == value) {
+        transition_rules(value, schema, path, old, causes);
+        return;
+    }
     if value.is_null() {
         if schema.get("nullable").and_then(Value::as_bool) != Some(true) {
             causes.push(Cause {
@@ -643,6 +670,36 @@ fn validate(
         _ => {}
     }
     check_rules(value, schema, path, old, causes);
+}
+
+/// The transition rules of an unchanged value's schema, down its fields (list items have no
+/// old selves, so their rules do not run on an update either way).
+fn transition_rules(
+    value: &Value,
+    schema: &Value,
+    path: &str,
+    old: Option<&Value>,
+    causes: &mut Vec<Cause>,
+) {
+    if let Value::Object(fields) = value {
+        let properties = schema.get("properties").and_then(Value::as_object);
+        for (key, child) in fields {
+            let child_schema = properties
+                .and_then(|p| p.get(key))
+                .or_else(|| schema.get("additionalProperties").filter(|a| a.is_object()));
+            if let Some(child_schema) = child_schema {
+                let old_child = old.and_then(|o| o.get(key));
+                transition_rules(
+                    child,
+                    child_schema,
+                    &format!("{path}.{key}"),
+                    old_child,
+                    causes,
+                );
+            }
+        }
+    }
+    check_rules_of(value, schema, path, old, Rules::Transitions, causes);
 }
 
 fn validate_string(value: &Value, text: &str, schema: &Value, path: &str, causes: &mut Vec<Cause>) {
@@ -801,6 +858,51 @@ mod tests {
                 .collect();
             assert_eq!(messages, expected, "{value} after {old:?}");
         }
+    }
+
+    #[test]
+    fn an_update_that_leaves_a_value_alone_is_not_refused_for_it_but_transition_rules_still_run() {
+        let schema = json!({ "type": "object", "properties": {
+            "spec": { "type": "object", "properties": {
+                "email": { "type": "string", "pattern": "^[^@]+@[^@]+$",
+                           "x-kubernetes-validations": [{ "rule": "size(self) < 40", "message": "too long" }] },
+                "size": { "type": "integer", "minimum": 1 },
+                "pinned": { "type": "string",
+                            "x-kubernetes-validations": [{ "rule": "self != oldSelf", "message": "must change" }] }
+            } }
+        } });
+        // Stored when the schema was looser: every field of it is invalid now.
+        let stored = json!({ "apiVersion": "v1", "kind": "K", "metadata": { "name": "a" },
+            "spec": { "email": "not-an-email-and-far-too-long-for-the-rule-that-came-later", "size": 0 } });
+        let messages = |object: &mut Value, old: Option<&Value>| -> Vec<String> {
+            admit(object, &schema, old)
+                .into_iter()
+                .map(|c| format!("{}: {}", c.field, c.message.rsplit(": ").next().unwrap()))
+                .collect()
+        };
+        // A finalizer added: the spec is as it was, so nothing in it is checked again.
+        let mut finalized = stored.clone();
+        finalized["metadata"]["finalizers"] = json!(["portal.dev/cleanup"]);
+        assert_eq!(
+            messages(&mut finalized, Some(&stored)),
+            Vec::<String>::new()
+        );
+        // A changed field is checked; the unchanged ones beside it are not.
+        let mut resized = stored.clone();
+        resized["spec"]["size"] = json!(-1);
+        assert_eq!(
+            messages(&mut resized, Some(&stored)),
+            ["spec.size: spec.size in body should be greater than or equal to 1"]
+        );
+        // Created as it is, everything is checked.
+        assert_eq!(messages(&mut stored.clone(), None).len(), 3);
+        // A transition rule is never ratcheted: unchanged, it still runs (and fails here).
+        let stored = json!({ "spec": { "pinned": "x" } });
+        let mut same = stored.clone();
+        assert_eq!(
+            messages(&mut same, Some(&stored)),
+            ["spec.pinned: must change"]
+        );
     }
 
     #[test]

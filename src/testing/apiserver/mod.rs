@@ -15,7 +15,8 @@
 //! changes outside metadata and status only; DELETE with finalizers and `deletionTimestamp`;
 //! garbage collection of objects whose ownerReferences name a deleted owner; custom resources
 //! defaulted, pruned and validated against `openAPIV3Schema` and its CEL rules (422 with field
-//! paths); errors as
+//! paths; on an update, values left unchanged are not checked again, transition rules apart, as
+//! with the real server's validation ratcheting); errors as
 //! `metav1.Status` with the real reasons and codes.
 //!
 //! Measurement and faults: per-verb, per-resource request counters; the next N requests can
