@@ -112,53 +112,96 @@ fn stream(
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> {
     let wake = state.store.feed.subscribe();
     let closing = state.closing.subscribe();
-    let visibility = Visibility::new(principal);
-    let start = (
+    let reader = Reader {
         state,
-        visibility,
+        visibility: Visibility::new(principal),
         wake,
-        after,
-        std::collections::VecDeque::<Event>::new(),
+        cursor: after,
+        pending: std::collections::VecDeque::new(),
+        behind: true,
         closing,
-    );
-    futures::stream::unfold(
-        start,
-        |(state, mut visibility, mut wake, mut cursor, mut pending, mut closing)| async move {
-            loop {
-                // The server is shutting down: end the stream so the shutdown can finish.
-                if *closing.borrow() {
-                    return None;
+    };
+    futures::stream::unfold(reader, |mut reader| async move {
+        let event = reader.next().await?;
+        let sse = SseEvent::default()
+            .id(event.seq.to_string())
+            .event(event.event_type.as_str())
+            .json_data(&event)
+            .unwrap_or_else(|_| SseEvent::default().comment("unserialisable event"));
+        Some((Ok(sse), reader))
+    })
+}
+
+/// One feed stream's position, and what it has read but not sent.
+struct Reader {
+    state: AppState,
+    visibility: Visibility,
+    wake: tokio::sync::broadcast::Receiver<i64>,
+    cursor: i64,
+    pending: std::collections::VecDeque<Event>,
+    /// Whether the store may hold events after `cursor`: reads go to the store only then. A
+    /// wake per commit read the store per commit (and once more to find nothing), though one
+    /// read after a burst of commits gets all of them.
+    behind: bool,
+    closing: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Reader {
+    /// The next event the caller may see; `None` once the server is shutting down.
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            // The server is shutting down: end the stream so the shutdown can finish.
+            if *self.closing.borrow() {
+                return None;
+            }
+            if let Some(event) = self.pending.pop_front() {
+                if self.visibility.allows(&self.state, &event).await {
+                    return Some(event);
                 }
-                if let Some(event) = pending.pop_front() {
-                    if !visibility.allows(&state, &event).await {
-                        continue;
-                    }
-                    let sse = SseEvent::default()
-                        .id(event.seq.to_string())
-                        .event(event.event_type.as_str())
-                        .json_data(&event)
-                        .unwrap_or_else(|_| SseEvent::default().comment("unserialisable event"));
-                    return Some((Ok(sse), (state, visibility, wake, cursor, pending, closing)));
-                }
-                match state.store.events_after(cursor, PAGE).await {
-                    Ok(batch) if !batch.is_empty() => {
-                        cursor = batch.last().map(|e| e.seq).unwrap_or(cursor);
-                        pending.extend(batch);
-                    }
-                    Ok(_) => {
-                        tokio::select! {
-                            _ = tokio::time::timeout(POLL, wake.recv()) => {}
-                            _ = closing.changed() => return None,
-                        }
+                continue;
+            }
+            if self.behind {
+                match self.state.store.events_after(self.cursor, PAGE).await {
+                    Ok(batch) => {
+                        // A short page is everything committed when it was read; what commits
+                        // later wakes this reader.
+                        self.behind = batch.len() as i64 == PAGE;
+                        self.cursor = batch.last().map_or(self.cursor, |e| e.seq);
+                        self.pending.extend(batch);
                     }
                     Err(error) => {
                         tracing::warn!(%error, "reading the change feed failed; retrying");
                         tokio::time::sleep(POLL).await;
                     }
                 }
+                continue;
             }
-        },
-    )
+            tokio::select! {
+                woken = tokio::time::timeout(POLL, self.wake.recv()) => {
+                    self.behind = match woken {
+                        Ok(Ok(last)) => {
+                            // Every commit queued since wakes once: the newest says enough.
+                            let mut newest = last;
+                            while let Ok(last) = self.wake.try_recv() {
+                                newest = newest.max(last);
+                            }
+                            newest > self.cursor
+                        }
+                        // Wakes were dropped, the poll's time is up, or nobody will wake it:
+                        // read the store anyway.
+                        Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) | Err(_) => {
+                            true
+                        }
+                        Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => {
+                            tokio::time::sleep(POLL).await;
+                            true
+                        }
+                    };
+                }
+                _ = self.closing.changed() => return None,
+            }
+        }
+    }
 }
 
 /// Which events a caller may see, cached per account and forgotten when grants or accounts
