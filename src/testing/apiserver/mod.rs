@@ -937,7 +937,9 @@ fn watch_response(
                 None
             }
             Some(rv) => {
-                for change in state.history.iter().filter(|c| c.rv > rv) {
+                // The history is in resourceVersion order: resume where `rv` ends.
+                let first = state.history.partition_point(|c| c.rv <= rv);
+                for change in state.history.range(first..) {
                     if change.group == resource.group
                         && change.plural == resource.plural
                         && filter.matches(&change.namespace, &change.object)?
