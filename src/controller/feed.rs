@@ -420,8 +420,11 @@ pub async fn follow<P: PortalApi>(
             // Events may have passed while we had no position: look at everything.
             resync_now.notify_one();
         }
-        let wait =
-            super::backoff(failures.max(1), rand::random::<f64>()).min(Duration::from_secs(30));
+        let wait = super::backoff(
+            failures.max(1),
+            rand::random::<f64>(),
+            Duration::from_secs(30),
+        );
         tokio::time::sleep(wait).await;
     }
 }

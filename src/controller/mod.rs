@@ -232,14 +232,15 @@ fn portal_category(error: &PortalError) -> &'static str {
 /// The default cap of an object's backoff.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
-/// Backoff after `failures` consecutive failures: 1 s doubling, capped at 5 minutes, with up to
-/// 25 % jitter so that objects failing together do not retry together.
-pub fn backoff(failures: u32, jitter: f64) -> Duration {
-    const CAP: f64 = MAX_BACKOFF.as_secs_f64();
+/// Backoff after `failures` consecutive failures: 1 s doubling, capped at `cap` (by default
+/// [`MAX_BACKOFF`]), with up to 25 % jitter so that objects failing together do not retry
+/// together.
+pub fn backoff(failures: u32, jitter: f64, cap: Duration) -> Duration {
+    let cap = cap.as_secs_f64();
     let base = 2f64
         .powi(failures.saturating_sub(1).min(16) as i32)
-        .min(CAP);
-    Duration::from_secs_f64((base * (1.0 + 0.25 * jitter.clamp(0.0, 1.0))).min(CAP))
+        .min(cap);
+    Duration::from_secs_f64((base * (1.0 + 0.25 * jitter.clamp(0.0, 1.0))).min(cap))
 }
 
 fn key<K: Resource<DynamicType = ()>>(object: &K) -> String {
@@ -277,7 +278,7 @@ where
         *count
     };
     ctx.metrics.error(K::kind(&()).as_ref(), error.category());
-    let wait = backoff(failures, rand::random::<f64>()).min(ctx.max_backoff);
+    let wait = backoff(failures, rand::random::<f64>(), ctx.max_backoff);
     let wait = error.retry_after().map_or(wait, |asked| asked.max(wait));
     tracing::warn!(
         object = %key(object.as_ref()),
@@ -819,10 +820,13 @@ mod tests {
 
     #[test]
     fn backoff_doubles_from_one_second_and_caps_at_five_minutes() {
-        assert_eq!(backoff(1, 0.0), Duration::from_secs(1));
-        assert_eq!(backoff(2, 0.0), Duration::from_secs(2));
-        assert_eq!(backoff(5, 0.0), Duration::from_secs(16));
-        assert_eq!(backoff(40, 1.0), Duration::from_secs(300));
-        assert!(backoff(3, 1.0) > backoff(3, 0.0), "jitter spreads retries");
+        assert_eq!(backoff(1, 0.0, MAX_BACKOFF), Duration::from_secs(1));
+        assert_eq!(backoff(2, 0.0, MAX_BACKOFF), Duration::from_secs(2));
+        assert_eq!(backoff(5, 0.0, MAX_BACKOFF), Duration::from_secs(16));
+        assert_eq!(backoff(40, 1.0, MAX_BACKOFF), Duration::from_secs(300));
+        assert!(
+            backoff(3, 1.0, MAX_BACKOFF) > backoff(3, 0.0, MAX_BACKOFF),
+            "jitter spreads retries"
+        );
     }
 }

@@ -643,16 +643,16 @@ fn validate(
             }
         }
         Value::Object(fields) => {
-            let properties = schema.get("properties").and_then(Value::as_object);
             for (key, child) in fields {
-                let child_path = format!("{path}.{key}");
-                let old_child = old.and_then(|o| o.get(key));
-                if let Some(property) = properties.and_then(|p| p.get(key)) {
-                    validate(child, property, &child_path, old_child, causes);
-                } else if let Some(additional) =
-                    schema.get("additionalProperties").filter(|a| a.is_object())
-                {
-                    validate(child, additional, &child_path, old_child, causes);
+                if let Some(field_schema) = field_schema(schema, key) {
+                    let old_child = old.and_then(|o| o.get(key));
+                    validate(
+                        child,
+                        field_schema,
+                        &format!("{path}.{key}"),
+                        old_child,
+                        causes,
+                    );
                 }
             }
             check_required(fields, schema, path, causes);
@@ -672,6 +672,14 @@ fn validate(
     check_rules(value, schema, path, old, causes);
 }
 
+/// The schema of an object's field `key`: its declared property, else `additionalProperties`.
+fn field_schema<'a>(schema: &'a Value, key: &str) -> Option<&'a Value> {
+    schema
+        .get("properties")
+        .and_then(|properties| properties.get(key))
+        .or_else(|| schema.get("additionalProperties").filter(|a| a.is_object()))
+}
+
 /// The transition rules of an unchanged value's schema, down its fields (list items have no
 /// old selves, so their rules do not run on an update either way).
 fn transition_rules(
@@ -682,12 +690,8 @@ fn transition_rules(
     causes: &mut Vec<Cause>,
 ) {
     if let Value::Object(fields) = value {
-        let properties = schema.get("properties").and_then(Value::as_object);
         for (key, child) in fields {
-            let child_schema = properties
-                .and_then(|p| p.get(key))
-                .or_else(|| schema.get("additionalProperties").filter(|a| a.is_object()));
-            if let Some(child_schema) = child_schema {
+            if let Some(child_schema) = field_schema(schema, key) {
                 let old_child = old.and_then(|o| o.get(key));
                 transition_rules(
                     child,
